@@ -1,0 +1,69 @@
+//! Diagnostics: every problem found in user input, with where it is and what
+//! was expected. A load collects all of them instead of stopping at the first.
+
+use std::fmt;
+
+/// How bad a diagnostic is. Errors fail `meshsim validate`; warnings report
+/// input we accept but do not act on (never silently dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in the user's YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// File name as the user gave it.
+    pub file: String,
+    /// 1-based line; 0 when the position is unknown.
+    pub line: u64,
+    /// 1-based column; 0 when the position is unknown.
+    pub column: u64,
+    /// Dotted field path inside the document (`spec.http[0].route`), or empty.
+    pub path: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(file: &str, line: u64, column: u64, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Error, file: file.to_string(), line, column, path: path.into(), message: message.into() }
+    }
+
+    pub fn warning(file: &str, line: u64, column: u64, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, file: file.to_string(), line, column, path: path.into(), message: message.into() }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {sev}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A position inside a file, carried by resources so later stages (the
+/// compiler, `analyze`) can point back at the YAML.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}

@@ -1,0 +1,106 @@
+use super::*;
+
+fn kinds(l: &Loaded) -> Vec<String> {
+    l.resources.iter().map(|r| r.meta().kind.clone()).collect()
+}
+
+#[test]
+fn multi_document_with_positions() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n    name: http\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: a\nspec:\n  hosts: [a]\n  htpp: []\n";
+    let l = parse_str("f.yaml", text);
+    assert_eq!(kinds(&l), vec!["Service"]);
+    let e = l.errors().next().expect("an error");
+    assert_eq!((e.file.as_str(), e.line), ("f.yaml", 16), "{e}");
+    assert!(e.message.contains("unknown field `htpp`"), "{e}");
+    assert!(e.message.contains("expected one of hosts, gateways, http"), "says what was expected: {e}");
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {portz: []}\n---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: b}\nspec:\n  host: b\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUALL\n";
+    let l = parse_str("f.yaml", text);
+    let errs: Vec<_> = l.errors().collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs[1].line, 13, "{}", errs[1]);
+    assert_eq!(errs[1].path, "spec.trafficPolicy.tls.mode", "{}", errs[1]);
+    assert!(errs[1].message.contains("ISTIO_MUTUAL"), "{}", errs[1]);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  replicas: many\n";
+    let l = parse_str("d.yaml", text);
+    let e = l.errors().next().expect("error");
+    assert_eq!(e.path, "spec.replicas");
+    assert_eq!(e.line, 5);
+}
+
+#[test]
+fn unsimulated_fields_are_warnings() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http:\n  - fault:\n      abort: {httpStatus: 500}\n    route:\n    - destination: {host: a}\n";
+    let l = parse_str("v.yaml", text);
+    assert!(!l.has_errors());
+    let w = &l.diagnostics[0];
+    assert_eq!(w.severity, crate::Severity::Warning);
+    assert_eq!(w.path, "spec.http[0].fault");
+    assert_eq!(w.line, 8, "{w}");
+}
+
+#[test]
+fn kind_list_items_keep_their_lines() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: a\n  spec:\n    ports: [{port: 80}]\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: b\n  spec:\n    portss: []\n";
+    let l = parse_str("l.yaml", text);
+    assert_eq!(kinds(&l), vec!["Service"]);
+    let e = l.errors().next().expect("error");
+    assert_eq!(e.line, 15, "{e}");
+}
+
+#[test]
+fn mesh_config_from_configmap() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: istio\n  namespace: istio-system\ndata:\n  mesh: |-\n    outboundTrafficPolicy:\n      mode: REGISTRY_ONLY\n    enableAutoMtls: false\n    accessLogFile: /dev/stdout\n";
+    let l = parse_str("m.yaml", text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    let Resource::MeshConfig(m) = &l.resources[0] else { panic!("not mesh config") };
+    assert_eq!(m.spec.enable_auto_mtls, Some(false));
+    let bad = text.replace("REGISTRY_ONLY", "REGISTRY");
+    let l = parse_str("m.yaml", &bad);
+    let e = l.errors().next().expect("error");
+    assert_eq!(e.line, 9, "{e}");
+    assert!(e.path.starts_with("data.mesh"), "{e}");
+}
+
+#[test]
+fn hostile_inputs_get_errors() {
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nkind: Service\napiVersion: v1\n";
+    assert!(parse_str("bomb.yaml", bomb).has_errors());
+    let deep = format!("kind: Service\napiVersion: v1\nspec: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(parse_str("deep.yaml", &deep).has_errors());
+    assert!(parse_bytes("bin", &[0xff, 0xfe, 0x00, 0x12]).has_errors());
+    assert!(parse_bytes("big", &vec![b'a'; MAX_FILE_BYTES + 1]).has_errors());
+}
+
+#[test]
+fn unknown_istio_kind_is_an_error_and_other_kinds_warn() {
+    let l = parse_str("k.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: a}\n");
+    assert!(l.has_errors());
+    let l = parse_str("k.yaml", "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\n");
+    assert!(!l.has_errors());
+    assert_eq!(l.diagnostics.len(), 1);
+}
+
+
+#[test]
+fn json_list_items() {
+    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b}"}, "spec": {}}]}"#;
+    let l = parse_str("l.json", text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(kinds(&l), vec!["Service", "Service"]);
+}
+
+#[test]
+fn kubectl_style_list_with_trailing_keys() {
+    let text = "apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: a\n  spec:\n    ports:\n    - port: 80\nkind: List\nmetadata:\n  resourceVersion: \"\"\n";
+    let l = parse_str("l.yaml", text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(kinds(&l), vec!["Service"]);
+}

@@ -1,0 +1,164 @@
+//! The mesh config as Istio keeps it: ConfigMap `istio` in `istio-system`,
+//! key `mesh`, a YAML document of `MeshConfig`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::common::{Duration, NotSimulated, Unsimulated};
+use crate::report_unsimulated;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeshConfig {
+    #[serde(default)]
+    pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+    /// Istio's default is true.
+    #[serde(default)]
+    pub enable_auto_mtls: Option<bool>,
+    #[serde(default)]
+    pub access_log_file: Option<String>,
+    #[serde(default)]
+    pub access_log_encoding: Option<AccessLogEncoding>,
+    #[serde(default)]
+    pub access_log_format: Option<String>,
+    #[serde(default)]
+    pub default_config: Option<ProxyConfig>,
+    #[serde(default)]
+    pub root_namespace: Option<String>,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    #[serde(default)]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default)]
+    pub protocol_detection_timeout: Option<Duration>,
+    #[serde(default)]
+    pub ingress_service: Option<String>,
+    #[serde(default)]
+    pub ingress_class: Option<String>,
+    #[serde(default)]
+    pub ingress_controller_mode: NotSimulated,
+    #[serde(default)]
+    pub enable_tracing: NotSimulated,
+    #[serde(default)]
+    pub enable_prometheus_merge: NotSimulated,
+    #[serde(default)]
+    pub extension_providers: NotSimulated,
+    #[serde(default)]
+    pub default_providers: NotSimulated,
+    #[serde(default)]
+    pub locality_lb_setting: NotSimulated,
+    #[serde(default)]
+    pub h2_upgrade_policy: NotSimulated,
+    #[serde(default)]
+    pub dns_refresh_rate: NotSimulated,
+    #[serde(default)]
+    pub tcp_keepalive: NotSimulated,
+    #[serde(default)]
+    pub discovery_selectors: NotSimulated,
+    #[serde(default)]
+    pub default_service_export_to: NotSimulated,
+    #[serde(default)]
+    pub default_virtual_service_export_to: NotSimulated,
+    #[serde(default)]
+    pub default_destination_rule_export_to: NotSimulated,
+    #[serde(default)]
+    pub trust_domain_aliases: NotSimulated,
+    #[serde(default)]
+    pub ca_certificates: NotSimulated,
+    #[serde(default)]
+    pub service_settings: NotSimulated,
+    #[serde(default)]
+    pub mesh_mtls: NotSimulated,
+    #[serde(default)]
+    pub tls_defaults: NotSimulated,
+    #[serde(default)]
+    pub inbound_cluster_stat_name: NotSimulated,
+    #[serde(default)]
+    pub outbound_cluster_stat_name: NotSimulated,
+    #[serde(default)]
+    pub verify_certificate_at_client: NotSimulated,
+}
+
+impl Unsimulated for MeshConfig {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out;
+            ingress_controller_mode => "ingressControllerMode", enable_tracing => "enableTracing",
+            enable_prometheus_merge => "enablePrometheusMerge", extension_providers => "extensionProviders",
+            default_providers => "defaultProviders", locality_lb_setting => "localityLbSetting",
+            h2_upgrade_policy => "h2UpgradePolicy", dns_refresh_rate => "dnsRefreshRate",
+            tcp_keepalive => "tcpKeepalive", discovery_selectors => "discoverySelectors",
+            default_service_export_to => "defaultServiceExportTo",
+            default_virtual_service_export_to => "defaultVirtualServiceExportTo",
+            default_destination_rule_export_to => "defaultDestinationRuleExportTo",
+            trust_domain_aliases => "trustDomainAliases", ca_certificates => "caCertificates",
+            service_settings => "serviceSettings", mesh_mtls => "meshMTLS", tls_defaults => "tlsDefaults",
+            inbound_cluster_stat_name => "inboundClusterStatName",
+            outbound_cluster_stat_name => "outboundClusterStatName",
+            verify_certificate_at_client => "verifyCertificateAtClient");
+        if let Some(pc) = &self.default_config {
+            let p = format!("{path}.defaultConfig");
+            report_unsimulated!(pc, p, out; tracing => "tracing", proxy_stats_matcher => "proxyStatsMatcher",
+                termination_drain_duration => "terminationDrainDuration", drain_duration => "drainDuration",
+                image => "image", gateway_topology => "gatewayTopology", proxy_headers => "proxyHeaders",
+                tracing_service_name => "tracingServiceName", status_port => "statusPort");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundTrafficPolicy {
+    #[serde(default)]
+    pub mode: OutboundMode,
+    #[serde(default)]
+    pub egress_proxy: NotSimulated,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundMode {
+    RegistryOnly,
+    #[default]
+    AllowAny,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessLogEncoding {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `HTTP10: "1"` makes Envoy accept HTTP/1.0 (istiod's PILOT_HTTP10 per proxy).
+    #[serde(default)]
+    pub proxy_metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    #[serde(default)]
+    pub hold_application_until_proxy_starts: Option<bool>,
+    #[serde(default)]
+    pub discovery_address: Option<String>,
+    #[serde(default)]
+    pub tracing: NotSimulated,
+    #[serde(default)]
+    pub proxy_stats_matcher: NotSimulated,
+    #[serde(default)]
+    pub termination_drain_duration: NotSimulated,
+    #[serde(default)]
+    pub drain_duration: NotSimulated,
+    #[serde(default)]
+    pub image: NotSimulated,
+    #[serde(default)]
+    pub gateway_topology: NotSimulated,
+    #[serde(default)]
+    pub proxy_headers: NotSimulated,
+    #[serde(default)]
+    pub tracing_service_name: NotSimulated,
+    #[serde(default)]
+    pub status_port: NotSimulated,
+}

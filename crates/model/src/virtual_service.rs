@@ -1,0 +1,301 @@
+//! `networking.istio.io` VirtualService.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::common::{de_opt_port, Duration, NotSimulated, Unsimulated};
+use crate::report_unsimulated;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Empty means `mesh` only.
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    #[serde(default)]
+    pub tls: Vec<TlsRoute>,
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
+    #[serde(default)]
+    pub export_to: NotSimulated,
+}
+
+impl Unsimulated for VirtualServiceSpec {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out; export_to => "exportTo");
+        self.http.unsimulated(&format!("{path}.http"), out);
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRoute {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matches: Vec<HttpMatchRequest>,
+    #[serde(default)]
+    pub route: Vec<HttpRouteDestination>,
+    #[serde(default)]
+    pub redirect: Option<HttpRedirect>,
+    #[serde(default)]
+    pub direct_response: Option<HttpDirectResponse>,
+    #[serde(default)]
+    pub rewrite: Option<HttpRewrite>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub retries: Option<HttpRetry>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
+    #[serde(default)]
+    pub fault: NotSimulated,
+    #[serde(default)]
+    pub mirror: NotSimulated,
+    #[serde(default)]
+    pub mirrors: NotSimulated,
+    #[serde(default)]
+    pub mirror_percentage: NotSimulated,
+    #[serde(default)]
+    pub mirror_percent: NotSimulated,
+    #[serde(default)]
+    pub cors_policy: NotSimulated,
+    #[serde(default)]
+    pub delegate: NotSimulated,
+}
+
+impl Unsimulated for HttpRoute {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out;
+            fault => "fault", mirror => "mirror", mirrors => "mirrors",
+            mirror_percentage => "mirrorPercentage", mirror_percent => "mirrorPercent",
+            cors_policy => "corsPolicy", delegate => "delegate");
+        self.matches.unsimulated(&format!("{path}.match"), out);
+    }
+}
+
+/// A string match as Istio spells it: one of `exact`, `prefix`, `regex`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpMatchRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uri: Option<StringMatch>,
+    #[serde(default)]
+    pub scheme: Option<StringMatch>,
+    #[serde(default)]
+    pub method: Option<StringMatch>,
+    #[serde(default)]
+    pub authority: Option<StringMatch>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub without_headers: BTreeMap<String, StringMatch>,
+    #[serde(default, deserialize_with = "de_opt_port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub ignore_uri_case: bool,
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+    #[serde(default)]
+    pub stat_prefix: NotSimulated,
+}
+
+impl Unsimulated for HttpMatchRequest {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out; stat_prefix => "statPrefix");
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    pub host: String,
+    #[serde(default)]
+    pub subset: Option<String>,
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortSelector {
+    #[serde(default, deserialize_with = "de_opt_port")]
+    pub number: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteDestination {
+    pub destination: Destination,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Headers {
+    #[serde(default)]
+    pub request: Option<HeaderOperations>,
+    #[serde(default)]
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRedirect {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub redirect_code: Option<u16>,
+    #[serde(default)]
+    pub derive_port: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpDirectResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<HttpBody>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpBody {
+    #[serde(default)]
+    pub string: Option<String>,
+    #[serde(default)]
+    pub bytes: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRewrite {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegexRewrite {
+    #[serde(rename = "match")]
+    pub match_: String,
+    pub rewrite: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRetry {
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub per_try_timeout: Option<Duration>,
+    #[serde(default)]
+    pub retry_on: Option<String>,
+    #[serde(default)]
+    pub retry_remote_localities: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsRoute {
+    #[serde(rename = "match", default)]
+    pub matches: Vec<TlsMatchAttributes>,
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsMatchAttributes {
+    #[serde(default)]
+    pub sni_hosts: Vec<String>,
+    #[serde(default)]
+    pub destination_subnets: Vec<String>,
+    #[serde(default, deserialize_with = "de_opt_port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpRoute {
+    #[serde(rename = "match", default)]
+    pub matches: Vec<L4MatchAttributes>,
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L4MatchAttributes {
+    #[serde(default)]
+    pub destination_subnets: Vec<String>,
+    #[serde(default, deserialize_with = "de_opt_port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+    #[serde(default)]
+    pub source_subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteDestination {
+    pub destination: Destination,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
