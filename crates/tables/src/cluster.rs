@@ -1,0 +1,195 @@
+//! Clusters and their endpoints.
+
+use serde::Serialize;
+
+use crate::listener::{Address, CommonTlsContext};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DiscoveryType {
+    Static,
+    StrictDns,
+    LogicalDns,
+    Eds,
+    OriginalDst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    ClusterProvided,
+}
+
+/// Which way a cluster points, for `proxy-config clusters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterDirection {
+    Outbound,
+    Inbound,
+    /// PassthroughCluster, BlackHoleCluster, InboundPassthroughCluster.
+    Special,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub discovery_type: DiscoveryType,
+    pub connect_timeout: String,
+    pub lb_policy: LbPolicy,
+    pub circuit_breakers: CircuitBreakers,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<UpstreamTransportSocket>,
+    /// Auto mTLS: endpoints labelled `tlsMode: istio` get mTLS, others plain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
+    /// Upstream HTTP version: `true` when the port speaks HTTP/2 (gRPC, `http2`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http2_protocol_options: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+    /// Inline endpoints for STATIC / STRICT_DNS clusters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_assignment: Option<ClusterLoadAssignment>,
+    /// Display data for `proxy-config clusters`.
+    pub metadata: ClusterMetadata,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterMetadata {
+    pub direction: ClusterDirection,
+    /// Service FQDN (empty for special clusters).
+    pub service: String,
+    pub port: u16,
+    pub subset: String,
+    /// `name.namespace` of the DestinationRule applied, if any.
+    pub destination_rule: String,
+}
+
+/// Envoy's per-priority thresholds; istiod sets each to the maximum unless a
+/// DestinationRule lowers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CircuitBreakers {
+    pub thresholds: Vec<Thresholds>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Thresholds {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { max_connections: u32::MAX, max_pending_requests: u32::MAX, max_requests: u32::MAX, max_retries: u32::MAX }
+    }
+}
+
+impl CircuitBreakers {
+    pub fn default_thresholds(&self) -> Thresholds {
+        self.thresholds.first().copied().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamTransportSocket {
+    pub name: String,
+    pub typed_config: UpstreamTlsContext,
+}
+
+/// Which Istio TLS mode produced an upstream TLS context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UpstreamTlsMode {
+    Simple,
+    Mutual,
+    IstioMutual,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamTlsContext {
+    #[serde(rename = "@type")]
+    pub type_url: &'static str,
+    pub common_tls_context: CommonTlsContext,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sni: String,
+    /// meshsim annotation: the Istio mode this context implements.
+    pub istio_mode: UpstreamTlsMode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportSocketMatch {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: serde_json::Value,
+    /// `None` = `envoy.transport_sockets.raw_buffer` (plaintext).
+    pub transport_socket: Option<UpstreamTransportSocket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterLoadAssignment {
+    pub cluster_name: String,
+    pub endpoints: Vec<LocalityLbEndpoints>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalityLbEndpoints {
+    pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LbEndpoint {
+    pub endpoint: Endpoint,
+    pub health_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<EndpointMetadata>,
+    pub load_balancing_weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    /// A pod IP, or a DNS name for STRICT_DNS clusters.
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointMetadata {
+    pub filter_metadata: EndpointFilterMetadata,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointFilterMetadata {
+    #[serde(rename = "envoy.transport_socket_match")]
+    pub transport_socket_match: TlsModeLabel,
+    pub istio: EndpointIstioMetadata,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsModeLabel {
+    #[serde(rename = "tlsMode")]
+    pub tls_mode: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointIstioMetadata {
+    /// `pod;namespace;app;version;cluster` as istiod writes it.
+    pub workload: String,
+}
+
+impl LbEndpoint {
+    /// Whether auto mTLS should originate mTLS to this endpoint.
+    pub fn tls_mode_istio(&self) -> bool {
+        self.metadata.as_ref().is_some_and(|m| m.filter_metadata.transport_socket_match.tls_mode == "istio")
+    }
+}
+
+impl ClusterLoadAssignment {
+    pub fn all(&self) -> impl Iterator<Item = &LbEndpoint> {
+        self.endpoints.iter().flat_map(|l| l.lb_endpoints.iter())
+    }
+}

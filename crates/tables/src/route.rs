@@ -1,0 +1,284 @@
+//! Route configurations, virtual hosts and routes.
+
+use serde::{Serialize, Serializer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfiguration {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    pub validate_clusters: bool,
+    /// Sidecar outbound route configs match hosts without their port.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_port_in_host_matching: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub include_request_attempt_count: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: RouteMatch,
+    #[serde(flatten)]
+    pub action: RouteAction,
+    #[serde(skip_serializing_if = "HeaderMutations::is_empty", flatten)]
+    pub headers: HeaderMutations,
+    /// istiod records the VirtualService a route came from
+    /// (`metadata.filter_metadata.istio.config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<RouteMetadata>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteMetadata {
+    pub filter_metadata: IstioFilterMetadata,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IstioFilterMetadata {
+    pub istio: IstioConfigRef,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IstioConfigRef {
+    /// `/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME`
+    pub config: String,
+}
+
+impl Route {
+    /// `name.namespace` of the VirtualService this route came from.
+    pub fn virtual_service(&self) -> Option<String> {
+        let cfg = &self.metadata.as_ref()?.filter_metadata.istio.config;
+        let mut parts = cfg.rsplit('/');
+        let name = parts.next()?;
+        let _kind = parts.next()?;
+        let ns = parts.next()?;
+        Some(format!("{name}.{ns}"))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderMutations {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+}
+
+impl HeaderMutations {
+    pub fn is_empty(&self) -> bool {
+        self.request_headers_to_add.is_empty()
+            && self.request_headers_to_remove.is_empty()
+            && self.response_headers_to_add.is_empty()
+            && self.response_headers_to_remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValueOption {
+    pub header: HeaderValue,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD` (Istio `set`) or `APPEND_IF_EXISTS_OR_ADD` (`add`).
+    pub append_action: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// `match` of a route. Exactly one path specifier.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouteMatch {
+    #[serde(flatten)]
+    pub path: PathMatch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_sensitive: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query_parameters: Vec<QueryParameterMatcher>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    Prefix(String),
+    Path(String),
+    SafeRegex(SafeRegex),
+}
+
+impl Default for PathMatch {
+    fn default() -> Self {
+        PathMatch::Prefix("/".into())
+    }
+}
+
+/// An RE2-style regex, matched against the whole input as Envoy does.
+#[derive(Debug, Clone)]
+pub struct SafeRegex {
+    pub regex: String,
+    compiled: regex::Regex,
+}
+
+impl SafeRegex {
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        let compiled = regex::Regex::new(&format!("^(?:{pattern})$"))?;
+        Ok(Self { regex: pattern.to_string(), compiled })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        self.compiled.is_match(s)
+    }
+}
+
+impl Serialize for SafeRegex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SafeRegex", 1)?;
+        st.serialize_field("regex", &self.regex)?;
+        st.end()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    #[serde(flatten)]
+    pub matcher: HeaderMatchSpecifier,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invert_match: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMatchSpecifier {
+    StringMatch(StringMatcher),
+    PresentMatch(bool),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringMatcher {
+    Exact(String),
+    Prefix(String),
+    SafeRegex(SafeRegex),
+}
+
+impl StringMatcher {
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            StringMatcher::Exact(e) => v == e,
+            StringMatcher::Prefix(p) => v.starts_with(p.as_str()),
+            StringMatcher::SafeRegex(r) => r.is_match(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryParameterMatcher {
+    pub name: String,
+    pub string_match: StringMatcher,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAction {
+    Route(RouteTarget),
+    Redirect(Redirect),
+    DirectResponse(DirectResponse),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTarget {
+    #[serde(flatten)]
+    pub destination: ClusterSpecifier,
+    /// Request timeout; `0s` disables it (istiod's default for sidecars).
+    pub timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex_rewrite: Option<RegexRewrite>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegexRewrite {
+    pub pattern: SafeRegex,
+    pub substitution: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterSpecifier {
+    Cluster(String),
+    WeightedClusters(WeightedClusters),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeightedClusters {
+    pub clusters: Vec<ClusterWeight>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterWeight {
+    pub name: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: String,
+    pub num_retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retry_host_predicate: Vec<crate::listener::NamedFilter>,
+    pub host_selection_retry_max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Redirect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_redirect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_redirect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_redirect: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme_redirect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_redirect: Option<bool>,
+    /// `MOVED_PERMANENTLY` (301) unless Istio's `redirectCode` says otherwise.
+    pub response_code: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectResponse {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<DataSource>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSource {
+    pub inline_string: String,
+}
