@@ -1,1 +1,138 @@
-fn main(){}
+//! `meshsim`: the command-line entry point. Subcommands are thin: they load
+//! YAML with meshsim-model, build the world, compile with
+//! meshsim-compiler, and print.
+
+mod proxy_config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_model::{load_paths, Diagnostic};
+
+#[derive(Parser)]
+#[command(name = "meshsim", version, about = "A real Istio data plane on one laptop: compile, run and debug mesh configs locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by every command that reads YAML.
+#[derive(clap::Args, Clone)]
+struct Input {
+    /// YAML/JSON files or directories, as you would `kubectl apply -f`.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// The Istio version the proxies report (changes version-dependent behaviour).
+    #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
+    istio_version: String,
+    /// Treat namespaces that the input does not declare as NOT injected.
+    #[arg(long)]
+    no_implicit_injection: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check YAML for errors (exit status 1 on any error).
+    Validate {
+        #[command(flatten)]
+        input: Input,
+    },
+    /// Show the Envoy configuration istiod would push to a proxy.
+    #[command(name = "proxy-config", alias = "pc")]
+    ProxyConfig {
+        #[arg(value_enum)]
+        kind: proxy_config::Kind,
+        /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
+        proxy: String,
+        #[command(flatten)]
+        input: Input,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: proxy_config::Format,
+        /// Only resources with this name (listener, route config or cluster).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only listeners on / clusters for this port.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|_| out.flush());
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// Loads the input and builds the world; errors stop here with every
+/// diagnostic printed.
+fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
+    let loaded = load_paths(&input.files);
+    let Some(version) = IstioVersion::parse(&input.istio_version) else {
+        bail!("--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0", input.istio_version);
+    };
+    let settings = Settings { istio_version: version, inject_undeclared_namespaces: !input.no_implicit_injection, ..Settings::default() };
+    let mut diags = loaded.diagnostics;
+    let (world, more) = World::build(&loaded.resources, settings);
+    diags.extend(more);
+    Ok((world, diags))
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { input } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            let warnings = diags.len() - errors;
+            if errors > 0 {
+                eprintln!("{errors} error(s), {warnings} warning(s)");
+                return Ok(ExitCode::FAILURE);
+            }
+            write_stdout(&format!(
+                "OK: {} services, {} pods ({} with proxies), {} Istio objects; {warnings} warning(s)\n",
+                world.services.len(),
+                world.pods.len(),
+                world.proxies().count(),
+                world.virtual_services.len() + world.destination_rules.len() + world.gateways.len() + world.envoy_filters.len() + world.sidecars.len() + world.peer_authentications.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyConfig { kind, proxy, input, output, name, port } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.iter().any(Diagnostic::is_error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            let pod = match meshsim_compiler::find_proxy(&world, &proxy) {
+                Ok(p) => p,
+                Err(e) => bail!("{e}"),
+            };
+            let tables = meshsim_compiler::compile_proxy(&world, pod);
+            let filter = proxy_config::Filter { name, port };
+            write_stdout(&proxy_config::render(&tables, kind, output, &filter)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

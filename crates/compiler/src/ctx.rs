@@ -1,0 +1,144 @@
+//! Per-proxy compilation context: the world, the proxy being compiled for,
+//! and lookups istiod's push context answers (DestinationRule for a host,
+//! visible services).
+
+use meshsim_model::destination_rule::{ClientTlsSettings, ConnectionPoolSettings, DestinationRuleSpec, SimpleLb, TrafficPolicy};
+use meshsim_model::mesh::OutboundMode;
+use meshsim_model::Object;
+
+use crate::host;
+use crate::version::IstioVersion;
+use crate::world::{Pod, PodRole, Service, World};
+
+pub struct Ctx<'a> {
+    pub world: &'a World,
+    pub proxy: &'a Pod,
+    pub version: IstioVersion,
+}
+
+/// The traffic policy that applies to one cluster (port, subset), after
+/// istiod's merge: subset policy over top-level policy, port-level over
+/// either.
+#[derive(Debug, Clone, Default)]
+pub struct EffectivePolicy {
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    pub tls: Option<ClientTlsSettings>,
+    pub lb: Option<SimpleLb>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(world: &'a World, proxy: &'a Pod) -> Self {
+        Self { world, proxy, version: world.settings.istio_version }
+    }
+
+    pub fn is_gateway(&self) -> bool {
+        self.proxy.role == PodRole::Gateway
+    }
+
+    /// The Sidecar resource that applies to this proxy, if any: one with a
+    /// matching workload selector in its namespace, else the namespace's
+    /// selector-less one, else the root namespace's.
+    pub fn sidecar_resource(&self) -> Option<&'a Object<meshsim_model::sidecar::SidecarSpec>> {
+        if self.is_gateway() {
+            return None;
+        }
+        let w = self.world;
+        let ns = &self.proxy.namespace;
+        w.sidecars
+            .iter()
+            .find(|s| s.meta.ns() == ns && s.spec.workload_selector.as_ref().is_some_and(|ws| meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)))
+            .or_else(|| w.sidecars.iter().find(|s| s.meta.ns() == ns && s.spec.workload_selector.is_none()))
+            .or_else(|| w.sidecars.iter().find(|s| s.meta.ns() == w.mesh.root_namespace && s.spec.workload_selector.is_none()))
+    }
+
+    pub fn outbound_mode(&self) -> OutboundMode {
+        self.sidecar_resource().and_then(|s| s.spec.outbound_traffic_policy.as_ref()).map(|p| p.mode).unwrap_or(self.world.mesh.outbound)
+    }
+
+    /// Services this proxy sees: all of them, narrowed by a Sidecar's
+    /// `egress.hosts` (`ns/host`, `./host`, `*/host`, `~/*`).
+    pub fn visible_services(&self) -> Vec<&'a Service> {
+        let all = self.world.services.iter();
+        let Some(sc) = self.sidecar_resource() else {
+            return all.collect();
+        };
+        let patterns: Vec<(String, String)> = sc
+            .spec
+            .egress
+            .iter()
+            .flat_map(|e| e.hosts.iter())
+            .filter_map(|h| {
+                let (ns, host) = h.split_once('/')?;
+                let ns = if ns == "." { sc.meta.ns().to_string() } else { ns.to_string() };
+                Some((ns, host.to_string()))
+            })
+            .collect();
+        if patterns.is_empty() {
+            return all.collect();
+        }
+        all.filter(|s| patterns.iter().any(|(ns, h)| ns != "~" && (ns == "*" || *ns == s.namespace) && host::matches(h, &s.hostname))).collect()
+    }
+
+    /// istiod's DestinationRule lookup for a host as seen by this proxy:
+    /// the proxy's namespace, then the service's, then the root namespace;
+    /// within one, the most specific host wins.
+    pub fn destination_rule(&self, svc: &Service) -> Option<&'a Object<DestinationRuleSpec>> {
+        let w = self.world;
+        let order = [self.proxy.namespace.as_str(), svc.namespace.as_str(), w.mesh.root_namespace.as_str()];
+        for ns in order {
+            let best = w
+                .destination_rules
+                .iter()
+                .filter(|dr| dr.meta.ns() == ns)
+                .filter(|dr| dr.spec.workload_selector.as_ref().is_none_or(|ws| meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)))
+                .filter(|dr| host::matches(&w.resolve_host(&dr.spec.host, dr.meta.ns()), &svc.hostname))
+                .max_by_key(|dr| host::specificity(&w.resolve_host(&dr.spec.host, dr.meta.ns())));
+            if best.is_some() {
+                return best;
+            }
+        }
+        None
+    }
+
+    pub fn effective_policy(dr: Option<&DestinationRuleSpec>, port: u16, subset: &str) -> EffectivePolicy {
+        let mut eff = EffectivePolicy::default();
+        let Some(dr) = dr else {
+            return eff;
+        };
+        apply_policy(&mut eff, dr.traffic_policy.as_ref(), port);
+        if !subset.is_empty() {
+            if let Some(s) = dr.subsets.iter().find(|s| s.name == subset) {
+                apply_policy(&mut eff, s.traffic_policy.as_ref(), port);
+            }
+        }
+        eff
+    }
+}
+
+fn apply_policy(eff: &mut EffectivePolicy, tp: Option<&TrafficPolicy>, port: u16) {
+    let Some(tp) = tp else {
+        return;
+    };
+    if tp.connection_pool.is_some() {
+        eff.connection_pool = tp.connection_pool.clone();
+    }
+    if tp.tls.is_some() {
+        eff.tls = tp.tls.clone();
+    }
+    if let Some(lb) = tp.load_balancer.as_ref().and_then(|l| l.simple) {
+        eff.lb = Some(lb);
+    }
+    for pl in &tp.port_level_settings {
+        if pl.port.as_ref().and_then(|p| p.number) == Some(port) {
+            if pl.connection_pool.is_some() {
+                eff.connection_pool = pl.connection_pool.clone();
+            }
+            if pl.tls.is_some() {
+                eff.tls = pl.tls.clone();
+            }
+            if let Some(lb) = pl.load_balancer.as_ref().and_then(|l| l.simple) {
+                eff.lb = Some(lb);
+            }
+        }
+    }
+}

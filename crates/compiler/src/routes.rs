@@ -1,0 +1,417 @@
+//! HTTP routes: VirtualService translation (route/route.go), sidecar
+//! outbound route configurations (httproute.go) and the inbound route.
+
+use std::collections::BTreeSet;
+
+use meshsim_model::common::labels_match;
+use meshsim_model::virtual_service::{self as vs, HttpRoute, VirtualServiceSpec};
+use meshsim_model::Object;
+use meshsim_tables::*;
+
+use crate::ctx::Ctx;
+use crate::host;
+use crate::names;
+use crate::world::Service;
+
+/// Istio's default retry policy (route/retry/retry.go `DefaultPolicy`).
+pub const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+pub fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: DEFAULT_RETRY_ON.into(),
+        num_retries: 2,
+        per_try_timeout: None,
+        retriable_status_codes: vec![503],
+        retry_host_predicate: vec![NamedFilter { name: "envoy.retry_host_predicates.previous_hosts".into() }],
+        host_selection_retry_max_attempts: 5,
+    }
+}
+
+/// Where routes are being built: which listener port and which gateway
+/// (`mesh` for sidecars, `ns/name` for a Gateway).
+pub struct RouteScope<'a> {
+    pub ctx: &'a Ctx<'a>,
+    /// Listener port for sidecars, server port for gateways; 0 = any.
+    pub port: u16,
+    pub gateway: String,
+}
+
+/// Translates one VirtualService's `http` section for a scope.
+pub fn translate_vs(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>) -> Vec<Route> {
+    let ns = obj.meta.ns();
+    let mut out = Vec::new();
+    for http in &obj.spec.http {
+        let matches = applicable_matches(scope, obj, http);
+        let Some(matches) = matches else {
+            continue;
+        };
+        let action = route_action(scope, ns, http);
+        let headers = http.headers.as_ref().map(header_mutations).unwrap_or_default();
+        let metadata = Some(RouteMetadata { filter_metadata: IstioFilterMetadata { istio: IstioConfigRef { config: names::vs_config_path(ns, &obj.meta.name) } } });
+        let mut catch_all = false;
+        if matches.is_empty() {
+            out.push(Route { name: http.name.clone().unwrap_or_default(), match_: RouteMatch::default(), action: action.clone(), headers: headers.clone(), metadata: metadata.clone() });
+            catch_all = true;
+        }
+        for m in matches {
+            let rm = translate_match(m);
+            catch_all |= is_catch_all(&rm);
+            let name = match (&http.name, &m.name) {
+                (Some(r), Some(mn)) => format!("{r}.{mn}"),
+                (Some(r), None) => r.clone(),
+                (None, Some(mn)) => mn.clone(),
+                (None, None) => String::new(),
+            };
+            out.push(Route { name, match_: rm, action: action.clone(), headers: headers.clone(), metadata: metadata.clone() });
+        }
+        if catch_all {
+            // istiod stops at a catch-all route: later ones can never match.
+            break;
+        }
+    }
+    out
+}
+
+/// `None`: the route does not apply here. `Some([])`: applies, no match
+/// conditions. Otherwise the match conditions that apply.
+fn applicable_matches<'v>(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>, http: &'v HttpRoute) -> Option<Vec<&'v vs::HttpMatchRequest>> {
+    if http.matches.is_empty() {
+        return Some(vec![]);
+    }
+    let ns = obj.meta.ns();
+    let proxy = scope.ctx.proxy;
+    let applies: Vec<&vs::HttpMatchRequest> = http
+        .matches
+        .iter()
+        .filter(|m| scope.port == 0 || m.port.is_none_or(|p| p == scope.port))
+        .filter(|m| labels_match(&m.source_labels, &proxy.labels))
+        .filter(|m| m.source_namespace.as_ref().is_none_or(|sn| *sn == proxy.namespace))
+        .filter(|m| m.gateways.is_empty() || m.gateways.iter().any(|g| resolve_gateway(g, ns) == scope.gateway))
+        .collect();
+    if applies.is_empty() {
+        None
+    } else {
+        Some(applies)
+    }
+}
+
+/// `mesh` stays; `name` → `vsns/name`; `ns/name` stays.
+pub fn resolve_gateway(g: &str, vs_ns: &str) -> String {
+    if g == "mesh" || g.contains('/') {
+        g.to_string()
+    } else {
+        format!("{vs_ns}/{g}")
+    }
+}
+
+fn is_catch_all(m: &RouteMatch) -> bool {
+    matches!(&m.path, PathMatch::Prefix(p) if p == "/") && m.headers.is_empty() && m.query_parameters.is_empty()
+}
+
+fn string_matcher(m: &vs::StringMatch) -> StringMatcher {
+    match m {
+        vs::StringMatch::Exact(s) => StringMatcher::Exact(s.clone()),
+        vs::StringMatch::Prefix(s) => StringMatcher::Prefix(s.clone()),
+        vs::StringMatch::Regex(r) => match SafeRegex::new(r) {
+            Ok(re) => StringMatcher::SafeRegex(re),
+            // Invalid regexes are rejected by Istio's validation; never match.
+            Err(_) => StringMatcher::Exact("\u{0}meshsim-invalid-regex".into()),
+        },
+    }
+}
+
+pub fn translate_match(m: &vs::HttpMatchRequest) -> RouteMatch {
+    let path = match &m.uri {
+        None => PathMatch::Prefix("/".into()),
+        Some(vs::StringMatch::Exact(p)) => PathMatch::Path(p.clone()),
+        Some(vs::StringMatch::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(vs::StringMatch::Regex(r)) => match SafeRegex::new(r) {
+            Ok(re) => PathMatch::SafeRegex(re),
+            Err(_) => PathMatch::Path("\u{0}meshsim-invalid-regex".into()),
+        },
+    };
+    let mut headers = Vec::new();
+    let mut push = |name: &str, sm: &vs::StringMatch, invert: bool| {
+        headers.push(HeaderMatcher { name: name.to_ascii_lowercase(), matcher: HeaderMatchSpecifier::StringMatch(string_matcher(sm)), invert_match: invert });
+    };
+    for (k, v) in &m.headers {
+        push(k, v, false);
+    }
+    if let Some(a) = &m.authority {
+        push(":authority", a, false);
+    }
+    if let Some(me) = &m.method {
+        push(":method", me, false);
+    }
+    if let Some(s) = &m.scheme {
+        push(":scheme", s, false);
+    }
+    for (k, v) in &m.without_headers {
+        push(k, v, true);
+    }
+    let query_parameters = m.query_params.iter().map(|(k, v)| QueryParameterMatcher { name: k.clone(), string_match: string_matcher(v) }).collect();
+    RouteMatch { path, case_sensitive: if m.ignore_uri_case { Some(false) } else { None }, headers, query_parameters }
+}
+
+fn header_mutations(h: &vs::Headers) -> HeaderMutations {
+    let mut out = HeaderMutations::default();
+    let ops = |o: &vs::HeaderOperations, add: &mut Vec<HeaderValueOption>, remove: &mut Vec<String>| {
+        for (k, v) in &o.set {
+            add.push(HeaderValueOption { header: HeaderValue { key: k.clone(), value: v.clone() }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" });
+        }
+        for (k, v) in &o.add {
+            add.push(HeaderValueOption { header: HeaderValue { key: k.clone(), value: v.clone() }, append_action: "APPEND_IF_EXISTS_OR_ADD" });
+        }
+        remove.extend(o.remove.iter().cloned());
+    };
+    if let Some(r) = &h.request {
+        ops(r, &mut out.request_headers_to_add, &mut out.request_headers_to_remove);
+    }
+    if let Some(r) = &h.response {
+        ops(r, &mut out.response_headers_to_add, &mut out.response_headers_to_remove);
+    }
+    out
+}
+
+/// Cluster name for a VirtualService destination.
+pub fn destination_cluster(scope: &RouteScope<'_>, vs_ns: &str, d: &vs::Destination) -> String {
+    let w = scope.ctx.world;
+    let host = w.resolve_host(&d.host, vs_ns);
+    let port = d.port.as_ref().and_then(|p| p.number).or_else(|| {
+        let svc = w.service(&host)?;
+        if svc.ports.len() == 1 {
+            Some(svc.ports[0].port)
+        } else {
+            svc.port(scope.port).map(|p| p.port).or(svc.ports.first().map(|p| p.port))
+        }
+    });
+    names::outbound_cluster(port.unwrap_or(scope.port), d.subset.as_deref().unwrap_or(""), &host)
+}
+
+fn route_action(scope: &RouteScope<'_>, ns: &str, http: &HttpRoute) -> RouteAction {
+    if let Some(r) = &http.redirect {
+        return RouteAction::Redirect(Redirect {
+            path_redirect: r.uri.clone(),
+            host_redirect: r.authority.clone(),
+            port_redirect: r.port,
+            scheme_redirect: r.scheme.clone(),
+            https_redirect: None,
+            response_code: r.redirect_code.unwrap_or(301),
+        });
+    }
+    if let Some(dr) = &http.direct_response {
+        let body = dr.body.as_ref().and_then(|b| b.string.clone().or(b.bytes.clone())).map(|s| DataSource { inline_string: s });
+        return RouteAction::DirectResponse(DirectResponse { status: dr.status, body });
+    }
+    let destination = if http.route.len() == 1 {
+        ClusterSpecifier::Cluster(destination_cluster(scope, ns, &http.route[0].destination))
+    } else {
+        ClusterSpecifier::WeightedClusters(WeightedClusters {
+            clusters: http.route.iter().map(|d| ClusterWeight { name: destination_cluster(scope, ns, &d.destination), weight: d.weight.unwrap_or(0) }).collect(),
+        })
+    };
+    let retry_policy = match &http.retries {
+        None => Some(default_retry_policy()),
+        Some(r) if r.attempts == 0 => None,
+        Some(r) => {
+            let mut p = default_retry_policy();
+            p.num_retries = r.attempts;
+            p.per_try_timeout = r.per_try_timeout.map(|d| d.to_string());
+            if let Some(on) = &r.retry_on {
+                let (codes, policies): (Vec<&str>, Vec<&str>) = on.split(',').map(str::trim).filter(|s| !s.is_empty()).partition(|s| s.parse::<u16>().is_ok());
+                let mut policies: Vec<String> = policies.into_iter().map(String::from).collect();
+                p.retriable_status_codes = codes.iter().filter_map(|c| c.parse().ok()).collect();
+                if !p.retriable_status_codes.is_empty() && !policies.iter().any(|s| s == "retriable-status-codes") {
+                    policies.push("retriable-status-codes".into());
+                }
+                p.retry_on = policies.join(",");
+            }
+            Some(p)
+        }
+    };
+    let rw = http.rewrite.as_ref();
+    RouteAction::Route(RouteTarget {
+        destination,
+        timeout: http.timeout.map(|d| d.to_string()).unwrap_or_else(|| "0s".into()),
+        retry_policy,
+        prefix_rewrite: rw.and_then(|r| r.uri.clone()),
+        host_rewrite_literal: rw.and_then(|r| r.authority.clone()),
+        regex_rewrite: rw.and_then(|r| r.uri_regex_rewrite.as_ref()).and_then(|r| SafeRegex::new(&r.match_).ok().map(|pattern| RegexRewrite { pattern, substitution: r.rewrite.clone() })),
+    })
+}
+
+/// The route a service gets without a VirtualService.
+pub fn default_route(cluster: String) -> Route {
+    Route {
+        name: "default".into(),
+        match_: RouteMatch::default(),
+        action: RouteAction::Route(RouteTarget { destination: ClusterSpecifier::Cluster(cluster), timeout: "0s".into(), retry_policy: Some(default_retry_policy()), prefix_rewrite: None, host_rewrite_literal: None, regex_rewrite: None }),
+        headers: HeaderMutations::default(),
+        metadata: None,
+    }
+}
+
+/// VirtualServices bound to `gateway` (`mesh` or `ns/name`), in istiod's
+/// order (creation time, then name).
+pub fn bound_virtual_services<'a>(ctx: &Ctx<'a>, gateway: &str) -> Vec<&'a Object<VirtualServiceSpec>> {
+    let mut v: Vec<&Object<VirtualServiceSpec>> = ctx
+        .world
+        .virtual_services
+        .iter()
+        .filter(|o| {
+            if o.spec.gateways.is_empty() {
+                gateway == "mesh"
+            } else {
+                o.spec.gateways.iter().any(|g| resolve_gateway(g, o.meta.ns()) == gateway)
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| (a.meta.creation_timestamp.as_deref().unwrap_or(""), a.meta.ns(), &a.meta.name).cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), b.meta.ns(), &b.meta.name)));
+    v
+}
+
+/// Domains a sidecar matches for a service (httproute.go
+/// `generateVirtualHostDomains`, with the port ignored).
+pub fn service_domains(svc: &Service, proxy_ns: &str, cluster_domain: &str) -> (Vec<String>, Vec<String>) {
+    let mut domains = vec![svc.hostname.clone()];
+    let mut alt = Vec::new();
+    let kube_suffix = format!(".svc.{cluster_domain}");
+    if let Some(prefix) = svc.hostname.strip_suffix(&kube_suffix) {
+        if let Some((name, ns)) = prefix.split_once('.') {
+            if ns == proxy_ns {
+                alt = vec![name.to_string(), format!("{prefix}.svc"), prefix.to_string()];
+            } else {
+                alt = vec![prefix.to_string(), format!("{prefix}.svc")];
+            }
+        }
+    }
+    domains.extend(alt.iter().cloned());
+    if svc.is_headless() {
+        let wild: Vec<String> = domains.iter().map(|d| format!("*.{d}")).collect();
+        domains.extend(wild);
+    }
+    for a in &svc.addresses {
+        if !a.is_empty() && a != "0.0.0.0" {
+            domains.push(a.clone());
+        }
+    }
+    (domains, alt)
+}
+
+/// Sidecar outbound route configuration `PORT` (or `host:PORT` for a
+/// sniffed port, which keeps only that service's virtual host).
+pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed: Option<&Service>) -> RouteConfiguration {
+    let scope = RouteScope { ctx, port, gateway: "mesh".into() };
+    let domain = &ctx.world.settings.cluster_domain;
+    let on_port: Vec<&Service> = services.iter().copied().filter(|s| s.port(port).is_some()).collect();
+    let mut vss = bound_virtual_services(ctx, "mesh");
+    if port != 80 {
+        // istiod: off port 80, only VirtualServices that match a service.
+        vss.retain(|v| v.spec.hosts.iter().any(|h| {
+            let h = ctx.world.resolve_host(h, v.meta.ns());
+            on_port.iter().any(|s| host::matches(&h, &s.hostname))
+        }));
+    }
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
+    let mut vhosts: Vec<VirtualHost> = Vec::new();
+    let mut seen_domains: BTreeSet<String> = BTreeSet::new();
+    let mut seen_names: BTreeSet<String> = BTreeSet::new();
+    let known_fqdn: BTreeSet<String> = on_port.iter().map(|s| s.hostname.clone()).collect();
+    let mut push_vh = |name: String, domains: Vec<String>, alt: Vec<String>, routes: Vec<Route>, vhosts: &mut Vec<VirtualHost>| {
+        if !seen_names.insert(name.clone()) {
+            return;
+        }
+        let domains: Vec<String> = domains
+            .into_iter()
+            .filter(|d| !(alt.contains(d) && known_fqdn.contains(d)))
+            .filter(|d| seen_domains.insert(d.to_ascii_lowercase()))
+            .collect();
+        if !domains.is_empty() {
+            vhosts.push(VirtualHost { name, domains, routes, include_request_attempt_count: true });
+        }
+    };
+    for v in &vss {
+        let routes = translate_vs(&scope, v);
+        if routes.is_empty() {
+            continue;
+        }
+        for h in &v.spec.hosts {
+            let h = ctx.world.resolve_host(h, v.meta.ns());
+            let matched: Vec<&Service> = on_port.iter().copied().filter(|s| host::matches(&h, &s.hostname) && !claimed.contains(s.hostname.as_str())).collect();
+            if matched.is_empty() {
+                if !on_port.iter().any(|s| host::matches(&h, &s.hostname)) {
+                    push_vh(names::domain_name(&h, port), vec![h.clone()], vec![], routes.clone(), &mut vhosts);
+                }
+                continue;
+            }
+            for s in matched {
+                claimed.insert(&s.hostname);
+                let (domains, alt) = service_domains(s, &ctx.proxy.namespace, domain);
+                push_vh(names::domain_name(&s.hostname, port), domains, alt, routes.clone(), &mut vhosts);
+            }
+        }
+    }
+    for s in &on_port {
+        if claimed.contains(s.hostname.as_str()) {
+            continue;
+        }
+        let (domains, alt) = service_domains(s, &ctx.proxy.namespace, domain);
+        push_vh(names::domain_name(&s.hostname, port), domains, alt, vec![default_route(names::outbound_cluster(port, "", &s.hostname))], &mut vhosts);
+    }
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let name = match sniffed {
+        Some(s) => {
+            vhosts.retain(|vh| vh.domains.contains(&s.hostname));
+            for vh in &mut vhosts {
+                vh.domains = vec!["*".into()];
+            }
+            names::domain_name(&s.hostname, port)
+        }
+        None => {
+            vhosts.push(catch_all_vhost(ctx));
+            port.to_string()
+        }
+    };
+    RouteConfiguration { name, virtual_hosts: vhosts, validate_clusters: false, ignore_port_in_host_matching: true }
+}
+
+/// `allow_any` (ALLOW_ANY → PassthroughCluster) or `block_all` (502).
+pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
+    use meshsim_model::mesh::OutboundMode;
+    if ctx.outbound_mode() == OutboundMode::AllowAny {
+        VirtualHost {
+            name: "allow_any".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                name: "allow_any".into(),
+                match_: RouteMatch::default(),
+                action: RouteAction::Route(RouteTarget { destination: ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.into()), timeout: "0s".into(), retry_policy: None, prefix_rewrite: None, host_rewrite_literal: None, regex_rewrite: None }),
+                headers: HeaderMutations::default(),
+                metadata: None,
+            }],
+            include_request_attempt_count: true,
+        }
+    } else {
+        VirtualHost {
+            name: "block_all".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route { name: "block_all".into(), match_: RouteMatch::default(), action: RouteAction::DirectResponse(DirectResponse { status: 502, body: None }), headers: HeaderMutations::default(), metadata: None }],
+            include_request_attempt_count: true,
+        }
+    }
+}
+
+/// Inbound route configuration for one port: everything to `inbound|P||`.
+pub fn inbound(cluster: &str, port: u16) -> RouteConfiguration {
+    let mut route = default_route(cluster.to_string());
+    if let RouteAction::Route(t) = &mut route.action {
+        t.retry_policy = None;
+    }
+    RouteConfiguration {
+        name: cluster.to_string(),
+        virtual_hosts: vec![VirtualHost { name: format!("inbound|http|{port}"), domains: vec!["*".into()], routes: vec![route], include_request_attempt_count: false }],
+        validate_clusters: false,
+        ignore_port_in_host_matching: false,
+    }
+}
+

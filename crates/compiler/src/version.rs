@@ -1,0 +1,58 @@
+//! The Istio version a proxy reports, and the behaviours that changed
+//! between versions (so scenarios can reproduce what older Istio did).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IstioVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl IstioVersion {
+    pub const DEFAULT: IstioVersion = IstioVersion { major: 1, minor: 28, patch: 0 };
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().trim_start_matches('v');
+        let mut it = s.split(['.', '-']);
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        let patch = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        Some(Self { major, minor, patch })
+    }
+
+    pub fn at_least(self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// Since protocol sniffing matured, HTTP listeners on `0.0.0.0:PORT`
+    /// match only sniffed HTTP (`http/1.1`, `h2c`) and send everything else
+    /// to a passthrough default chain (listener.go "fall through filter
+    /// chain"). Before, the whole port was an HTTP connection manager, so a
+    /// TLS ClientHello on an HTTP port was an HTTP codec error (`400 DPE`) —
+    /// the behaviour Istio's troubleshooting page documents. The exact
+    /// release is approximate (the page predates it).
+    pub fn http_ports_fall_through(self) -> bool {
+        self.at_least(1, 6)
+    }
+
+    /// Auto mTLS exists (default on) since 1.5; before, a DestinationRule
+    /// without `tls` meant plaintext (the page's "mode defaults to DISABLE").
+    pub fn has_auto_mtls(self) -> bool {
+        self.at_least(1, 5)
+    }
+
+    /// Telemetry filters (`istio.stats`) are built in since the move away
+    /// from per-version `stats-filter-1.x` EnvoyFilters; before that they
+    /// existed only when such an EnvoyFilter added them.
+    pub fn builtin_stats_filters(self) -> bool {
+        self.at_least(1, 14)
+    }
+}
+
+impl fmt::Display for IstioVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
