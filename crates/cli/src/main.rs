@@ -116,7 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 world.pods.len(),
                 world.proxies().count(),
                 world.virtual_services.len() + world.destination_rules.len() + world.gateways.len() + world.envoy_filters.len() + world.sidecars.len() + world.peer_authentications.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Command::ProxyConfig { kind, proxy, input, output, name, port } => {
