@@ -2,8 +2,6 @@
 //! YAML with meshsim-model, build the world, compile with
 //! meshsim-compiler, and print.
 
-mod proxy_config;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,9 +9,14 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use meshsim_compiler::{IstioVersion, Settings, World};
 use meshsim_model::{load_paths, Diagnostic};
+use meshsim_tables::display;
 
 #[derive(Parser)]
-#[command(name = "meshsim", version, about = "A real Istio data plane on one laptop: compile, run and debug mesh configs locally")]
+#[command(
+    name = "meshsim",
+    version,
+    about = "A real Istio data plane on one laptop: compile, run and debug mesh configs locally"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,14 +47,14 @@ enum Command {
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig {
         #[arg(value_enum)]
-        kind: proxy_config::Kind,
+        kind: KindArg,
         /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
         proxy: String,
         #[command(flatten)]
         input: Input,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
-        output: proxy_config::Format,
+        output: FormatArg,
         /// Only resources with this name (listener, route config or cluster).
         #[arg(long)]
         name: Option<String>,
@@ -59,6 +62,46 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    #[value(alias = "listener")]
+    Listeners,
+    #[value(alias = "route")]
+    Routes,
+    #[value(alias = "cluster")]
+    Clusters,
+    #[value(alias = "endpoint")]
+    Endpoints,
+    All,
+}
+
+impl From<KindArg> for display::Kind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Listeners => display::Kind::Listeners,
+            KindArg::Routes => display::Kind::Routes,
+            KindArg::Clusters => display::Kind::Clusters,
+            KindArg::Endpoints => display::Kind::Endpoints,
+            KindArg::All => display::Kind::All,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Table,
+    Json,
+}
+
+impl From<FormatArg> for display::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => display::Format::Table,
+            FormatArg::Json => display::Format::Json,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -90,9 +133,16 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
     let loaded = load_paths(&input.files);
     let Some(version) = IstioVersion::parse(&input.istio_version) else {
-        bail!("--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0", input.istio_version);
+        bail!(
+            "--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0",
+            input.istio_version
+        );
     };
-    let settings = Settings { istio_version: version, inject_undeclared_namespaces: !input.no_implicit_injection, ..Settings::default() };
+    let settings = Settings {
+        istio_version: version,
+        inject_undeclared_namespaces: !input.no_implicit_injection,
+        ..Settings::default()
+    };
     let mut diags = loaded.diagnostics;
     let (world, more) = World::build(&loaded.resources, settings);
     diags.extend(more);
@@ -119,7 +169,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
-        Command::ProxyConfig { kind, proxy, input, output, name, port } => {
+        Command::ProxyConfig {
+            kind,
+            proxy,
+            input,
+            output,
+            name,
+            port,
+        } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
             if diags.iter().any(Diagnostic::is_error) {
@@ -130,8 +187,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => bail!("{e}"),
             };
             let tables = meshsim_compiler::compile_proxy(&world, pod);
-            let filter = proxy_config::Filter { name, port };
-            write_stdout(&proxy_config::render(&tables, kind, output, &filter)?);
+            let filter = display::Filter { name, port };
+            write_stdout(&display::render(
+                &tables,
+                kind.into(),
+                output.into(),
+                &filter,
+            )?);
             Ok(ExitCode::SUCCESS)
         }
     }

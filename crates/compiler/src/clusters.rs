@@ -15,15 +15,26 @@ pub const ALPN_IN_MESH: [&str; 2] = ["istio-peer-exchange", "istio"];
 
 /// All outbound clusters (one per service port, plus one per subset) and
 /// the EDS assignments for them.
-pub fn outbound(ctx: &Ctx<'_>, services: &[&Service]) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
+pub fn outbound(
+    ctx: &Ctx<'_>,
+    services: &[&Service],
+) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
     let mut clusters = Vec::new();
     let mut cla = Vec::new();
     for svc in services {
         let dr = ctx.destination_rule(svc);
-        let dr_name = dr.map(|d| format!("{}.{}", d.meta.name, d.meta.ns())).unwrap_or_default();
-        let mut subsets: Vec<(&str, Option<&std::collections::BTreeMap<String, String>>)> = vec![("", None)];
+        let dr_name = dr
+            .map(|d| format!("{}.{}", d.meta.name, d.meta.ns()))
+            .unwrap_or_default();
+        let mut subsets: Vec<(&str, Option<&std::collections::BTreeMap<String, String>>)> =
+            vec![("", None)];
         if let Some(dr) = dr {
-            subsets.extend(dr.spec.subsets.iter().map(|s| (s.name.as_str(), Some(&s.labels))));
+            subsets.extend(
+                dr.spec
+                    .subsets
+                    .iter()
+                    .map(|s| (s.name.as_str(), Some(&s.labels))),
+            );
         }
         for port in &svc.ports {
             if port.protocol == crate::protocol::Protocol::Udp {
@@ -38,7 +49,9 @@ pub fn outbound(ctx: &Ctx<'_>, services: &[&Service]) -> (Vec<Cluster>, Vec<Clus
                 let endpoints = endpoints_for(svc, port.port, *labels, &name);
                 match c.discovery_type {
                     DiscoveryType::Eds => cla.push(endpoints),
-                    DiscoveryType::StrictDns | DiscoveryType::LogicalDns | DiscoveryType::Static => c.load_assignment = Some(endpoints),
+                    DiscoveryType::StrictDns
+                    | DiscoveryType::LogicalDns
+                    | DiscoveryType::Static => c.load_assignment = Some(endpoints),
                     DiscoveryType::OriginalDst => {}
                 }
                 apply_tls(ctx, &mut c, svc, port.port, subset, &policy);
@@ -49,7 +62,14 @@ pub fn outbound(ctx: &Ctx<'_>, services: &[&Service]) -> (Vec<Cluster>, Vec<Clus
     (clusters, cla)
 }
 
-fn base_cluster(ctx: &Ctx<'_>, name: &str, svc: &Service, port: u16, subset: &str, policy: &EffectivePolicy) -> Cluster {
+fn base_cluster(
+    ctx: &Ctx<'_>,
+    name: &str,
+    svc: &Service,
+    port: u16,
+    subset: &str,
+    policy: &EffectivePolicy,
+) -> Cluster {
     let (discovery_type, mut lb) = match svc.resolution {
         Resolution::ClientSideLb => (DiscoveryType::Eds, LbPolicy::LeastRequest),
         Resolution::Dns => (DiscoveryType::StrictDns, LbPolicy::LeastRequest),
@@ -94,36 +114,69 @@ fn base_cluster(ctx: &Ctx<'_>, name: &str, svc: &Service, port: u16, subset: &st
         discovery_type,
         connect_timeout: crate::fmt_duration(connect_timeout_ms),
         lb_policy: lb,
-        circuit_breakers: CircuitBreakers { thresholds: vec![thresholds] },
+        circuit_breakers: CircuitBreakers {
+            thresholds: vec![thresholds],
+        },
         transport_socket: None,
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection,
         load_assignment: None,
-        metadata: ClusterMetadata { direction: ClusterDirection::Outbound, service: svc.hostname.clone(), port, subset: subset.to_string(), destination_rule: String::new() },
+        metadata: ClusterMetadata {
+            direction: ClusterDirection::Outbound,
+            service: svc.hostname.clone(),
+            port,
+            subset: subset.to_string(),
+            destination_rule: String::new(),
+        },
     }
 }
 
 /// Endpoints of `svc` on `port`, narrowed to a subset's labels.
-fn endpoints_for(svc: &Service, port: u16, subset: Option<&std::collections::BTreeMap<String, String>>, cluster: &str) -> ClusterLoadAssignment {
+fn endpoints_for(
+    svc: &Service,
+    port: u16,
+    subset: Option<&std::collections::BTreeMap<String, String>>,
+    cluster: &str,
+) -> ClusterLoadAssignment {
     let lb_endpoints = svc
         .endpoints
         .iter()
         .filter(|e| subset.is_none_or(|l| meshsim_model::common::labels_match(l, &e.labels)))
         .filter_map(|e| {
             let ep_port = *e.ports.get(&port)?;
-            let app = e.labels.get("app").cloned().unwrap_or_else(|| svc.name.clone());
-            let version = e.labels.get("version").cloned().unwrap_or_else(|| "latest".into());
+            let app = e
+                .labels
+                .get("app")
+                .cloned()
+                .unwrap_or_else(|| svc.name.clone());
+            let version = e
+                .labels
+                .get("version")
+                .cloned()
+                .unwrap_or_else(|| "latest".into());
             let workload = match e.pod {
-                Some(_) => format!("{};{};{app};{version};Kubernetes", pod_workload_name(e), svc.namespace),
+                Some(_) => format!(
+                    "{};{};{app};{version};Kubernetes",
+                    pod_workload_name(e),
+                    svc.namespace
+                ),
                 None => format!(";{};{app};{version};Kubernetes", svc.namespace),
             };
             Some(LbEndpoint {
-                endpoint: Endpoint { address: Address::new(e.address.clone(), ep_port) },
+                endpoint: Endpoint {
+                    address: Address::new(e.address.clone(), ep_port),
+                },
                 health_status: "HEALTHY",
                 metadata: Some(EndpointMetadata {
                     filter_metadata: EndpointFilterMetadata {
-                        transport_socket_match: TlsModeLabel { tls_mode: if e.sidecar { "istio".into() } else { "disabled".into() } },
+                        transport_socket_match: TlsModeLabel {
+                            tls_mode: if e.sidecar {
+                                "istio".into()
+                            } else {
+                                "disabled".into()
+                            },
+                        },
                         istio: EndpointIstioMetadata { workload },
                     },
                 }),
@@ -131,26 +184,45 @@ fn endpoints_for(svc: &Service, port: u16, subset: Option<&std::collections::BTr
             })
         })
         .collect();
-    ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints: vec![LocalityLbEndpoints { lb_endpoints }] }
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: vec![LocalityLbEndpoints { lb_endpoints }],
+    }
 }
 
 fn pod_workload_name(e: &crate::world::ServiceEndpoint) -> String {
     // Deployment pods are named `<deployment>-<ordinal>`: the workload is the deployment.
-    e.labels.get("app").map(|a| {
-        let v = e.labels.get("version").map(|v| format!("-{v}")).unwrap_or_default();
-        format!("{a}{v}")
-    }).unwrap_or_default()
+    e.labels
+        .get("app")
+        .map(|a| {
+            let v = e
+                .labels
+                .get("version")
+                .map(|v| format!("-{v}"))
+                .unwrap_or_default();
+            format!("{a}{v}")
+        })
+        .unwrap_or_default()
 }
 
 /// istiod's upstream TLS: the DestinationRule's mode, else auto mTLS.
-fn apply_tls(ctx: &Ctx<'_>, c: &mut Cluster, svc: &Service, port: u16, subset: &str, policy: &EffectivePolicy) {
+fn apply_tls(
+    ctx: &Ctx<'_>,
+    c: &mut Cluster,
+    svc: &Service,
+    port: u16,
+    subset: &str,
+    policy: &EffectivePolicy,
+) {
     let mesh = &ctx.world.mesh;
     match &policy.tls {
         Some(tls) => {
             c.transport_socket = user_tls(ctx, svc, port, subset, tls);
         }
         None => {
-            let auto = mesh.auto_mtls && !svc.mesh_external && mtls::service_mode(ctx.world, &svc.namespace) != MtlsMode::Disable;
+            let auto = mesh.auto_mtls
+                && !svc.mesh_external
+                && mtls::service_mode(ctx.world, &svc.namespace) != MtlsMode::Disable;
             if !auto {
                 return;
             }
@@ -160,58 +232,108 @@ fn apply_tls(ctx: &Ctx<'_>, c: &mut Cluster, svc: &Service, port: u16, subset: &
                 c.transport_socket = Some(socket);
             } else {
                 c.transport_socket_matches = vec![
-                    TransportSocketMatch { name: "tlsMode-istio".into(), match_: serde_json::json!({"tlsMode": "istio"}), transport_socket: Some(socket) },
-                    TransportSocketMatch { name: "tlsMode-disabled".into(), match_: serde_json::json!({}), transport_socket: None },
+                    TransportSocketMatch {
+                        name: "tlsMode-istio".into(),
+                        match_: serde_json::json!({"tlsMode": "istio"}),
+                        transport_socket: Some(socket),
+                    },
+                    TransportSocketMatch {
+                        name: "tlsMode-disabled".into(),
+                        match_: serde_json::json!({}),
+                        transport_socket: None,
+                    },
                 ];
             }
         }
     }
 }
 
-fn user_tls(ctx: &Ctx<'_>, svc: &Service, port: u16, subset: &str, tls: &ClientTlsSettings) -> Option<UpstreamTransportSocket> {
+fn user_tls(
+    ctx: &Ctx<'_>,
+    svc: &Service,
+    port: u16,
+    subset: &str,
+    tls: &ClientTlsSettings,
+) -> Option<UpstreamTransportSocket> {
     match tls.mode {
         ClientTlsMode::Disable => None,
         ClientTlsMode::IstioMutual => Some(istio_mutual(ctx, svc, port, subset, tls.sni.clone())),
         ClientTlsMode::Simple | ClientTlsMode::Mutual => {
             let mut common = CommonTlsContext::default();
-            let sni = tls.sni.clone().unwrap_or_else(|| if svc.hostname.starts_with('*') { String::new() } else { svc.hostname.clone() });
+            let sni = tls.sni.clone().unwrap_or_else(|| {
+                if svc.hostname.starts_with('*') {
+                    String::new()
+                } else {
+                    svc.hostname.clone()
+                }
+            });
             if tls.mode == ClientTlsMode::Mutual {
-                let secret = match (&tls.credential_name, &tls.client_certificate, &tls.private_key) {
+                let secret = match (
+                    &tls.credential_name,
+                    &tls.client_certificate,
+                    &tls.private_key,
+                ) {
                     (Some(cn), _, _) => format!("kubernetes://{cn}"),
                     (None, Some(cert), Some(key)) => format!("file-cert:{cert}~{key}"),
                     _ => "default".into(),
                 };
-                common.tls_certificate_sds_secret_configs.push(SdsSecretConfig { name: secret });
+                common
+                    .tls_certificate_sds_secret_configs
+                    .push(SdsSecretConfig { name: secret });
             }
             let trusted_ca_sds = match (&tls.credential_name, &tls.ca_certificates) {
                 (Some(cn), _) => Some(format!("kubernetes://{cn}-cacert")),
                 (None, Some(ca)) => Some(format!("file-root:{ca}")),
                 _ => None,
             };
-            common.validation_context = Some(ValidationContext { trusted_ca_sds, match_subject_alt_names: tls.subject_alt_names.clone(), insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false) });
+            common.validation_context = Some(ValidationContext {
+                trusted_ca_sds,
+                match_subject_alt_names: tls.subject_alt_names.clone(),
+                insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
+            });
             Some(UpstreamTransportSocket {
                 name: TLS_SOCKET.into(),
                 typed_config: UpstreamTlsContext {
                     type_url: UPSTREAM_TLS_TYPE,
                     common_tls_context: common,
                     sni,
-                    istio_mode: if tls.mode == ClientTlsMode::Mutual { UpstreamTlsMode::Mutual } else { UpstreamTlsMode::Simple },
+                    istio_mode: if tls.mode == ClientTlsMode::Mutual {
+                        UpstreamTlsMode::Mutual
+                    } else {
+                        UpstreamTlsMode::Simple
+                    },
                 },
             })
         }
     }
 }
 
-fn istio_mutual(ctx: &Ctx<'_>, svc: &Service, port: u16, subset: &str, sni: Option<String>) -> UpstreamTransportSocket {
-    let sans = if svc.source == ServiceSource::Kubernetes { svc.service_accounts(&ctx.world.mesh.trust_domain) } else { vec![] };
+fn istio_mutual(
+    ctx: &Ctx<'_>,
+    svc: &Service,
+    port: u16,
+    subset: &str,
+    sni: Option<String>,
+) -> UpstreamTransportSocket {
+    let sans = if svc.source == ServiceSource::Kubernetes {
+        svc.service_accounts(&ctx.world.mesh.trust_domain)
+    } else {
+        vec![]
+    };
     UpstreamTransportSocket {
         name: TLS_SOCKET.into(),
         typed_config: UpstreamTlsContext {
             type_url: UPSTREAM_TLS_TYPE,
             common_tls_context: CommonTlsContext {
                 alpn_protocols: ALPN_IN_MESH.iter().map(|s| s.to_string()).collect(),
-                tls_certificate_sds_secret_configs: vec![SdsSecretConfig { name: "default".into() }],
-                validation_context: Some(ValidationContext { trusted_ca_sds: Some("ROOTCA".into()), match_subject_alt_names: sans, insecure_skip_verify: false }),
+                tls_certificate_sds_secret_configs: vec![SdsSecretConfig {
+                    name: "default".into(),
+                }],
+                validation_context: Some(ValidationContext {
+                    trusted_ca_sds: Some("ROOTCA".into()),
+                    match_subject_alt_names: sans,
+                    insecure_skip_verify: false,
+                }),
             },
             sni: sni.unwrap_or_else(|| names::istio_mutual_sni(port, subset, &svc.hostname)),
             istio_mode: UpstreamTlsMode::IstioMutual,
@@ -220,41 +342,69 @@ fn istio_mutual(ctx: &Ctx<'_>, svc: &Service, port: u16, subset: &str, sni: Opti
 }
 
 /// `inbound|PORT||`: to the application on loopback.
-pub fn inbound(name: &str, target_port: u16, service: &str, http2: bool) -> (Cluster, ClusterLoadAssignment) {
+pub fn inbound(name: &str, target_port: u16, service: &str, http2: bool) -> Cluster {
     let cla = ClusterLoadAssignment {
         cluster_name: name.to_string(),
-        endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![LbEndpoint { endpoint: Endpoint { address: Address::new("127.0.0.1", target_port) }, health_status: "HEALTHY", metadata: None, load_balancing_weight: 1 }] }],
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                endpoint: Endpoint {
+                    address: Address::new("127.0.0.1", target_port),
+                },
+                health_status: "HEALTHY",
+                metadata: None,
+                load_balancing_weight: 1,
+            }],
+        }],
     };
-    let c = Cluster {
+    Cluster {
         name: name.to_string(),
         discovery_type: DiscoveryType::Static,
         connect_timeout: "10s".into(),
         lb_policy: LbPolicy::RoundRobin,
-        circuit_breakers: CircuitBreakers { thresholds: vec![Thresholds::default()] },
+        circuit_breakers: CircuitBreakers {
+            thresholds: vec![Thresholds::default()],
+        },
         transport_socket: None,
         transport_socket_matches: vec![],
         http2_protocol_options: http2,
         max_requests_per_connection: None,
-        load_assignment: Some(cla.clone()),
-        metadata: ClusterMetadata { direction: ClusterDirection::Inbound, service: service.to_string(), port: target_port, subset: String::new(), destination_rule: String::new() },
-    };
-    (c, cla)
+        load_assignment: Some(cla),
+        metadata: ClusterMetadata {
+            direction: ClusterDirection::Inbound,
+            service: service.to_string(),
+            port: target_port,
+            subset: String::new(),
+            destination_rule: String::new(),
+        },
+    }
 }
 
 /// PassthroughCluster, BlackHoleCluster, InboundPassthroughCluster.
 pub fn special(name: &str) -> Cluster {
-    let (t, lb) = if name == names::BLACKHOLE_CLUSTER { (DiscoveryType::Static, LbPolicy::RoundRobin) } else { (DiscoveryType::OriginalDst, LbPolicy::ClusterProvided) };
+    let (t, lb) = if name == names::BLACKHOLE_CLUSTER {
+        (DiscoveryType::Static, LbPolicy::RoundRobin)
+    } else {
+        (DiscoveryType::OriginalDst, LbPolicy::ClusterProvided)
+    };
     Cluster {
         name: name.to_string(),
         discovery_type: t,
         connect_timeout: "10s".into(),
         lb_policy: lb,
-        circuit_breakers: CircuitBreakers { thresholds: vec![Thresholds::default()] },
+        circuit_breakers: CircuitBreakers {
+            thresholds: vec![Thresholds::default()],
+        },
         transport_socket: None,
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection: None,
         load_assignment: None,
-        metadata: ClusterMetadata { direction: ClusterDirection::Special, service: String::new(), port: 0, subset: String::new(), destination_rule: String::new() },
+        metadata: ClusterMetadata {
+            direction: ClusterDirection::Special,
+            service: String::new(),
+            port: 0,
+            subset: String::new(),
+            destination_rule: String::new(),
+        },
     }
 }

@@ -2,7 +2,9 @@
 //! and lookups istiod's push context answers (DestinationRule for a host,
 //! visible services).
 
-use meshsim_model::destination_rule::{ClientTlsSettings, ConnectionPoolSettings, DestinationRuleSpec, SimpleLb, TrafficPolicy};
+use meshsim_model::destination_rule::{
+    ClientTlsSettings, ConnectionPoolSettings, DestinationRuleSpec, SimpleLb, TrafficPolicy,
+};
 use meshsim_model::mesh::OutboundMode;
 use meshsim_model::Object;
 
@@ -14,6 +16,18 @@ pub struct Ctx<'a> {
     pub world: &'a World,
     pub proxy: &'a Pod,
     pub version: IstioVersion,
+    /// DestinationRules applicable to this proxy, by namespace: exact
+    /// resolved hosts indexed, wildcard hosts listed.
+    dr_index: std::collections::HashMap<&'a str, DrIndex<'a>>,
+    /// VirtualServices bound to `mesh`, in istiod's order (computed once).
+    mesh_vs:
+        std::cell::OnceCell<Vec<&'a Object<meshsim_model::virtual_service::VirtualServiceSpec>>>,
+}
+
+#[derive(Default)]
+struct DrIndex<'a> {
+    exact: std::collections::HashMap<String, &'a Object<DestinationRuleSpec>>,
+    wildcard: Vec<(String, &'a Object<DestinationRuleSpec>)>,
 }
 
 /// The traffic policy that applies to one cluster (port, subset), after
@@ -28,7 +42,39 @@ pub struct EffectivePolicy {
 
 impl<'a> Ctx<'a> {
     pub fn new(world: &'a World, proxy: &'a Pod) -> Self {
-        Self { world, proxy, version: world.settings.istio_version }
+        let mut dr_index: std::collections::HashMap<&'a str, DrIndex<'a>> =
+            std::collections::HashMap::new();
+        for dr in &world.destination_rules {
+            if dr.spec.workload_selector.as_ref().is_some_and(|ws| {
+                !meshsim_model::common::labels_match(&ws.match_labels, &proxy.labels)
+            }) {
+                continue;
+            }
+            let host = world
+                .resolve_host(&dr.spec.host, dr.meta.ns())
+                .to_ascii_lowercase();
+            let idx = dr_index.entry(dr.meta.ns()).or_default();
+            if host.starts_with('*') {
+                idx.wildcard.push((host, dr));
+            } else {
+                idx.exact.entry(host).or_insert(dr);
+            }
+        }
+        Self {
+            world,
+            proxy,
+            version: world.settings.istio_version,
+            dr_index,
+            mesh_vs: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// VirtualServices bound to `mesh`, computed once per proxy.
+    pub fn mesh_virtual_services(
+        &self,
+    ) -> &[&'a Object<meshsim_model::virtual_service::VirtualServiceSpec>] {
+        self.mesh_vs
+            .get_or_init(|| crate::routes::bound_virtual_services(self, "mesh"))
     }
 
     pub fn is_gateway(&self) -> bool {
@@ -46,13 +92,29 @@ impl<'a> Ctx<'a> {
         let ns = &self.proxy.namespace;
         w.sidecars
             .iter()
-            .find(|s| s.meta.ns() == ns && s.spec.workload_selector.as_ref().is_some_and(|ws| meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)))
-            .or_else(|| w.sidecars.iter().find(|s| s.meta.ns() == ns && s.spec.workload_selector.is_none()))
-            .or_else(|| w.sidecars.iter().find(|s| s.meta.ns() == w.mesh.root_namespace && s.spec.workload_selector.is_none()))
+            .find(|s| {
+                s.meta.ns() == ns
+                    && s.spec.workload_selector.as_ref().is_some_and(|ws| {
+                        meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)
+                    })
+            })
+            .or_else(|| {
+                w.sidecars
+                    .iter()
+                    .find(|s| s.meta.ns() == ns && s.spec.workload_selector.is_none())
+            })
+            .or_else(|| {
+                w.sidecars.iter().find(|s| {
+                    s.meta.ns() == w.mesh.root_namespace && s.spec.workload_selector.is_none()
+                })
+            })
     }
 
     pub fn outbound_mode(&self) -> OutboundMode {
-        self.sidecar_resource().and_then(|s| s.spec.outbound_traffic_policy.as_ref()).map(|p| p.mode).unwrap_or(self.world.mesh.outbound)
+        self.sidecar_resource()
+            .and_then(|s| s.spec.outbound_traffic_policy.as_ref())
+            .map(|p| p.mode)
+            .unwrap_or(self.world.mesh.outbound)
     }
 
     /// Services this proxy sees: all of them, narrowed by a Sidecar's
@@ -69,14 +131,23 @@ impl<'a> Ctx<'a> {
             .flat_map(|e| e.hosts.iter())
             .filter_map(|h| {
                 let (ns, host) = h.split_once('/')?;
-                let ns = if ns == "." { sc.meta.ns().to_string() } else { ns.to_string() };
+                let ns = if ns == "." {
+                    sc.meta.ns().to_string()
+                } else {
+                    ns.to_string()
+                };
                 Some((ns, host.to_string()))
             })
             .collect();
         if patterns.is_empty() {
             return all.collect();
         }
-        all.filter(|s| patterns.iter().any(|(ns, h)| ns != "~" && (ns == "*" || *ns == s.namespace) && host::matches(h, &s.hostname))).collect()
+        all.filter(|s| {
+            patterns.iter().any(|(ns, h)| {
+                ns != "~" && (ns == "*" || *ns == s.namespace) && host::matches(h, &s.hostname)
+            })
+        })
+        .collect()
     }
 
     /// istiod's DestinationRule lookup for a host as seen by this proxy:
@@ -84,23 +155,36 @@ impl<'a> Ctx<'a> {
     /// within one, the most specific host wins.
     pub fn destination_rule(&self, svc: &Service) -> Option<&'a Object<DestinationRuleSpec>> {
         let w = self.world;
-        let order = [self.proxy.namespace.as_str(), svc.namespace.as_str(), w.mesh.root_namespace.as_str()];
+        let order = [
+            self.proxy.namespace.as_str(),
+            svc.namespace.as_str(),
+            w.mesh.root_namespace.as_str(),
+        ];
+        let lower = svc.hostname.to_ascii_lowercase();
         for ns in order {
-            let best = w
-                .destination_rules
+            let Some(idx) = self.dr_index.get(ns) else {
+                continue;
+            };
+            if let Some(dr) = idx.exact.get(&lower) {
+                return Some(dr);
+            }
+            let best = idx
+                .wildcard
                 .iter()
-                .filter(|dr| dr.meta.ns() == ns)
-                .filter(|dr| dr.spec.workload_selector.as_ref().is_none_or(|ws| meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)))
-                .filter(|dr| host::matches(&w.resolve_host(&dr.spec.host, dr.meta.ns()), &svc.hostname))
-                .max_by_key(|dr| host::specificity(&w.resolve_host(&dr.spec.host, dr.meta.ns())));
-            if best.is_some() {
-                return best;
+                .filter(|(h, _)| host::matches(h, &svc.hostname))
+                .max_by_key(|(h, _)| host::specificity(h));
+            if let Some((_, dr)) = best {
+                return Some(dr);
             }
         }
         None
     }
 
-    pub fn effective_policy(dr: Option<&DestinationRuleSpec>, port: u16, subset: &str) -> EffectivePolicy {
+    pub fn effective_policy(
+        dr: Option<&DestinationRuleSpec>,
+        port: u16,
+        subset: &str,
+    ) -> EffectivePolicy {
         let mut eff = EffectivePolicy::default();
         let Some(dr) = dr else {
             return eff;

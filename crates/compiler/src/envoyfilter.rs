@@ -6,7 +6,10 @@
 //! `proxy-config` can show it.
 
 use meshsim_model::common::labels_match;
-use meshsim_model::envoy_filter::{ApplyTo, EnvoyConfigObjectPatch, EnvoyFilterSpec, FilterChainMatch as FcMatch, PatchContext, PatchOperation};
+use meshsim_model::envoy_filter::{
+    ApplyTo, EnvoyConfigObjectPatch, EnvoyFilterSpec, FilterChainMatch as FcMatch, PatchContext,
+    PatchOperation,
+};
 use meshsim_model::Object;
 use meshsim_tables::*;
 
@@ -20,9 +23,25 @@ pub fn applicable<'a>(ctx: &Ctx<'a>) -> Vec<&'a Object<EnvoyFilterSpec>> {
         .iter()
         .enumerate()
         .filter(|(_, f)| f.meta.ns() == w.mesh.root_namespace || f.meta.ns() == ctx.proxy.namespace)
-        .filter(|(_, f)| f.spec.workload_selector.as_ref().is_none_or(|s| labels_match(&s.match_labels, &ctx.proxy.labels)))
+        .filter(|(_, f)| {
+            f.spec
+                .workload_selector
+                .as_ref()
+                .is_none_or(|s| labels_match(&s.match_labels, &ctx.proxy.labels))
+        })
         .collect();
-    v.sort_by(|(ia, a), (ib, b)| (a.spec.priority, a.meta.creation_timestamp.as_deref().unwrap_or(""), *ia).cmp(&(b.spec.priority, b.meta.creation_timestamp.as_deref().unwrap_or(""), *ib)));
+    v.sort_by(|(ia, a), (ib, b)| {
+        (
+            a.spec.priority,
+            a.meta.creation_timestamp.as_deref().unwrap_or(""),
+            *ia,
+        )
+            .cmp(&(
+                b.spec.priority,
+                b.meta.creation_timestamp.as_deref().unwrap_or(""),
+                *ib,
+            ))
+    });
     v.into_iter().map(|(_, f)| f).collect()
 }
 
@@ -49,12 +68,28 @@ fn apply_one(ctx: &Ctx<'_>, t: &mut ProxyTables, p: &EnvoyConfigObjectPatch) -> 
         if let Some(re) = &pm.proxy_version {
             match regex::Regex::new(re) {
                 Ok(r) if r.is_match(&ctx.version.to_string()) => {}
-                Ok(_) => return (false, format!("proxyVersion {re:?} does not match this proxy's Istio version {}", ctx.version)),
-                Err(e) => return (false, format!("proxyVersion {re:?} is not a valid regex: {e}")),
+                Ok(_) => {
+                    return (
+                        false,
+                        format!(
+                            "proxyVersion {re:?} does not match this proxy's Istio version {}",
+                            ctx.version
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return (
+                        false,
+                        format!("proxyVersion {re:?} is not a valid regex: {e}"),
+                    )
+                }
             }
         }
         if !pm.metadata.is_empty() {
-            return (false, "match.proxy.metadata is not simulated by meshsim".into());
+            return (
+                false,
+                "match.proxy.metadata is not simulated by meshsim".into(),
+            );
         }
     }
     let gateway = ctx.is_gateway();
@@ -64,13 +99,27 @@ fn apply_one(ctx: &Ctx<'_>, t: &mut ProxyTables, p: &EnvoyConfigObjectPatch) -> 
         PatchContext::SidecarInbound | PatchContext::SidecarOutbound => !gateway,
     };
     if !ctx_ok {
-        return (false, format!("context {:?} does not apply to a {}", m.context, if gateway { "gateway" } else { "sidecar" }));
+        return (
+            false,
+            format!(
+                "context {:?} does not apply to a {}",
+                m.context,
+                if gateway { "gateway" } else { "sidecar" }
+            ),
+        );
     }
     match p.apply_to {
-        ApplyTo::NetworkFilter | ApplyTo::FilterChain | ApplyTo::Listener | ApplyTo::HttpFilter => listener_patch(t, p, &m, gateway),
+        ApplyTo::NetworkFilter | ApplyTo::FilterChain | ApplyTo::Listener | ApplyTo::HttpFilter => {
+            listener_patch(t, p, &m, gateway)
+        }
         ApplyTo::Cluster => cluster_patch(t, p, &m),
-        ApplyTo::VirtualHost | ApplyTo::HttpRoute | ApplyTo::RouteConfiguration => route_patch(t, p, &m),
-        other => (false, format!("applyTo {other:?} is not simulated by meshsim")),
+        ApplyTo::VirtualHost | ApplyTo::HttpRoute | ApplyTo::RouteConfiguration => {
+            route_patch(t, p, &m)
+        }
+        other => (
+            false,
+            format!("applyTo {other:?} is not simulated by meshsim"),
+        ),
     }
 }
 
@@ -78,15 +127,23 @@ fn listener_in_context(l: &Listener, ctx: PatchContext, gateway: bool) -> bool {
     match ctx {
         PatchContext::Any => true,
         PatchContext::Gateway => gateway,
-        PatchContext::SidecarInbound => !gateway && l.traffic_direction == TrafficDirection::Inbound,
-        PatchContext::SidecarOutbound => !gateway && l.traffic_direction == TrafficDirection::Outbound,
+        PatchContext::SidecarInbound => {
+            !gateway && l.traffic_direction == TrafficDirection::Inbound
+        }
+        PatchContext::SidecarOutbound => {
+            !gateway && l.traffic_direction == TrafficDirection::Outbound
+        }
     }
 }
 
 fn chain_matches(c: &FilterChain, l: &Listener, m: Option<&FcMatch>, port: Option<u16>) -> bool {
     // For virtualInbound, the port is the chain's destination port.
     if let Some(port) = port {
-        let chain_port = if l.traffic_direction == TrafficDirection::Inbound { c.filter_chain_match.destination_port } else { Some(l.address.socket_address.port_value) };
+        let chain_port = if l.traffic_direction == TrafficDirection::Inbound {
+            c.filter_chain_match.destination_port
+        } else {
+            Some(l.address.socket_address.port_value)
+        };
         if chain_port != Some(port) {
             return false;
         }
@@ -95,59 +152,121 @@ fn chain_matches(c: &FilterChain, l: &Listener, m: Option<&FcMatch>, port: Optio
         return true;
     };
     m.name.as_ref().is_none_or(|n| *n == c.name)
-        && m.sni.as_ref().is_none_or(|s| c.filter_chain_match.server_names.contains(s))
-        && m.transport_protocol.as_ref().is_none_or(|tp| *tp == c.filter_chain_match.transport_protocol)
-        && m.application_protocols.as_ref().is_none_or(|ap| ap.split(',').any(|a| c.filter_chain_match.application_protocols.iter().any(|x| x == a.trim())))
-        && m.destination_port.is_none_or(|dp| c.filter_chain_match.destination_port == Some(dp))
+        && m.sni
+            .as_ref()
+            .is_none_or(|s| c.filter_chain_match.server_names.contains(s))
+        && m.transport_protocol
+            .as_ref()
+            .is_none_or(|tp| *tp == c.filter_chain_match.transport_protocol)
+        && m.application_protocols.as_ref().is_none_or(|ap| {
+            ap.split(',').any(|a| {
+                c.filter_chain_match
+                    .application_protocols
+                    .iter()
+                    .any(|x| x == a.trim())
+            })
+        })
+        && m.destination_port
+            .is_none_or(|dp| c.filter_chain_match.destination_port == Some(dp))
 }
 
 fn new_network_filter(p: &EnvoyConfigObjectPatch) -> Option<NetworkFilter> {
     let v = p.patch.value.as_ref()?;
     let name = v.get("name")?.as_str()?.to_string();
-    Some(NetworkFilter { name, typed_config: NetworkFilterConfig::Opaque(v.get("typed_config").or(v.get("typedConfig")).cloned().unwrap_or(serde_json::Value::Null)) })
+    Some(NetworkFilter {
+        name,
+        typed_config: NetworkFilterConfig::Opaque(
+            v.get("typed_config")
+                .or(v.get("typedConfig"))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        ),
+    })
 }
 
 fn new_http_filter(p: &EnvoyConfigObjectPatch) -> Option<HttpFilter> {
     let v = p.patch.value.as_ref()?;
     let name = v.get("name")?.as_str()?.to_string();
-    Some(HttpFilter { name, typed_config: v.get("typed_config").or(v.get("typedConfig")).cloned().unwrap_or(serde_json::Value::Null) })
+    Some(HttpFilter {
+        name,
+        typed_config: v
+            .get("typed_config")
+            .or(v.get("typedConfig"))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+    })
 }
 
-fn listener_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch, gateway: bool) -> (bool, String) {
+fn listener_patch(
+    t: &mut ProxyTables,
+    p: &EnvoyConfigObjectPatch,
+    m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch,
+    gateway: bool,
+) -> (bool, String) {
     let lm = m.listener.clone().unwrap_or_default();
     let op = p.patch.operation;
     if p.apply_to == ApplyTo::Listener {
         if op != PatchOperation::Remove {
-            return (false, format!("LISTENER {op:?} is not simulated by meshsim"));
+            return (
+                false,
+                format!("LISTENER {op:?} is not simulated by meshsim"),
+            );
         }
         let before = t.listeners.len();
-        t.listeners.retain(|l| !(listener_in_context(l, m.context, gateway) && lm.name.as_ref().is_none_or(|n| *n == l.name) && lm.port_number.is_none_or(|pn| pn == l.address.socket_address.port_value)));
+        t.listeners.retain(|l| {
+            !(listener_in_context(l, m.context, gateway)
+                && lm.name.as_ref().is_none_or(|n| *n == l.name)
+                && lm
+                    .port_number
+                    .is_none_or(|pn| pn == l.address.socket_address.port_value))
+        });
         let n = before - t.listeners.len();
         return (n > 0, format!("removed {n} listener(s)"));
     }
     let fc = lm.filter_chain.as_ref();
-    let filter_name = fc.and_then(|f| f.filter.as_ref()).and_then(|f| f.name.clone());
-    let sub_filter = fc.and_then(|f| f.filter.as_ref()).and_then(|f| f.sub_filter.as_ref()).and_then(|s| s.name.clone());
+    let filter_name = fc
+        .and_then(|f| f.filter.as_ref())
+        .and_then(|f| f.name.clone());
+    let sub_filter = fc
+        .and_then(|f| f.filter.as_ref())
+        .and_then(|f| f.sub_filter.as_ref())
+        .and_then(|s| s.name.clone());
     let mut touched = 0usize;
     let mut anchor_missing = 0usize;
     for l in &mut t.listeners {
-        if !listener_in_context(l, m.context, gateway) || lm.name.as_ref().is_some_and(|n| *n != l.name) {
+        if !listener_in_context(l, m.context, gateway)
+            || lm.name.as_ref().is_some_and(|n| *n != l.name)
+        {
             continue;
         }
         // The port of an outbound listener, or of an inbound chain.
-        let outbound_port_ok = l.traffic_direction == TrafficDirection::Inbound || lm.port_number.is_none_or(|pn| pn == l.address.socket_address.port_value);
+        let outbound_port_ok = l.traffic_direction == TrafficDirection::Inbound
+            || lm
+                .port_number
+                .is_none_or(|pn| pn == l.address.socket_address.port_value);
         if !outbound_port_ok {
             continue;
         }
-        let port_for_chain = if l.traffic_direction == TrafficDirection::Inbound { lm.port_number } else { None };
+        let port_for_chain = if l.traffic_direction == TrafficDirection::Inbound {
+            lm.port_number
+        } else {
+            None
+        };
         let snapshot = l.clone();
-        let chains = l.filter_chains.iter_mut().chain(l.default_filter_chain.iter_mut());
+        let chains = l
+            .filter_chains
+            .iter_mut()
+            .chain(l.default_filter_chain.iter_mut());
         if p.apply_to == ApplyTo::FilterChain {
             if op != PatchOperation::Remove {
-                return (false, format!("FILTER_CHAIN {op:?} is not simulated by meshsim"));
+                return (
+                    false,
+                    format!("FILTER_CHAIN {op:?} is not simulated by meshsim"),
+                );
             }
             let before = l.filter_chains.len();
-            l.filter_chains.retain(|c| !chain_matches(c, &snapshot, fc, port_for_chain));
+            l.filter_chains
+                .retain(|c| !chain_matches(c, &snapshot, fc, port_for_chain));
             touched += before - l.filter_chains.len();
             continue;
         }
@@ -156,8 +275,13 @@ fn listener_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_m
                 continue;
             }
             if p.apply_to == ApplyTo::NetworkFilter {
-                let idx = filter_name.as_ref().and_then(|n| c.filters.iter().position(|f| &f.name == n));
-                if filter_name.is_some() && idx.is_none() && !matches!(op, PatchOperation::Add | PatchOperation::InsertFirst) {
+                let idx = filter_name
+                    .as_ref()
+                    .and_then(|n| c.filters.iter().position(|f| &f.name == n));
+                if filter_name.is_some()
+                    && idx.is_none()
+                    && !matches!(op, PatchOperation::Add | PatchOperation::InsertFirst)
+                {
                     anchor_missing += 1;
                     continue;
                 }
@@ -172,39 +296,65 @@ fn listener_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_m
                     }
                     (PatchOperation::Merge, _, Some(i)) => {
                         if !merge_network_filter(&mut c.filters[i], p.patch.value.as_ref()) {
-                            return (false, format!("MERGE into {} is not simulated by meshsim", c.filters[i].name));
+                            return (
+                                false,
+                                format!(
+                                    "MERGE into {} is not simulated by meshsim",
+                                    c.filters[i].name
+                                ),
+                            );
                         }
                     }
-                    (_, None, _) if op != PatchOperation::Remove => return (false, "patch.value needs a `name`".into()),
+                    (_, None, _) if op != PatchOperation::Remove => {
+                        return (false, "patch.value needs a `name`".into())
+                    }
                     _ => continue,
                 }
                 touched += 1;
             } else {
-                let Some(h) = c.filters.iter_mut().find_map(|f| match &mut f.typed_config {
-                    NetworkFilterConfig::HttpConnectionManager(h) => Some(h),
-                    _ => None,
-                }) else {
+                let Some(h) = c
+                    .filters
+                    .iter_mut()
+                    .find_map(|f| match &mut f.typed_config {
+                        NetworkFilterConfig::HttpConnectionManager(h) => Some(h),
+                        _ => None,
+                    })
+                else {
                     continue;
                 };
-                let idx = sub_filter.as_ref().and_then(|n| h.http_filters.iter().position(|f| &f.name == n));
-                if sub_filter.is_some() && idx.is_none() && !matches!(op, PatchOperation::Add | PatchOperation::InsertFirst) {
+                let idx = sub_filter
+                    .as_ref()
+                    .and_then(|n| h.http_filters.iter().position(|f| &f.name == n));
+                if sub_filter.is_some()
+                    && idx.is_none()
+                    && !matches!(op, PatchOperation::Add | PatchOperation::InsertFirst)
+                {
                     anchor_missing += 1;
                     continue;
                 }
                 match (op, new_http_filter(p), idx) {
                     (PatchOperation::Add, Some(f), _) => {
                         // istiod appends HTTP filters before the router.
-                        let at = h.http_filters.iter().position(|f| f.name == "envoy.filters.http.router").unwrap_or(h.http_filters.len());
+                        let at = h
+                            .http_filters
+                            .iter()
+                            .position(|f| f.name == "envoy.filters.http.router")
+                            .unwrap_or(h.http_filters.len());
                         h.http_filters.insert(at, f);
                     }
                     (PatchOperation::InsertFirst, Some(f), _) => h.http_filters.insert(0, f),
                     (PatchOperation::InsertBefore, Some(f), Some(i)) => h.http_filters.insert(i, f),
-                    (PatchOperation::InsertAfter, Some(f), Some(i)) => h.http_filters.insert(i + 1, f),
+                    (PatchOperation::InsertAfter, Some(f), Some(i)) => {
+                        h.http_filters.insert(i + 1, f)
+                    }
                     (PatchOperation::Replace, Some(f), Some(i)) => h.http_filters[i] = f,
                     (PatchOperation::Remove, _, Some(i)) => {
                         h.http_filters.remove(i);
                     }
-                    (PatchOperation::Merge, _, Some(i)) => merge_json(&mut h.http_filters[i].typed_config, p.patch.value.as_ref().and_then(|v| v.get("typed_config"))),
+                    (PatchOperation::Merge, _, Some(i)) => merge_json(
+                        &mut h.http_filters[i].typed_config,
+                        p.patch.value.as_ref().and_then(|v| v.get("typed_config")),
+                    ),
                     _ => continue,
                 }
                 touched += 1;
@@ -214,7 +364,11 @@ fn listener_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_m
     if touched > 0 {
         (true, format!("applied to {touched} filter chain(s)"))
     } else if anchor_missing > 0 {
-        let anchor = if p.apply_to == ApplyTo::HttpFilter { sub_filter } else { filter_name };
+        let anchor = if p.apply_to == ApplyTo::HttpFilter {
+            sub_filter
+        } else {
+            filter_name
+        };
         (false, format!("{op:?}: filter {:?} not found in {anchor_missing} matching chain(s); silently not applied (as istiod)", anchor.unwrap_or_default()))
     } else {
         (false, "no listener or filter chain matched".into())
@@ -235,12 +389,20 @@ fn merge_network_filter(f: &mut NetworkFilter, value: Option<&serde_json::Value>
                 for (k, v) in obj {
                     match k.as_str() {
                         "@type" => {}
-                        "http_protocol_options" | "httpProtocolOptions" => match v.get("accept_http_10").or(v.get("acceptHttp10")).and_then(|b| b.as_bool()) {
+                        "http_protocol_options" | "httpProtocolOptions" => match v
+                            .get("accept_http_10")
+                            .or(v.get("acceptHttp10"))
+                            .and_then(|b| b.as_bool())
+                        {
                             Some(b) => h.http_protocol_options.accept_http_10 = b,
                             None => ok = false,
                         },
-                        "stat_prefix" | "statPrefix" => h.stat_prefix = v.as_str().unwrap_or_default().to_string(),
-                        "use_remote_address" | "useRemoteAddress" => h.use_remote_address = v.as_bool().unwrap_or(false),
+                        "stat_prefix" | "statPrefix" => {
+                            h.stat_prefix = v.as_str().unwrap_or_default().to_string()
+                        }
+                        "use_remote_address" | "useRemoteAddress" => {
+                            h.use_remote_address = v.as_bool().unwrap_or(false)
+                        }
                         _ => ok = false,
                     }
                 }
@@ -266,14 +428,21 @@ pub fn merge_json(target: &mut serde_json::Value, patch: Option<&serde_json::Val
     match (target, patch) {
         (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
             for (k, v) in p {
-                merge_json(t.entry(k.clone()).or_insert(serde_json::Value::Null), Some(v));
+                merge_json(
+                    t.entry(k.clone()).or_insert(serde_json::Value::Null),
+                    Some(v),
+                );
             }
         }
         (t, p) => *t = p.clone(),
     }
 }
 
-fn cluster_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch) -> (bool, String) {
+fn cluster_patch(
+    t: &mut ProxyTables,
+    p: &EnvoyConfigObjectPatch,
+    m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch,
+) -> (bool, String) {
     let cm = m.cluster.clone().unwrap_or_default();
     let matches = |c: &Cluster| {
         cm.name.as_ref().is_none_or(|n| *n == c.name)
@@ -289,15 +458,29 @@ fn cluster_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_mo
             (n > 0, format!("removed {n} cluster(s)"))
         }
         PatchOperation::Merge => {
-            let Some(v) = &p.patch.value else { return (false, "MERGE needs a value".into()) };
+            let Some(v) = &p.patch.value else {
+                return (false, "MERGE needs a value".into());
+            };
             let mut n = 0;
             for c in t.clusters.iter_mut().filter(|c| matches(c)) {
-                if let Some(ct) = v.get("connect_timeout").or(v.get("connectTimeout")).and_then(|x| x.as_str()) {
+                if let Some(ct) = v
+                    .get("connect_timeout")
+                    .or(v.get("connectTimeout"))
+                    .and_then(|x| x.as_str())
+                {
                     c.connect_timeout = ct.to_string();
                 }
-                if let Some(th) = v.pointer("/circuit_breakers/thresholds/0").or(v.pointer("/circuitBreakers/thresholds/0")) {
+                if let Some(th) = v
+                    .pointer("/circuit_breakers/thresholds/0")
+                    .or(v.pointer("/circuitBreakers/thresholds/0"))
+                {
                     let cur = &mut c.circuit_breakers.thresholds[0];
-                    let get = |k: &str, k2: &str| th.get(k).or(th.get(k2)).and_then(|x| x.as_u64()).and_then(|x| u32::try_from(x).ok());
+                    let get = |k: &str, k2: &str| {
+                        th.get(k)
+                            .or(th.get(k2))
+                            .and_then(|x| x.as_u64())
+                            .and_then(|x| u32::try_from(x).ok())
+                    };
                     if let Some(x) = get("max_connections", "maxConnections") {
                         cur.max_connections = x;
                     }
@@ -319,26 +502,48 @@ fn cluster_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_mo
     }
 }
 
-fn route_patch(t: &mut ProxyTables, p: &EnvoyConfigObjectPatch, m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch) -> (bool, String) {
+fn route_patch(
+    t: &mut ProxyTables,
+    p: &EnvoyConfigObjectPatch,
+    m: &meshsim_model::envoy_filter::EnvoyConfigObjectMatch,
+) -> (bool, String) {
     let rm = m.route_configuration.clone().unwrap_or_default();
     if p.patch.operation != PatchOperation::Remove || p.apply_to == ApplyTo::RouteConfiguration {
-        return (false, format!("{:?} {:?} is not simulated by meshsim", p.apply_to, p.patch.operation));
+        return (
+            false,
+            format!(
+                "{:?} {:?} is not simulated by meshsim",
+                p.apply_to, p.patch.operation
+            ),
+        );
     }
     let mut n = 0;
     for rc in t.route_configs.iter_mut() {
-        if rm.name.as_ref().is_some_and(|x| *x != rc.name) || rm.port_number.is_some_and(|pn| rc.name != pn.to_string()) {
+        if rm.name.as_ref().is_some_and(|x| *x != rc.name)
+            || rm.port_number.is_some_and(|pn| rc.name != pn.to_string())
+        {
             continue;
         }
         let vh_name = rm.vhost.as_ref().and_then(|v| v.name.clone());
-        let route_name = rm.vhost.as_ref().and_then(|v| v.route.as_ref()).and_then(|r| r.name.clone());
+        let route_name = rm
+            .vhost
+            .as_ref()
+            .and_then(|v| v.route.as_ref())
+            .and_then(|r| r.name.clone());
         if p.apply_to == ApplyTo::VirtualHost {
             let before = rc.virtual_hosts.len();
-            rc.virtual_hosts.retain(|vh| vh_name.as_ref().is_some_and(|x| *x != vh.name));
+            rc.virtual_hosts
+                .retain(|vh| vh_name.as_ref().is_some_and(|x| *x != vh.name));
             n += before - rc.virtual_hosts.len();
         } else {
-            for vh in rc.virtual_hosts.iter_mut().filter(|vh| vh_name.as_ref().is_none_or(|x| *x == vh.name)) {
+            for vh in rc
+                .virtual_hosts
+                .iter_mut()
+                .filter(|vh| vh_name.as_ref().is_none_or(|x| *x == vh.name))
+            {
                 let before = vh.routes.len();
-                vh.routes.retain(|r| route_name.as_ref().is_some_and(|x| *x != r.name));
+                vh.routes
+                    .retain(|r| route_name.as_ref().is_some_and(|x| *x != r.name));
                 n += before - vh.routes.len();
             }
         }

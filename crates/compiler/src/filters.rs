@@ -5,7 +5,10 @@ use meshsim_tables::*;
 use crate::version::IstioVersion;
 
 fn http_filter(name: &str) -> HttpFilter {
-    HttpFilter { name: name.into(), typed_config: serde_json::Value::Null }
+    HttpFilter {
+        name: name.into(),
+        typed_config: serde_json::Value::Null,
+    }
 }
 
 /// HTTP filters of an HCM. Outbound sidecar chains carry `istio.alpn`
@@ -27,7 +30,15 @@ pub fn http_filters(version: IstioVersion, outbound_sidecar: bool) -> Vec<HttpFi
     v
 }
 
-pub fn hcm(stat_prefix: String, rds: Option<String>, inline: Option<RouteConfiguration>, version: IstioVersion, outbound_sidecar: bool, accept_http_10: bool, use_remote_address: bool) -> NetworkFilter {
+pub fn hcm(
+    stat_prefix: String,
+    rds: Option<String>,
+    inline: Option<RouteConfiguration>,
+    version: IstioVersion,
+    outbound_sidecar: bool,
+    accept_http_10: bool,
+    use_remote_address: bool,
+) -> NetworkFilter {
     NetworkFilter {
         name: HCM.into(),
         typed_config: NetworkFilterConfig::HttpConnectionManager(Box::new(HttpConnectionManager {
@@ -43,17 +54,40 @@ pub fn hcm(stat_prefix: String, rds: Option<String>, inline: Option<RouteConfigu
 }
 
 /// Network filters of a TCP chain: `istio.stats` (when built in) then the proxy.
-pub fn tcp_filters(version: IstioVersion, stat_prefix: String, cluster: Option<String>, weighted: Option<WeightedClusters>) -> Vec<NetworkFilter> {
+pub fn tcp_filters(
+    version: IstioVersion,
+    stat_prefix: String,
+    cluster: Option<String>,
+    weighted: Option<WeightedClusters>,
+) -> Vec<NetworkFilter> {
     let mut v = Vec::new();
     if version.builtin_stats_filters() {
-        v.push(NetworkFilter { name: "istio.stats".into(), typed_config: NetworkFilterConfig::Opaque(serde_json::json!({"@type": "type.googleapis.com/stats.PluginConfig"})) });
+        v.push(NetworkFilter {
+            name: "istio.stats".into(),
+            typed_config: NetworkFilterConfig::Opaque(
+                serde_json::json!({"@type": "type.googleapis.com/stats.PluginConfig"}),
+            ),
+        });
     }
-    v.push(NetworkFilter { name: TCP_PROXY.into(), typed_config: NetworkFilterConfig::TcpProxy(TcpProxy { type_url: TCP_PROXY_TYPE, stat_prefix, cluster, weighted_clusters: weighted }) });
+    v.push(NetworkFilter {
+        name: TCP_PROXY.into(),
+        typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
+            type_url: TCP_PROXY_TYPE,
+            stat_prefix,
+            cluster,
+            weighted_clusters: weighted,
+        }),
+    });
     v
 }
 
 pub fn listener_filters(names: &[&str]) -> Vec<NamedFilter> {
-    names.iter().map(|n| NamedFilter { name: n.to_string() }).collect()
+    names
+        .iter()
+        .map(|n| NamedFilter {
+            name: n.to_string(),
+        })
+        .collect()
 }
 
 pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -68,8 +102,14 @@ pub fn istio_downstream_tls(alpn: &[&str]) -> DownstreamTransportSocket {
             type_url: DOWNSTREAM_TLS_TYPE,
             common_tls_context: CommonTlsContext {
                 alpn_protocols: alpn.iter().map(|s| s.to_string()).collect(),
-                tls_certificate_sds_secret_configs: vec![SdsSecretConfig { name: "default".into() }],
-                validation_context: Some(ValidationContext { trusted_ca_sds: Some("ROOTCA".into()), match_subject_alt_names: vec![], insecure_skip_verify: false }),
+                tls_certificate_sds_secret_configs: vec![SdsSecretConfig {
+                    name: "default".into(),
+                }],
+                validation_context: Some(ValidationContext {
+                    trusted_ca_sds: Some("ROOTCA".into()),
+                    match_subject_alt_names: vec![],
+                    insecure_skip_verify: false,
+                }),
             },
             require_client_certificate: true,
         },

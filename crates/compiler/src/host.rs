@@ -4,17 +4,23 @@
 /// Whether config host `pattern` (maybe wildcard) covers host `name`
 /// (maybe wildcard itself).
 pub fn matches(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
-    if p == "*" || p == n {
+    if pattern == "*" || pattern.eq_ignore_ascii_case(name) {
         return true;
     }
-    if let Some(suffix) = p.strip_prefix('*') {
-        if let Some(nsuffix) = n.strip_prefix('*') {
-            return nsuffix.ends_with(suffix);
+    let Some(suffix) = pattern.strip_prefix('*') else {
+        return false;
+    };
+    let ends_with = |n: &str| {
+        n.len() >= suffix.len() && n[n.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    match name.strip_prefix('*') {
+        Some(nsuffix) => ends_with(nsuffix),
+        None => {
+            name.len() > suffix.len()
+                && name.is_char_boundary(name.len() - suffix.len())
+                && ends_with(name)
         }
-        return n.ends_with(suffix) && n.len() > suffix.len();
     }
-    false
 }
 
 /// Whether two config hosts overlap (either covers the other).
@@ -63,7 +69,10 @@ mod tests {
         assert!(!matches("*.example.com", "*.com"));
         assert!(intersects("*.example.com", "*.com"));
         assert_eq!(more_specific("*", "myapp.com"), "myapp.com");
-        assert_eq!(more_specific("*.test.com", "service1.test.com"), "service1.test.com");
+        assert_eq!(
+            more_specific("*.test.com", "service1.test.com"),
+            "service1.test.com"
+        );
         assert!(matches("HTTPBIN.org", "httpbin.ORG"));
     }
 }

@@ -43,7 +43,7 @@ use crate::world::{Pod, PodRole};
 pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
     let ctx = Ctx::new(world, proxy);
     let services = ctx.visible_services();
-    let (mut clusters, mut endpoints) = clusters::outbound(&ctx, &services);
+    let (mut clusters, endpoints) = clusters::outbound(&ctx, &services);
     let (listeners, route_configs) = if proxy.role == PodRole::Gateway {
         clusters.push(clusters::special(names::BLACKHOLE_CLUSTER));
         let g = gateway::build(&ctx);
@@ -51,7 +51,6 @@ pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
     } else {
         let s = sidecar::build(&ctx, &services);
         clusters.extend(s.clusters);
-        endpoints.extend(s.endpoints);
         clusters.push(clusters::special(names::BLACKHOLE_CLUSTER));
         clusters.push(clusters::special(names::INBOUND_PASSTHROUGH_CLUSTER));
         clusters.push(clusters::special(names::PASSTHROUGH_CLUSTER));
@@ -63,7 +62,11 @@ pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
             id: proxy.id(),
             pod: proxy.name.clone(),
             namespace: proxy.namespace.clone(),
-            kind: if proxy.role == PodRole::Gateway { ProxyKind::Router } else { ProxyKind::Sidecar },
+            kind: if proxy.role == PodRole::Gateway {
+                ProxyKind::Router
+            } else {
+                ProxyKind::Sidecar
+            },
             ip: proxy.ip.to_string(),
             istio_version: world.settings.istio_version.to_string(),
             identity: proxy.identity(&mesh.trust_domain),
@@ -107,13 +110,22 @@ pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
         None => (rest, "default"),
     };
     let found = match kind {
-        None => world.pods.iter().find(|p| p.name == n && p.namespace == ns),
-        Some("deploy" | "deployment" | "deployments" | "statefulset" | "sts") => {
-            let want = if matches!(kind, Some("statefulset" | "sts")) { format!("StatefulSet/{n}") } else { format!("Deployment/{n}") };
-            world.pods.iter().find(|p| p.owner == want && p.namespace == ns)
+        None | Some("pod" | "pods") => world.pods.iter().find(|p| p.name == n && p.namespace == ns),
+        Some("deploy" | "deployment" | "deployments") => {
+            let want = format!("Deployment/{n}");
+            world
+                .pods
+                .iter()
+                .find(|p| p.owner == want && p.namespace == ns)
         }
-        Some("pod" | "pods") => world.pods.iter().find(|p| p.name == n && p.namespace == ns),
-        Some(k) => return Err(format!("unsupported resource type {k:?}: use POD[.NAMESPACE] or deploy/NAME[.NAMESPACE]")),
+        Some("statefulset" | "sts") => {
+            let want = format!("StatefulSet/{n}");
+            world
+                .pods
+                .iter()
+                .find(|p| p.owner == want && p.namespace == ns)
+        }
+        Some(k) => return Err(unsupported_kind(k)),
     };
     match found {
         Some(p) if p.is_proxy() => Ok(p),
@@ -123,6 +135,10 @@ pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
             Err(format!("no proxy {name:?}; proxies: {}", known.join(", ")))
         }
     }
+}
+
+fn unsupported_kind(k: &str) -> String {
+    format!("unsupported resource type {k:?}: use POD[.NAMESPACE] or deploy/NAME[.NAMESPACE]")
 }
 
 /// `10000` → `10s`, `1500` → `1.500s`.

@@ -12,9 +12,28 @@ pub fn inbound_mode(world: &World, pod: &Pod, port: u16) -> MtlsMode {
     let root = &world.mesh.root_namespace;
     let mut mode = MtlsMode::Unset;
     // Most specific first: workload, namespace, mesh.
-    let workload = world.peer_authentications.iter().filter(|pa| pa.meta.ns() == pod.namespace && pa.spec.selector.as_ref().is_some_and(|s| !s.match_labels.is_empty() && labels_match(&s.match_labels, &pod.labels)));
-    let namespace = world.peer_authentications.iter().filter(|pa| pa.meta.ns() == pod.namespace && pa.spec.selector.as_ref().is_none_or(|s| s.match_labels.is_empty()));
-    let mesh = world.peer_authentications.iter().filter(|pa| pa.meta.ns() == root && pa.spec.selector.as_ref().is_none_or(|s| s.match_labels.is_empty()));
+    let workload = world.peer_authentications.iter().filter(|pa| {
+        pa.meta.ns() == pod.namespace
+            && pa.spec.selector.as_ref().is_some_and(|s| {
+                !s.match_labels.is_empty() && labels_match(&s.match_labels, &pod.labels)
+            })
+    });
+    let namespace = world.peer_authentications.iter().filter(|pa| {
+        pa.meta.ns() == pod.namespace
+            && pa
+                .spec
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.match_labels.is_empty())
+    });
+    let mesh = world.peer_authentications.iter().filter(|pa| {
+        pa.meta.ns() == root
+            && pa
+                .spec
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.match_labels.is_empty())
+    });
     for pa in workload.chain(namespace).chain(mesh) {
         if mode == MtlsMode::Unset {
             if let Some(m) = pa.spec.port_level_mtls.get(&port) {
@@ -22,7 +41,12 @@ pub fn inbound_mode(world: &World, pod: &Pod, port: u16) -> MtlsMode {
             }
         }
         if mode == MtlsMode::Unset {
-            mode = pa.spec.mtls.as_ref().map(|m| m.mode).unwrap_or(MtlsMode::Unset);
+            mode = pa
+                .spec
+                .mtls
+                .as_ref()
+                .map(|m| m.mode)
+                .unwrap_or(MtlsMode::Unset);
         }
         if mode != MtlsMode::Unset {
             break;
@@ -43,8 +67,23 @@ pub fn service_mode(world: &World, namespace: &str) -> MtlsMode {
         world
             .peer_authentications
             .iter()
-            .filter(|pa| pa.meta.ns() == ns && pa.spec.selector.as_ref().is_none_or(|s| s.match_labels.is_empty()))
-            .find_map(|pa| pa.spec.mtls.as_ref().map(|m| m.mode).filter(|m| *m != MtlsMode::Unset))
+            .filter(|pa| {
+                pa.meta.ns() == ns
+                    && pa
+                        .spec
+                        .selector
+                        .as_ref()
+                        .is_none_or(|s| s.match_labels.is_empty())
+            })
+            .find_map(|pa| {
+                pa.spec
+                    .mtls
+                    .as_ref()
+                    .map(|m| m.mode)
+                    .filter(|m| *m != MtlsMode::Unset)
+            })
     };
-    find(namespace).or_else(|| find(root)).unwrap_or(MtlsMode::Permissive)
+    find(namespace)
+        .or_else(|| find(root))
+        .unwrap_or(MtlsMode::Permissive)
 }

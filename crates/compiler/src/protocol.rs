@@ -43,7 +43,11 @@ impl Protocol {
 
     /// Kubernetes Service port: `appProtocol`, else name prefix (`http-web`
     /// → HTTP; `grpc-web` is its own protocol), UDP ports are UDP.
-    pub fn from_service_port(name: Option<&str>, app_protocol: Option<&str>, udp: bool) -> Protocol {
+    pub fn from_service_port(
+        name: Option<&str>,
+        app_protocol: Option<&str>,
+        udp: bool,
+    ) -> Protocol {
         if udp {
             return Protocol::Udp;
         }
@@ -66,7 +70,10 @@ impl Protocol {
 
     /// HTTP family: routed by the HTTP connection manager.
     pub fn is_http(self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb)
+        matches!(
+            self,
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb
+        )
     }
 
     /// Upstream speaks HTTP/2.
@@ -76,7 +83,15 @@ impl Protocol {
 
     /// Proxied as opaque TCP.
     pub fn is_tcp(self) -> bool {
-        matches!(self, Protocol::Https | Protocol::Tls | Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql)
+        matches!(
+            self,
+            Protocol::Https
+                | Protocol::Tls
+                | Protocol::Tcp
+                | Protocol::Mongo
+                | Protocol::Redis
+                | Protocol::Mysql
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -103,15 +118,46 @@ mod tests {
 
     #[test]
     fn names_and_app_protocol() {
-        assert_eq!(Protocol::from_service_port(Some("http-web"), None, false), Protocol::Http);
-        assert_eq!(Protocol::from_service_port(Some("tcp-web"), None, false), Protocol::Tcp);
-        assert_eq!(Protocol::from_service_port(Some("http"), None, false), Protocol::Http);
-        assert_eq!(Protocol::from_service_port(Some("web"), None, false), Protocol::Unsupported);
-        assert_eq!(Protocol::from_service_port(Some("HTTP2-x"), None, false), Protocol::Http2);
-        assert_eq!(Protocol::from_service_port(Some("grpc-web"), None, false), Protocol::GrpcWeb);
-        assert_eq!(Protocol::from_service_port(Some("web"), Some("tcp"), false), Protocol::Tcp);
-        assert_eq!(Protocol::from_service_port(Some("http"), Some("tcp"), false), Protocol::Tcp, "appProtocol wins");
-        assert_eq!(Protocol::from_service_port(None, None, false), Protocol::Unsupported);
-        assert_eq!(Protocol::from_service_port(Some("http"), None, true), Protocol::Udp);
+        assert_eq!(
+            Protocol::from_service_port(Some("http-web"), None, false),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("tcp-web"), None, false),
+            Protocol::Tcp
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("http"), None, false),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("web"), None, false),
+            Protocol::Unsupported
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("HTTP2-x"), None, false),
+            Protocol::Http2
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("grpc-web"), None, false),
+            Protocol::GrpcWeb
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("web"), Some("tcp"), false),
+            Protocol::Tcp
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("http"), Some("tcp"), false),
+            Protocol::Tcp,
+            "appProtocol wins"
+        );
+        assert_eq!(
+            Protocol::from_service_port(None, None, false),
+            Protocol::Unsupported
+        );
+        assert_eq!(
+            Protocol::from_service_port(Some("http"), None, true),
+            Protocol::Udp
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::names;
 use crate::world::Service;
 
 /// Istio's default retry policy (route/retry/retry.go `DefaultPolicy`).
-pub const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+pub const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
 pub fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
@@ -22,22 +23,24 @@ pub fn default_retry_policy() -> RetryPolicy {
         num_retries: 2,
         per_try_timeout: None,
         retriable_status_codes: vec![503],
-        retry_host_predicate: vec![NamedFilter { name: "envoy.retry_host_predicates.previous_hosts".into() }],
+        retry_host_predicate: vec![NamedFilter {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+        }],
         host_selection_retry_max_attempts: 5,
     }
 }
 
 /// Where routes are being built: which listener port and which gateway
 /// (`mesh` for sidecars, `ns/name` for a Gateway).
-pub struct RouteScope<'a> {
-    pub ctx: &'a Ctx<'a>,
+pub struct RouteScope<'s, 'a> {
+    pub ctx: &'s Ctx<'a>,
     /// Listener port for sidecars, server port for gateways; 0 = any.
     pub port: u16,
     pub gateway: String,
 }
 
 /// Translates one VirtualService's `http` section for a scope.
-pub fn translate_vs(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>) -> Vec<Route> {
+pub fn translate_vs(scope: &RouteScope<'_, '_>, obj: &Object<VirtualServiceSpec>) -> Vec<Route> {
     let ns = obj.meta.ns();
     let mut out = Vec::new();
     for http in &obj.spec.http {
@@ -46,11 +49,27 @@ pub fn translate_vs(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>) ->
             continue;
         };
         let action = route_action(scope, ns, http);
-        let headers = http.headers.as_ref().map(header_mutations).unwrap_or_default();
-        let metadata = Some(RouteMetadata { filter_metadata: IstioFilterMetadata { istio: IstioConfigRef { config: names::vs_config_path(ns, &obj.meta.name) } } });
+        let headers = http
+            .headers
+            .as_ref()
+            .map(header_mutations)
+            .unwrap_or_default();
+        let metadata = Some(RouteMetadata {
+            filter_metadata: IstioFilterMetadata {
+                istio: IstioConfigRef {
+                    config: names::vs_config_path(ns, &obj.meta.name),
+                },
+            },
+        });
         let mut catch_all = false;
         if matches.is_empty() {
-            out.push(Route { name: http.name.clone().unwrap_or_default(), match_: RouteMatch::default(), action: action.clone(), headers: headers.clone(), metadata: metadata.clone() });
+            out.push(Route {
+                name: http.name.clone().unwrap_or_default(),
+                match_: RouteMatch::default(),
+                action: action.clone(),
+                headers: headers.clone(),
+                metadata: metadata.clone(),
+            });
             catch_all = true;
         }
         for m in matches {
@@ -62,7 +81,13 @@ pub fn translate_vs(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>) ->
                 (None, Some(mn)) => mn.clone(),
                 (None, None) => String::new(),
             };
-            out.push(Route { name, match_: rm, action: action.clone(), headers: headers.clone(), metadata: metadata.clone() });
+            out.push(Route {
+                name,
+                match_: rm,
+                action: action.clone(),
+                headers: headers.clone(),
+                metadata: metadata.clone(),
+            });
         }
         if catch_all {
             // istiod stops at a catch-all route: later ones can never match.
@@ -74,7 +99,11 @@ pub fn translate_vs(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>) ->
 
 /// `None`: the route does not apply here. `Some([])`: applies, no match
 /// conditions. Otherwise the match conditions that apply.
-fn applicable_matches<'v>(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpec>, http: &'v HttpRoute) -> Option<Vec<&'v vs::HttpMatchRequest>> {
+fn applicable_matches<'v>(
+    scope: &RouteScope<'_, '_>,
+    obj: &Object<VirtualServiceSpec>,
+    http: &'v HttpRoute,
+) -> Option<Vec<&'v vs::HttpMatchRequest>> {
     if http.matches.is_empty() {
         return Some(vec![]);
     }
@@ -85,8 +114,17 @@ fn applicable_matches<'v>(scope: &RouteScope<'_>, obj: &Object<VirtualServiceSpe
         .iter()
         .filter(|m| scope.port == 0 || m.port.is_none_or(|p| p == scope.port))
         .filter(|m| labels_match(&m.source_labels, &proxy.labels))
-        .filter(|m| m.source_namespace.as_ref().is_none_or(|sn| *sn == proxy.namespace))
-        .filter(|m| m.gateways.is_empty() || m.gateways.iter().any(|g| resolve_gateway(g, ns) == scope.gateway))
+        .filter(|m| {
+            m.source_namespace
+                .as_ref()
+                .is_none_or(|sn| *sn == proxy.namespace)
+        })
+        .filter(|m| {
+            m.gateways.is_empty()
+                || m.gateways
+                    .iter()
+                    .any(|g| resolve_gateway(g, ns) == scope.gateway)
+        })
         .collect();
     if applies.is_empty() {
         None
@@ -105,7 +143,9 @@ pub fn resolve_gateway(g: &str, vs_ns: &str) -> String {
 }
 
 fn is_catch_all(m: &RouteMatch) -> bool {
-    matches!(&m.path, PathMatch::Prefix(p) if p == "/") && m.headers.is_empty() && m.query_parameters.is_empty()
+    matches!(&m.path, PathMatch::Prefix(p) if p == "/")
+        && m.headers.is_empty()
+        && m.query_parameters.is_empty()
 }
 
 fn string_matcher(m: &vs::StringMatch) -> StringMatcher {
@@ -132,7 +172,11 @@ pub fn translate_match(m: &vs::HttpMatchRequest) -> RouteMatch {
     };
     let mut headers = Vec::new();
     let mut push = |name: &str, sm: &vs::StringMatch, invert: bool| {
-        headers.push(HeaderMatcher { name: name.to_ascii_lowercase(), matcher: HeaderMatchSpecifier::StringMatch(string_matcher(sm)), invert_match: invert });
+        headers.push(HeaderMatcher {
+            name: name.to_ascii_lowercase(),
+            matcher: HeaderMatchSpecifier::StringMatch(string_matcher(sm)),
+            invert_match: invert,
+        });
     };
     for (k, v) in &m.headers {
         push(k, v, false);
@@ -149,32 +193,65 @@ pub fn translate_match(m: &vs::HttpMatchRequest) -> RouteMatch {
     for (k, v) in &m.without_headers {
         push(k, v, true);
     }
-    let query_parameters = m.query_params.iter().map(|(k, v)| QueryParameterMatcher { name: k.clone(), string_match: string_matcher(v) }).collect();
-    RouteMatch { path, case_sensitive: if m.ignore_uri_case { Some(false) } else { None }, headers, query_parameters }
+    let query_parameters = m
+        .query_params
+        .iter()
+        .map(|(k, v)| QueryParameterMatcher {
+            name: k.clone(),
+            string_match: string_matcher(v),
+        })
+        .collect();
+    RouteMatch {
+        path,
+        case_sensitive: if m.ignore_uri_case { Some(false) } else { None },
+        headers,
+        query_parameters,
+    }
 }
 
 fn header_mutations(h: &vs::Headers) -> HeaderMutations {
     let mut out = HeaderMutations::default();
-    let ops = |o: &vs::HeaderOperations, add: &mut Vec<HeaderValueOption>, remove: &mut Vec<String>| {
-        for (k, v) in &o.set {
-            add.push(HeaderValueOption { header: HeaderValue { key: k.clone(), value: v.clone() }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" });
-        }
-        for (k, v) in &o.add {
-            add.push(HeaderValueOption { header: HeaderValue { key: k.clone(), value: v.clone() }, append_action: "APPEND_IF_EXISTS_OR_ADD" });
-        }
-        remove.extend(o.remove.iter().cloned());
-    };
+    let ops =
+        |o: &vs::HeaderOperations, add: &mut Vec<HeaderValueOption>, remove: &mut Vec<String>| {
+            for (k, v) in &o.set {
+                add.push(HeaderValueOption {
+                    header: HeaderValue {
+                        key: k.clone(),
+                        value: v.clone(),
+                    },
+                    append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+                });
+            }
+            for (k, v) in &o.add {
+                add.push(HeaderValueOption {
+                    header: HeaderValue {
+                        key: k.clone(),
+                        value: v.clone(),
+                    },
+                    append_action: "APPEND_IF_EXISTS_OR_ADD",
+                });
+            }
+            remove.extend(o.remove.iter().cloned());
+        };
     if let Some(r) = &h.request {
-        ops(r, &mut out.request_headers_to_add, &mut out.request_headers_to_remove);
+        ops(
+            r,
+            &mut out.request_headers_to_add,
+            &mut out.request_headers_to_remove,
+        );
     }
     if let Some(r) = &h.response {
-        ops(r, &mut out.response_headers_to_add, &mut out.response_headers_to_remove);
+        ops(
+            r,
+            &mut out.response_headers_to_add,
+            &mut out.response_headers_to_remove,
+        );
     }
     out
 }
 
 /// Cluster name for a VirtualService destination.
-pub fn destination_cluster(scope: &RouteScope<'_>, vs_ns: &str, d: &vs::Destination) -> String {
+pub fn destination_cluster(scope: &RouteScope<'_, '_>, vs_ns: &str, d: &vs::Destination) -> String {
     let w = scope.ctx.world;
     let host = w.resolve_host(&d.host, vs_ns);
     let port = d.port.as_ref().and_then(|p| p.number).or_else(|| {
@@ -182,13 +259,19 @@ pub fn destination_cluster(scope: &RouteScope<'_>, vs_ns: &str, d: &vs::Destinat
         if svc.ports.len() == 1 {
             Some(svc.ports[0].port)
         } else {
-            svc.port(scope.port).map(|p| p.port).or(svc.ports.first().map(|p| p.port))
+            svc.port(scope.port)
+                .map(|p| p.port)
+                .or(svc.ports.first().map(|p| p.port))
         }
     });
-    names::outbound_cluster(port.unwrap_or(scope.port), d.subset.as_deref().unwrap_or(""), &host)
+    names::outbound_cluster(
+        port.unwrap_or(scope.port),
+        d.subset.as_deref().unwrap_or(""),
+        &host,
+    )
 }
 
-fn route_action(scope: &RouteScope<'_>, ns: &str, http: &HttpRoute) -> RouteAction {
+fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> RouteAction {
     if let Some(r) = &http.redirect {
         return RouteAction::Redirect(Redirect {
             path_redirect: r.uri.clone(),
@@ -200,14 +283,28 @@ fn route_action(scope: &RouteScope<'_>, ns: &str, http: &HttpRoute) -> RouteActi
         });
     }
     if let Some(dr) = &http.direct_response {
-        let body = dr.body.as_ref().and_then(|b| b.string.clone().or(b.bytes.clone())).map(|s| DataSource { inline_string: s });
-        return RouteAction::DirectResponse(DirectResponse { status: dr.status, body });
+        let body = dr
+            .body
+            .as_ref()
+            .and_then(|b| b.string.clone().or(b.bytes.clone()))
+            .map(|s| DataSource { inline_string: s });
+        return RouteAction::DirectResponse(DirectResponse {
+            status: dr.status,
+            body,
+        });
     }
     let destination = if http.route.len() == 1 {
         ClusterSpecifier::Cluster(destination_cluster(scope, ns, &http.route[0].destination))
     } else {
         ClusterSpecifier::WeightedClusters(WeightedClusters {
-            clusters: http.route.iter().map(|d| ClusterWeight { name: destination_cluster(scope, ns, &d.destination), weight: d.weight.unwrap_or(0) }).collect(),
+            clusters: http
+                .route
+                .iter()
+                .map(|d| ClusterWeight {
+                    name: destination_cluster(scope, ns, &d.destination),
+                    weight: d.weight.unwrap_or(0),
+                })
+                .collect(),
         })
     };
     let retry_policy = match &http.retries {
@@ -218,10 +315,16 @@ fn route_action(scope: &RouteScope<'_>, ns: &str, http: &HttpRoute) -> RouteActi
             p.num_retries = r.attempts;
             p.per_try_timeout = r.per_try_timeout.map(|d| d.to_string());
             if let Some(on) = &r.retry_on {
-                let (codes, policies): (Vec<&str>, Vec<&str>) = on.split(',').map(str::trim).filter(|s| !s.is_empty()).partition(|s| s.parse::<u16>().is_ok());
+                let (codes, policies): (Vec<&str>, Vec<&str>) = on
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .partition(|s| s.parse::<u16>().is_ok());
                 let mut policies: Vec<String> = policies.into_iter().map(String::from).collect();
                 p.retriable_status_codes = codes.iter().filter_map(|c| c.parse().ok()).collect();
-                if !p.retriable_status_codes.is_empty() && !policies.iter().any(|s| s == "retriable-status-codes") {
+                if !p.retriable_status_codes.is_empty()
+                    && !policies.iter().any(|s| s == "retriable-status-codes")
+                {
                     policies.push("retriable-status-codes".into());
                 }
                 p.retry_on = policies.join(",");
@@ -232,11 +335,19 @@ fn route_action(scope: &RouteScope<'_>, ns: &str, http: &HttpRoute) -> RouteActi
     let rw = http.rewrite.as_ref();
     RouteAction::Route(RouteTarget {
         destination,
-        timeout: http.timeout.map(|d| d.to_string()).unwrap_or_else(|| "0s".into()),
+        timeout: http
+            .timeout
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "0s".into()),
         retry_policy,
         prefix_rewrite: rw.and_then(|r| r.uri.clone()),
         host_rewrite_literal: rw.and_then(|r| r.authority.clone()),
-        regex_rewrite: rw.and_then(|r| r.uri_regex_rewrite.as_ref()).and_then(|r| SafeRegex::new(&r.match_).ok().map(|pattern| RegexRewrite { pattern, substitution: r.rewrite.clone() })),
+        regex_rewrite: rw.and_then(|r| r.uri_regex_rewrite.as_ref()).and_then(|r| {
+            SafeRegex::new(&r.match_).ok().map(|pattern| RegexRewrite {
+                pattern,
+                substitution: r.rewrite.clone(),
+            })
+        }),
     })
 }
 
@@ -245,7 +356,14 @@ pub fn default_route(cluster: String) -> Route {
     Route {
         name: "default".into(),
         match_: RouteMatch::default(),
-        action: RouteAction::Route(RouteTarget { destination: ClusterSpecifier::Cluster(cluster), timeout: "0s".into(), retry_policy: Some(default_retry_policy()), prefix_rewrite: None, host_rewrite_literal: None, regex_rewrite: None }),
+        action: RouteAction::Route(RouteTarget {
+            destination: ClusterSpecifier::Cluster(cluster),
+            timeout: "0s".into(),
+            retry_policy: Some(default_retry_policy()),
+            prefix_rewrite: None,
+            host_rewrite_literal: None,
+            regex_rewrite: None,
+        }),
         headers: HeaderMutations::default(),
         metadata: None,
     }
@@ -253,7 +371,10 @@ pub fn default_route(cluster: String) -> Route {
 
 /// VirtualServices bound to `gateway` (`mesh` or `ns/name`), in istiod's
 /// order (creation time, then name).
-pub fn bound_virtual_services<'a>(ctx: &Ctx<'a>, gateway: &str) -> Vec<&'a Object<VirtualServiceSpec>> {
+pub fn bound_virtual_services<'a>(
+    ctx: &Ctx<'a>,
+    gateway: &str,
+) -> Vec<&'a Object<VirtualServiceSpec>> {
     let mut v: Vec<&Object<VirtualServiceSpec>> = ctx
         .world
         .virtual_services
@@ -262,24 +383,46 @@ pub fn bound_virtual_services<'a>(ctx: &Ctx<'a>, gateway: &str) -> Vec<&'a Objec
             if o.spec.gateways.is_empty() {
                 gateway == "mesh"
             } else {
-                o.spec.gateways.iter().any(|g| resolve_gateway(g, o.meta.ns()) == gateway)
+                o.spec
+                    .gateways
+                    .iter()
+                    .any(|g| resolve_gateway(g, o.meta.ns()) == gateway)
             }
         })
         .collect();
-    v.sort_by(|a, b| (a.meta.creation_timestamp.as_deref().unwrap_or(""), a.meta.ns(), &a.meta.name).cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), b.meta.ns(), &b.meta.name)));
+    v.sort_by(|a, b| {
+        (
+            a.meta.creation_timestamp.as_deref().unwrap_or(""),
+            a.meta.ns(),
+            &a.meta.name,
+        )
+            .cmp(&(
+                b.meta.creation_timestamp.as_deref().unwrap_or(""),
+                b.meta.ns(),
+                &b.meta.name,
+            ))
+    });
     v
 }
 
 /// Domains a sidecar matches for a service (httproute.go
 /// `generateVirtualHostDomains`, with the port ignored).
-pub fn service_domains(svc: &Service, proxy_ns: &str, cluster_domain: &str) -> (Vec<String>, Vec<String>) {
+pub fn service_domains(
+    svc: &Service,
+    proxy_ns: &str,
+    cluster_domain: &str,
+) -> (Vec<String>, Vec<String>) {
     let mut domains = vec![svc.hostname.clone()];
     let mut alt = Vec::new();
     let kube_suffix = format!(".svc.{cluster_domain}");
     if let Some(prefix) = svc.hostname.strip_suffix(&kube_suffix) {
         if let Some((name, ns)) = prefix.split_once('.') {
             if ns == proxy_ns {
-                alt = vec![name.to_string(), format!("{prefix}.svc"), prefix.to_string()];
+                alt = vec![
+                    name.to_string(),
+                    format!("{prefix}.svc"),
+                    prefix.to_string(),
+                ];
             } else {
                 alt = vec![prefix.to_string(), format!("{prefix}.svc")];
             }
@@ -300,24 +443,63 @@ pub fn service_domains(svc: &Service, proxy_ns: &str, cluster_domain: &str) -> (
 
 /// Sidecar outbound route configuration `PORT` (or `host:PORT` for a
 /// sniffed port, which keeps only that service's virtual host).
-pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed: Option<&Service>) -> RouteConfiguration {
-    let scope = RouteScope { ctx, port, gateway: "mesh".into() };
+pub fn sidecar_outbound(
+    ctx: &Ctx<'_>,
+    services: &[&Service],
+    port: u16,
+    sniffed: Option<&Service>,
+) -> RouteConfiguration {
+    let scope = RouteScope {
+        ctx,
+        port,
+        gateway: "mesh".into(),
+    };
     let domain = &ctx.world.settings.cluster_domain;
-    let on_port: Vec<&Service> = services.iter().copied().filter(|s| s.port(port).is_some()).collect();
-    let mut vss = bound_virtual_services(ctx, "mesh");
+    let on_port: Vec<&Service> = services
+        .iter()
+        .copied()
+        .filter(|s| s.port(port).is_some())
+        .collect();
+    let by_host: std::collections::HashMap<String, &Service> = on_port
+        .iter()
+        .map(|s| (s.hostname.to_ascii_lowercase(), *s))
+        .collect();
+    // Services on this port matched by a (resolved) VirtualService host.
+    let matching = |h: &str| -> Vec<&Service> {
+        if h.starts_with('*') {
+            on_port
+                .iter()
+                .copied()
+                .filter(|s| host::matches(h, &s.hostname))
+                .collect()
+        } else {
+            by_host
+                .get(&h.to_ascii_lowercase())
+                .copied()
+                .into_iter()
+                .collect()
+        }
+    };
+    let mut vss: Vec<&Object<VirtualServiceSpec>> = ctx.mesh_virtual_services().to_vec();
     if port != 80 {
         // istiod: off port 80, only VirtualServices that match a service.
-        vss.retain(|v| v.spec.hosts.iter().any(|h| {
-            let h = ctx.world.resolve_host(h, v.meta.ns());
-            on_port.iter().any(|s| host::matches(&h, &s.hostname))
-        }));
+        vss.retain(|v| {
+            v.spec
+                .hosts
+                .iter()
+                .any(|h| !matching(&ctx.world.resolve_host(h, v.meta.ns())).is_empty())
+        });
     }
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let mut seen_domains: BTreeSet<String> = BTreeSet::new();
     let mut seen_names: BTreeSet<String> = BTreeSet::new();
     let known_fqdn: BTreeSet<String> = on_port.iter().map(|s| s.hostname.clone()).collect();
-    let mut push_vh = |name: String, domains: Vec<String>, alt: Vec<String>, routes: Vec<Route>, vhosts: &mut Vec<VirtualHost>| {
+    let mut push_vh = |name: String,
+                       domains: Vec<String>,
+                       alt: Vec<String>,
+                       routes: Vec<Route>,
+                       vhosts: &mut Vec<VirtualHost>| {
         if !seen_names.insert(name.clone()) {
             return;
         }
@@ -327,7 +509,12 @@ pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed
             .filter(|d| seen_domains.insert(d.to_ascii_lowercase()))
             .collect();
         if !domains.is_empty() {
-            vhosts.push(VirtualHost { name, domains, routes, include_request_attempt_count: true });
+            vhosts.push(VirtualHost {
+                name,
+                domains,
+                routes,
+                include_request_attempt_count: true,
+            });
         }
     };
     for v in &vss {
@@ -337,17 +524,34 @@ pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed
         }
         for h in &v.spec.hosts {
             let h = ctx.world.resolve_host(h, v.meta.ns());
-            let matched: Vec<&Service> = on_port.iter().copied().filter(|s| host::matches(&h, &s.hostname) && !claimed.contains(s.hostname.as_str())).collect();
+            let all = matching(&h);
+            let matched: Vec<&Service> = all
+                .iter()
+                .copied()
+                .filter(|s| !claimed.contains(s.hostname.as_str()))
+                .collect();
             if matched.is_empty() {
-                if !on_port.iter().any(|s| host::matches(&h, &s.hostname)) {
-                    push_vh(names::domain_name(&h, port), vec![h.clone()], vec![], routes.clone(), &mut vhosts);
+                if all.is_empty() {
+                    push_vh(
+                        names::domain_name(&h, port),
+                        vec![h.clone()],
+                        vec![],
+                        routes.clone(),
+                        &mut vhosts,
+                    );
                 }
                 continue;
             }
             for s in matched {
                 claimed.insert(&s.hostname);
                 let (domains, alt) = service_domains(s, &ctx.proxy.namespace, domain);
-                push_vh(names::domain_name(&s.hostname, port), domains, alt, routes.clone(), &mut vhosts);
+                push_vh(
+                    names::domain_name(&s.hostname, port),
+                    domains,
+                    alt,
+                    routes.clone(),
+                    &mut vhosts,
+                );
             }
         }
     }
@@ -356,7 +560,17 @@ pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed
             continue;
         }
         let (domains, alt) = service_domains(s, &ctx.proxy.namespace, domain);
-        push_vh(names::domain_name(&s.hostname, port), domains, alt, vec![default_route(names::outbound_cluster(port, "", &s.hostname))], &mut vhosts);
+        push_vh(
+            names::domain_name(&s.hostname, port),
+            domains,
+            alt,
+            vec![default_route(names::outbound_cluster(
+                port,
+                "",
+                &s.hostname,
+            ))],
+            &mut vhosts,
+        );
     }
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     let name = match sniffed {
@@ -372,7 +586,12 @@ pub fn sidecar_outbound(ctx: &Ctx<'_>, services: &[&Service], port: u16, sniffed
             port.to_string()
         }
     };
-    RouteConfiguration { name, virtual_hosts: vhosts, validate_clusters: false, ignore_port_in_host_matching: true }
+    RouteConfiguration {
+        name,
+        virtual_hosts: vhosts,
+        validate_clusters: false,
+        ignore_port_in_host_matching: true,
+    }
 }
 
 /// `allow_any` (ALLOW_ANY → PassthroughCluster) or `block_all` (502).
@@ -385,7 +604,14 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
             routes: vec![Route {
                 name: "allow_any".into(),
                 match_: RouteMatch::default(),
-                action: RouteAction::Route(RouteTarget { destination: ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.into()), timeout: "0s".into(), retry_policy: None, prefix_rewrite: None, host_rewrite_literal: None, regex_rewrite: None }),
+                action: RouteAction::Route(RouteTarget {
+                    destination: ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.into()),
+                    timeout: "0s".into(),
+                    retry_policy: None,
+                    prefix_rewrite: None,
+                    host_rewrite_literal: None,
+                    regex_rewrite: None,
+                }),
                 headers: HeaderMutations::default(),
                 metadata: None,
             }],
@@ -395,7 +621,16 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
         VirtualHost {
             name: "block_all".into(),
             domains: vec!["*".into()],
-            routes: vec![Route { name: "block_all".into(), match_: RouteMatch::default(), action: RouteAction::DirectResponse(DirectResponse { status: 502, body: None }), headers: HeaderMutations::default(), metadata: None }],
+            routes: vec![Route {
+                name: "block_all".into(),
+                match_: RouteMatch::default(),
+                action: RouteAction::DirectResponse(DirectResponse {
+                    status: 502,
+                    body: None,
+                }),
+                headers: HeaderMutations::default(),
+                metadata: None,
+            }],
             include_request_attempt_count: true,
         }
     }
@@ -409,9 +644,13 @@ pub fn inbound(cluster: &str, port: u16) -> RouteConfiguration {
     }
     RouteConfiguration {
         name: cluster.to_string(),
-        virtual_hosts: vec![VirtualHost { name: format!("inbound|http|{port}"), domains: vec!["*".into()], routes: vec![route], include_request_attempt_count: false }],
+        virtual_hosts: vec![VirtualHost {
+            name: format!("inbound|http|{port}"),
+            domains: vec!["*".into()],
+            routes: vec![route],
+            include_request_attempt_count: false,
+        }],
         validate_clusters: false,
         ignore_port_in_host_matching: false,
     }
 }
-

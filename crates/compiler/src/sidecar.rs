@@ -19,7 +19,13 @@ use crate::world::{Resolution, Service};
 
 const PLAINTEXT_HTTP_ALPNS: [&str; 2] = ["http/1.1", "h2c"];
 const MTLS_HTTP_ALPNS: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "istio-h2"];
-const ALL_ISTIO_MTLS_ALPNS: [&str; 5] = ["istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"];
+const ALL_ISTIO_MTLS_ALPNS: [&str; 5] = [
+    "istio",
+    "istio-peer-exchange",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
 const MTLS_TCP_ALPNS: [&str; 2] = ["istio-peer-exchange", "istio"];
 
 #[derive(Default)]
@@ -34,11 +40,14 @@ pub struct SidecarOutput {
     pub listeners: Vec<Listener>,
     pub route_configs: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
-    pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
 pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
-    let mut out = SidecarOutput { listeners: vec![], route_configs: vec![], clusters: vec![], endpoints: vec![] };
+    let mut out = SidecarOutput {
+        listeners: vec![],
+        route_configs: vec![],
+        clusters: vec![],
+    };
     let mut entries: BTreeMap<(String, u16), Entry<'_>> = BTreeMap::new();
     for svc in services {
         for p in &svc.ports {
@@ -51,7 +60,10 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
             }
             let binds: Vec<String> = if let Some(a) = svc.addresses.first() {
                 vec![a.clone()]
-            } else if svc.resolution == Resolution::Passthrough && !svc.endpoints.is_empty() && svc.is_headless() {
+            } else if svc.resolution == Resolution::Passthrough
+                && !svc.endpoints.is_empty()
+                && svc.is_headless()
+            {
                 // Headless TCP: one listener per endpoint address.
                 svc.endpoints.iter().map(|e| e.address.clone()).collect()
             } else {
@@ -69,25 +81,47 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
     }
     let version = ctx.version;
     let accept10 = ctx.world.mesh.http10;
-    let passthrough_target = if ctx.outbound_mode() == OutboundMode::AllowAny { names::PASSTHROUGH_CLUSTER } else { names::BLACKHOLE_CLUSTER };
+    let passthrough_target = if ctx.outbound_mode() == OutboundMode::AllowAny {
+        names::PASSTHROUGH_CLUSTER
+    } else {
+        names::BLACKHOLE_CLUSTER
+    };
     for ((bind, port), e) in &entries {
         let name = names::listener_name(bind, *port);
         let mut chains = Vec::new();
         let mut default_chain = None;
         let mut lfilters: Vec<&str> = vec![];
         if e.http {
-            let hcm = filters::hcm(format!("outbound_{bind}_{port}"), Some(port.to_string()), None, version, true, accept10, false);
+            let hcm = filters::hcm(
+                format!("outbound_{bind}_{port}"),
+                Some(port.to_string()),
+                None,
+                version,
+                true,
+                accept10,
+                false,
+            );
             let fall_through = version.http_ports_fall_through();
             let m = if fall_through {
-                let mut alpn: Vec<String> = PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
+                let mut alpn: Vec<String> =
+                    PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
                 if accept10 {
                     alpn.insert(0, "http/1.0".into());
                 }
-                FilterChainMatch { transport_protocol: "raw_buffer".into(), application_protocols: alpn, ..Default::default() }
+                FilterChainMatch {
+                    transport_protocol: "raw_buffer".into(),
+                    application_protocols: alpn,
+                    ..Default::default()
+                }
             } else {
                 FilterChainMatch::default()
             };
-            chains.push(FilterChain { name: String::new(), filter_chain_match: m, transport_socket: None, filters: vec![hcm] });
+            chains.push(FilterChain {
+                name: String::new(),
+                filter_chain_match: m,
+                transport_socket: None,
+                filters: vec![hcm],
+            });
             for t in &e.tcp {
                 chains.push(tcp_chain(ctx, t, *port, Some(bind)));
             }
@@ -97,23 +131,52 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                     name: "PassthroughFilterChain".into(),
                     filter_chain_match: FilterChainMatch::default(),
                     transport_socket: None,
-                    filters: filters::tcp_filters(version, passthrough_target.into(), Some(passthrough_target.into()), None),
+                    filters: filters::tcp_filters(
+                        version,
+                        passthrough_target.into(),
+                        Some(passthrough_target.into()),
+                        None,
+                    ),
                 });
             }
-            out.route_configs.push(routes::sidecar_outbound(ctx, services, *port, None));
+            out.route_configs
+                .push(routes::sidecar_outbound(ctx, services, *port, None));
         } else {
-            let mut tcp = e.tcp.iter().map(|t| tcp_chain(ctx, t, *port, None)).collect::<Vec<_>>();
+            let mut tcp = e
+                .tcp
+                .iter()
+                .map(|t| tcp_chain(ctx, t, *port, None))
+                .collect::<Vec<_>>();
             if let Some(s) = e.sniffed.first() {
                 let rds = names::domain_name(&s.hostname, *port);
-                let hcm = filters::hcm(format!("outbound_{bind}_{port}"), Some(rds), None, version, true, accept10, false);
-                let mut alpn: Vec<String> = PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
+                let hcm = filters::hcm(
+                    format!("outbound_{bind}_{port}"),
+                    Some(rds),
+                    None,
+                    version,
+                    true,
+                    accept10,
+                    false,
+                );
+                let mut alpn: Vec<String> =
+                    PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
                 if accept10 {
                     alpn.insert(0, "http/1.0".into());
                 }
-                chains.push(FilterChain { name: String::new(), filter_chain_match: FilterChainMatch { transport_protocol: "raw_buffer".into(), application_protocols: alpn, ..Default::default() }, transport_socket: None, filters: vec![hcm] });
+                chains.push(FilterChain {
+                    name: String::new(),
+                    filter_chain_match: FilterChainMatch {
+                        transport_protocol: "raw_buffer".into(),
+                        application_protocols: alpn,
+                        ..Default::default()
+                    },
+                    transport_socket: None,
+                    filters: vec![hcm],
+                });
                 default_chain = Some(tcp_chain(ctx, s, *port, None));
                 lfilters = vec![TLS_INSPECTOR, HTTP_INSPECTOR];
-                out.route_configs.push(routes::sidecar_outbound(ctx, services, *port, Some(s)));
+                out.route_configs
+                    .push(routes::sidecar_outbound(ctx, services, *port, Some(s)));
             }
             if tcp.len() > 1 {
                 lfilters = vec![TLS_INSPECTOR];
@@ -131,11 +194,11 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
             default_filter_chain: default_chain,
         });
     }
-    out.listeners.push(virtual_outbound(ctx, passthrough_target));
-    let (inbound_listener, inbound_clusters, inbound_cla) = virtual_inbound(ctx);
+    out.listeners
+        .push(virtual_outbound(ctx, passthrough_target));
+    let (inbound_listener, inbound_clusters) = virtual_inbound(ctx);
     out.listeners.push(inbound_listener);
     out.clusters = inbound_clusters;
-    out.endpoints = inbound_cla;
     out
 }
 
@@ -143,15 +206,35 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
 /// service's own cluster.
 fn tcp_chain(ctx: &Ctx<'_>, svc: &Service, port: u16, cidr_bind: Option<&String>) -> FilterChain {
     let cluster = names::outbound_cluster(port, "", &svc.hostname);
-    let scope = routes::RouteScope { ctx, port, gateway: "mesh".into() };
+    let scope = routes::RouteScope {
+        ctx,
+        port,
+        gateway: "mesh".into(),
+    };
     let mut weighted = None;
-    for v in routes::bound_virtual_services(ctx, "mesh") {
-        let hosts: Vec<String> = v.spec.hosts.iter().map(|h| ctx.world.resolve_host(h, v.meta.ns())).collect();
+    for v in ctx.mesh_virtual_services() {
+        let hosts: Vec<String> = v
+            .spec
+            .hosts
+            .iter()
+            .map(|h| ctx.world.resolve_host(h, v.meta.ns()))
+            .collect();
         if !hosts.iter().any(|h| crate::host::matches(h, &svc.hostname)) {
             continue;
         }
-        if let Some(r) = v.spec.tcp.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.port.is_none_or(|p| p == port))) {
-            weighted = Some(WeightedClusters { clusters: r.route.iter().map(|d| ClusterWeight { name: routes::destination_cluster(&scope, v.meta.ns(), &d.destination), weight: d.weight.unwrap_or(if r.route.len() == 1 { 100 } else { 0 }) }).collect() });
+        if let Some(r) = v.spec.tcp.iter().find(|r| {
+            r.matches.is_empty() || r.matches.iter().any(|m| m.port.is_none_or(|p| p == port))
+        }) {
+            weighted = Some(WeightedClusters {
+                clusters: r
+                    .route
+                    .iter()
+                    .map(|d| ClusterWeight {
+                        name: routes::destination_cluster(&scope, v.meta.ns(), &d.destination),
+                        weight: d.weight.unwrap_or(if r.route.len() == 1 { 100 } else { 0 }),
+                    })
+                    .collect(),
+            });
             break;
         }
     }
@@ -164,11 +247,19 @@ fn tcp_chain(ctx: &Ctx<'_>, svc: &Service, port: u16, cidr_bind: Option<&String>
     if let Some(b) = cidr_bind {
         if b == "0.0.0.0" {
             if let Some(a) = svc.addresses.first() {
-                m.prefix_ranges = vec![CidrRange { address_prefix: a.clone(), prefix_len: 32 }];
+                m.prefix_ranges = vec![CidrRange {
+                    address_prefix: a.clone(),
+                    prefix_len: 32,
+                }];
             }
         }
     }
-    FilterChain { name: String::new(), filter_chain_match: m, transport_socket: None, filters: filters::tcp_filters(ctx.version, cluster, c, w) }
+    FilterChain {
+        name: String::new(),
+        filter_chain_match: m,
+        transport_socket: None,
+        filters: filters::tcp_filters(ctx.version, cluster, c, w),
+    }
 }
 
 fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
@@ -181,15 +272,28 @@ fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
         listener_filters: vec![],
         filter_chains: vec![FilterChain {
             name: "virtualOutbound-blackhole".into(),
-            filter_chain_match: FilterChainMatch { destination_port: Some(names::VIRTUAL_OUTBOUND_PORT), ..Default::default() },
+            filter_chain_match: FilterChainMatch {
+                destination_port: Some(names::VIRTUAL_OUTBOUND_PORT),
+                ..Default::default()
+            },
             transport_socket: None,
-            filters: filters::tcp_filters(ctx.version, names::BLACKHOLE_CLUSTER.into(), Some(names::BLACKHOLE_CLUSTER.into()), None),
+            filters: filters::tcp_filters(
+                ctx.version,
+                names::BLACKHOLE_CLUSTER.into(),
+                Some(names::BLACKHOLE_CLUSTER.into()),
+                None,
+            ),
         }],
         default_filter_chain: Some(FilterChain {
             name: "PassthroughFilterChain".into(),
             filter_chain_match: FilterChainMatch::default(),
             transport_socket: None,
-            filters: filters::tcp_filters(ctx.version, passthrough_target.into(), Some(passthrough_target.into()), None),
+            filters: filters::tcp_filters(
+                ctx.version,
+                passthrough_target.into(),
+                Some(passthrough_target.into()),
+                None,
+            ),
         }),
     }
 }
@@ -204,7 +308,9 @@ fn inbound_ports(ctx: &Ctx<'_>) -> BTreeMap<u16, (Protocol, String)> {
                 continue;
             }
             if let Some(tp) = ctx.proxy.resolve_target_port(&p.target_port, p.port) {
-                ports.entry(tp).or_insert((p.protocol, svc.hostname.clone()));
+                ports
+                    .entry(tp)
+                    .or_insert((p.protocol, svc.hostname.clone()));
             }
         }
     }
@@ -220,16 +326,27 @@ struct ChainOpt {
 
 /// filterchain_options.go, by protocol class and mTLS mode.
 fn chain_options(protocol: Protocol, mode: MtlsMode) -> Vec<ChainOpt> {
-    let c = |alpn: &'static [&'static str], transport, http, tls| ChainOpt { alpn, transport, http, tls };
+    let c = |alpn: &'static [&'static str], transport, http, tls| ChainOpt {
+        alpn,
+        transport,
+        http,
+        tls,
+    };
     if protocol.is_http() {
         match mode {
             MtlsMode::Strict => vec![c(&[], "tls", true, true)],
-            MtlsMode::Permissive | MtlsMode::Unset => vec![c(&ALL_ISTIO_MTLS_ALPNS, "tls", true, true), c(&[], "raw_buffer", true, false)],
+            MtlsMode::Permissive | MtlsMode::Unset => vec![
+                c(&ALL_ISTIO_MTLS_ALPNS, "tls", true, true),
+                c(&[], "raw_buffer", true, false),
+            ],
             MtlsMode::Disable => vec![c(&[], "raw_buffer", true, false)],
         }
     } else if protocol == Protocol::Unsupported {
         match mode {
-            MtlsMode::Strict => vec![c(&MTLS_HTTP_ALPNS, "tls", true, true), c(&[], "tls", false, true)],
+            MtlsMode::Strict => vec![
+                c(&MTLS_HTTP_ALPNS, "tls", true, true),
+                c(&[], "tls", false, true),
+            ],
             MtlsMode::Permissive | MtlsMode::Unset => vec![
                 c(&MTLS_HTTP_ALPNS, "tls", true, true),
                 c(&PLAINTEXT_HTTP_ALPNS, "raw_buffer", true, false),
@@ -237,53 +354,116 @@ fn chain_options(protocol: Protocol, mode: MtlsMode) -> Vec<ChainOpt> {
                 c(&[], "raw_buffer", false, false),
                 c(&[], "tls", false, false),
             ],
-            MtlsMode::Disable => vec![c(&PLAINTEXT_HTTP_ALPNS, "raw_buffer", true, false), c(&[], "raw_buffer", false, false)],
+            MtlsMode::Disable => vec![
+                c(&PLAINTEXT_HTTP_ALPNS, "raw_buffer", true, false),
+                c(&[], "raw_buffer", false, false),
+            ],
         }
     } else {
         match mode {
             MtlsMode::Strict => vec![c(&[], "tls", false, true)],
-            MtlsMode::Permissive | MtlsMode::Unset => vec![c(&ALL_ISTIO_MTLS_ALPNS, "tls", false, true), c(&[], "raw_buffer", false, false), c(&[], "tls", false, false)],
+            MtlsMode::Permissive | MtlsMode::Unset => vec![
+                c(&ALL_ISTIO_MTLS_ALPNS, "tls", false, true),
+                c(&[], "raw_buffer", false, false),
+                c(&[], "tls", false, false),
+            ],
             MtlsMode::Disable => vec![c(&[], "raw_buffer", false, false)],
         }
     }
 }
 
-fn inbound_chain(ctx: &Ctx<'_>, name: &str, port: Option<u16>, cluster: &str, opt: &ChainOpt, route_port: u16) -> FilterChain {
-    let m = FilterChainMatch { destination_port: port, transport_protocol: opt.transport.into(), application_protocols: opt.alpn.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+fn inbound_chain(
+    ctx: &Ctx<'_>,
+    name: &str,
+    port: Option<u16>,
+    cluster: &str,
+    opt: &ChainOpt,
+    route_port: u16,
+) -> FilterChain {
+    let m = FilterChainMatch {
+        destination_port: port,
+        transport_protocol: opt.transport.into(),
+        application_protocols: opt.alpn.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
     let filters = if opt.http {
         let rc = routes::inbound(cluster, route_port);
-        vec![filters::hcm(format!("inbound_0.0.0.0_{route_port}"), None, Some(rc), ctx.version, false, ctx.world.mesh.http10, false)]
+        vec![filters::hcm(
+            format!("inbound_0.0.0.0_{route_port}"),
+            None,
+            Some(rc),
+            ctx.version,
+            false,
+            ctx.world.mesh.http10,
+            false,
+        )]
     } else {
         filters::tcp_filters(ctx.version, cluster.into(), Some(cluster.into()), None)
     };
-    let transport_socket = opt.tls.then(|| filters::istio_downstream_tls(if opt.http { &["h2", "http/1.1"] } else { &["istio-peer-exchange", "istio"] }));
-    FilterChain { name: name.into(), filter_chain_match: m, transport_socket, filters }
+    let transport_socket = opt.tls.then(|| {
+        filters::istio_downstream_tls(if opt.http {
+            &["h2", "http/1.1"]
+        } else {
+            &["istio-peer-exchange", "istio"]
+        })
+    });
+    FilterChain {
+        name: name.into(),
+        filter_chain_match: m,
+        transport_socket,
+        filters,
+    }
 }
 
-fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>, Vec<ClusterLoadAssignment>) {
+/// `virtualInbound` and the `inbound|PORT||` clusters (STATIC: their
+/// endpoints are inline, not EDS).
+fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
     let mut chains = vec![FilterChain {
         name: "virtualInbound-blackhole".into(),
-        filter_chain_match: FilterChainMatch { destination_port: Some(names::VIRTUAL_INBOUND_PORT), ..Default::default() },
+        filter_chain_match: FilterChainMatch {
+            destination_port: Some(names::VIRTUAL_INBOUND_PORT),
+            ..Default::default()
+        },
         transport_socket: None,
-        filters: filters::tcp_filters(ctx.version, names::BLACKHOLE_CLUSTER.into(), Some(names::BLACKHOLE_CLUSTER.into()), None),
+        filters: filters::tcp_filters(
+            ctx.version,
+            names::BLACKHOLE_CLUSTER.into(),
+            Some(names::BLACKHOLE_CLUSTER.into()),
+            None,
+        ),
     }];
     let mut clusters = Vec::new();
-    let mut cla = Vec::new();
     for (port, (protocol, svc)) in inbound_ports(ctx) {
         let cluster = names::inbound_cluster(port);
-        let (c, a) = clusters::inbound(&cluster, port, &svc, protocol.is_http2());
-        clusters.push(c);
-        cla.push(a);
+        clusters.push(clusters::inbound(&cluster, port, &svc, protocol.is_http2()));
         let mode = mtls::inbound_mode(ctx.world, ctx.proxy, port);
         for opt in chain_options(protocol, mode) {
-            chains.push(inbound_chain(ctx, &cluster, Some(port), &cluster, &opt, port));
+            chains.push(inbound_chain(
+                ctx,
+                &cluster,
+                Some(port),
+                &cluster,
+                &opt,
+                port,
+            ));
         }
     }
     // Passthrough chains for ports no Service declares.
     let mode = mtls::inbound_mode(ctx.world, ctx.proxy, 0);
     for opt in chain_options(Protocol::Unsupported, mode) {
-        let name = if opt.http { "virtualInbound-catchall-http" } else { "virtualInbound" };
-        chains.push(inbound_chain(ctx, name, None, names::INBOUND_PASSTHROUGH_CLUSTER, &opt, 0));
+        let name = if opt.http {
+            "virtualInbound-catchall-http"
+        } else {
+            "virtualInbound"
+        };
+        chains.push(inbound_chain(
+            ctx,
+            name,
+            None,
+            names::INBOUND_PASSTHROUGH_CLUSTER,
+            &opt,
+            0,
+        ));
     }
     let l = Listener {
         name: names::VIRTUAL_INBOUND.into(),
@@ -295,5 +475,5 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>, Vec<ClusterLoadAss
         filter_chains: chains,
         default_filter_chain: None,
     };
-    (l, clusters, cla)
+    (l, clusters)
 }

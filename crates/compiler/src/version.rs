@@ -11,7 +11,11 @@ pub struct IstioVersion {
 }
 
 impl IstioVersion {
-    pub const DEFAULT: IstioVersion = IstioVersion { major: 1, minor: 28, patch: 0 };
+    pub const DEFAULT: IstioVersion = IstioVersion {
+        major: 1,
+        minor: 28,
+        patch: 0,
+    };
 
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim().trim_start_matches('v');
@@ -19,7 +23,11 @@ impl IstioVersion {
         let major = it.next()?.parse().ok()?;
         let minor = it.next()?.parse().ok()?;
         let patch = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        Some(Self { major, minor, patch })
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
     }
 
     pub fn at_least(self, major: u32, minor: u32) -> bool {

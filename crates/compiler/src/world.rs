@@ -39,7 +39,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { istio_version: IstioVersion::DEFAULT, inject_undeclared_namespaces: true, cluster_domain: "cluster.local".into() }
+        Self {
+            istio_version: IstioVersion::DEFAULT,
+            inject_undeclared_namespaces: true,
+            cluster_domain: "cluster.local".into(),
+        }
     }
 }
 
@@ -62,7 +66,10 @@ impl MeshSettings {
     fn from_config(m: Option<&MeshConfig>, version: IstioVersion) -> Self {
         let m = m.cloned().unwrap_or_default();
         Self {
-            outbound: m.outbound_traffic_policy.map(|p| p.mode).unwrap_or_default(),
+            outbound: m
+                .outbound_traffic_policy
+                .map(|p| p.mode)
+                .unwrap_or_default(),
             auto_mtls: m.enable_auto_mtls.unwrap_or(version.has_auto_mtls()),
             access_log_file: m.access_log_file.unwrap_or_default(),
             access_log_encoding: m.access_log_encoding.unwrap_or_default(),
@@ -70,7 +77,11 @@ impl MeshSettings {
             root_namespace: m.root_namespace.unwrap_or_else(|| "istio-system".into()),
             trust_domain: m.trust_domain.unwrap_or_else(|| "cluster.local".into()),
             connect_timeout_ms: m.connect_timeout.map(|d| d.millis).unwrap_or(10_000),
-            http10: m.default_config.as_ref().and_then(|d| d.proxy_metadata.get("HTTP10")).is_some_and(|v| v == "1"),
+            http10: m
+                .default_config
+                .as_ref()
+                .and_then(|d| d.proxy_metadata.get("HTTP10"))
+                .is_some_and(|v| v == "1"),
         }
     }
 }
@@ -87,7 +98,10 @@ impl Namespace {
         match self.labels.get("istio-injection").map(String::as_str) {
             Some("enabled") => true,
             Some(_) => false,
-            None => self.labels.contains_key("istio.io/rev") || (!self.declared && settings.inject_undeclared_namespaces),
+            None => {
+                self.labels.contains_key("istio.io/rev")
+                    || (!self.declared && settings.inject_undeclared_namespaces)
+            }
         }
     }
 }
@@ -125,7 +139,10 @@ impl Pod {
     }
 
     pub fn identity(&self, trust_domain: &str) -> String {
-        format!("spiffe://{trust_domain}/ns/{}/sa/{}", self.namespace, self.service_account)
+        format!(
+            "spiffe://{trust_domain}/ns/{}/sa/{}",
+            self.namespace, self.service_account
+        )
     }
 
     pub fn is_proxy(&self) -> bool {
@@ -137,7 +154,11 @@ impl Pod {
         match target {
             None => Some(port),
             Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-            Some(IntOrString::Str(name)) => self.container_ports.iter().find(|(_, n)| n.as_deref() == Some(name.as_str())).map(|(p, _)| *p),
+            Some(IntOrString::Str(name)) => self
+                .container_ports
+                .iter()
+                .find(|(_, n)| n.as_deref() == Some(name.as_str()))
+                .map(|(p, _)| *p),
         }
     }
 }
@@ -217,7 +238,13 @@ impl Service {
             .endpoints
             .iter()
             .filter_map(|e| e.service_account.as_ref())
-            .map(|sa| if sa.starts_with("spiffe://") { sa.clone() } else { format!("spiffe://{trust_domain}/ns/{}/sa/{sa}", self.namespace) })
+            .map(|sa| {
+                if sa.starts_with("spiffe://") {
+                    sa.clone()
+                } else {
+                    format!("spiffe://{trust_domain}/ns/{}/sa/{sa}", self.namespace)
+                }
+            })
             .collect();
         set.into_iter().collect()
     }
@@ -239,6 +266,8 @@ pub struct World {
     pub peer_authentications: Vec<Object<PeerAuthenticationSpec>>,
     pub secrets: Vec<Object<SecretData>>,
     pub config_maps: Vec<Object<BTreeMap<String, String>>>,
+    /// Hostname → index into `services` (first declared wins).
+    service_index: std::collections::HashMap<String, usize>,
 }
 
 /// A pod as declared before IPs are assigned.
@@ -259,6 +288,8 @@ impl World {
     /// come back as diagnostics.
     pub fn build(resources: &[Resource], settings: Settings) -> (World, Vec<Diagnostic>) {
         let mut diags = Vec::new();
+        let deduped = dedupe(resources, &mut diags);
+        let resources = deduped.as_slice();
         let mesh_cfg = resources.iter().rev().find_map(|r| match r {
             Resource::MeshConfig(m) => Some(&m.spec),
             _ => None,
@@ -278,6 +309,7 @@ impl World {
             peer_authentications: Vec::new(),
             secrets: Vec::new(),
             config_maps: Vec::new(),
+            service_index: std::collections::HashMap::new(),
             settings,
         };
         let mut decls: Vec<PodDecl> = Vec::new();
@@ -286,16 +318,35 @@ impl World {
         for r in resources {
             match r {
                 Resource::Namespace(o) => {
-                    w.namespaces.insert(o.meta.name.clone(), Namespace { name: o.meta.name.clone(), labels: o.meta.labels.clone(), declared: true });
+                    w.namespaces.insert(
+                        o.meta.name.clone(),
+                        Namespace {
+                            name: o.meta.name.clone(),
+                            labels: o.meta.labels.clone(),
+                            declared: true,
+                        },
+                    );
                 }
                 Resource::Deployment(o) => {
                     let replicas = o.spec.replicas.unwrap_or(1);
-                    expand_pods(&mut decls, &o.meta, &o.spec.template, replicas, "Deployment");
+                    expand_pods(
+                        &mut decls,
+                        &o.meta,
+                        &o.spec.template,
+                        replicas,
+                        "Deployment",
+                    );
                 }
                 Resource::StatefulSet(o) => {
                     let replicas = o.spec.replicas.unwrap_or(1);
                     let before = decls.len();
-                    expand_pods(&mut decls, &o.meta, &o.spec.template, replicas, "StatefulSet");
+                    expand_pods(
+                        &mut decls,
+                        &o.meta,
+                        &o.spec.template,
+                        replicas,
+                        "StatefulSet",
+                    );
                     if let Some(svc) = &o.spec.service_name {
                         for d in &mut decls[before..] {
                             d.spec.hostname = Some(d.name.clone());
@@ -327,7 +378,7 @@ impl World {
             }
         }
 
-        let declares_gateway = decls.iter().any(|d| is_gateway_decl(d));
+        let declares_gateway = decls.iter().any(is_gateway_decl);
         if !declares_gateway {
             add_default_ingress_gateway(&mut decls, &mut k8s_services);
         }
@@ -340,12 +391,21 @@ impl World {
             .chain(entries.iter().map(|s| s.meta.ns().to_string()))
             .collect();
         for ns in referenced {
-            w.namespaces.entry(ns.clone()).or_insert(Namespace { name: ns, labels: BTreeMap::new(), declared: false });
+            w.namespaces.entry(ns.clone()).or_insert(Namespace {
+                name: ns,
+                labels: BTreeMap::new(),
+                declared: false,
+            });
         }
 
         w.assign_pods(decls, &mut diags);
         w.build_k8s_services(&k8s_services, &mut diags);
         w.build_service_entries(&entries);
+        for (i, s) in w.services.iter().enumerate() {
+            w.service_index
+                .entry(s.hostname.to_ascii_lowercase())
+                .or_insert(i);
+        }
         (w, diags)
     }
 
@@ -354,16 +414,31 @@ impl World {
         let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
         let mut pinned: Vec<Option<Ipv4Addr>> = Vec::with_capacity(decls.len());
         for d in &decls {
-            let ip = d.pinned_ip.as_deref().and_then(|s| match s.trim().parse::<Ipv4Addr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    diags.push(Diagnostic::error(&d.origin.file, d.origin.line, 0, format!("metadata.annotations[{POD_IPS_ANNOTATION}]"), format!("{s:?} is not an IPv4 address (pod {})", d.name)));
-                    None
-                }
-            });
+            let ip = d
+                .pinned_ip
+                .as_deref()
+                .and_then(|s| match s.trim().parse::<Ipv4Addr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        diags.push(Diagnostic::error(
+                            &d.origin.file,
+                            d.origin.line,
+                            0,
+                            format!("metadata.annotations[{POD_IPS_ANNOTATION}]"),
+                            format!("{s:?} is not an IPv4 address (pod {})", d.name),
+                        ));
+                        None
+                    }
+                });
             if let Some(ip) = ip {
                 if !used.insert(ip) {
-                    diags.push(Diagnostic::error(&d.origin.file, d.origin.line, 0, format!("metadata.annotations[{POD_IPS_ANNOTATION}]"), format!("{ip} is already the IP of another pod")));
+                    diags.push(Diagnostic::error(
+                        &d.origin.file,
+                        d.origin.line,
+                        0,
+                        format!("metadata.annotations[{POD_IPS_ANNOTATION}]"),
+                        format!("{ip} is already the IP of another pod"),
+                    ));
                 }
             }
             pinned.push(ip);
@@ -377,13 +452,41 @@ impl World {
                     break candidate;
                 }
             });
-            let ns_inject = self.namespaces.get(&d.namespace).is_some_and(|n| n.injection_enabled(&self.settings));
-            let role = if is_gateway_decl(&d) { PodRole::Gateway } else { PodRole::Workload };
-            let pod_inject = d.annotations.get("sidecar.istio.io/inject").or_else(|| d.labels.get("sidecar.istio.io/inject")).map(|v| v == "true");
-            let sidecar = role == PodRole::Workload && !d.spec.host_network.unwrap_or(false) && pod_inject.unwrap_or(ns_inject);
-            let sa = d.spec.service_account_name.clone().or(d.spec.service_account.clone()).unwrap_or_else(|| "default".into());
-            let image = d.spec.containers.first().and_then(|c| c.image.clone()).unwrap_or_default();
-            let container_ports = d.spec.containers.iter().flat_map(|c| c.ports.iter().map(|p| (p.container_port, p.name.clone()))).collect();
+            let ns_inject = self
+                .namespaces
+                .get(&d.namespace)
+                .is_some_and(|n| n.injection_enabled(&self.settings));
+            let role = if is_gateway_decl(&d) {
+                PodRole::Gateway
+            } else {
+                PodRole::Workload
+            };
+            let pod_inject = d
+                .annotations
+                .get("sidecar.istio.io/inject")
+                .or_else(|| d.labels.get("sidecar.istio.io/inject"))
+                .map(|v| v == "true");
+            let sidecar = role == PodRole::Workload
+                && !d.spec.host_network.unwrap_or(false)
+                && pod_inject.unwrap_or(ns_inject);
+            let sa = d
+                .spec
+                .service_account_name
+                .clone()
+                .or(d.spec.service_account.clone())
+                .unwrap_or_else(|| "default".into());
+            let image = d
+                .spec
+                .containers
+                .first()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let container_ports = d
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().map(|p| (p.container_port, p.name.clone())))
+                .collect();
             self.pods.push(Pod {
                 name: d.name,
                 namespace: d.namespace,
@@ -401,20 +504,36 @@ impl World {
         }
     }
 
-    fn build_k8s_services(&mut self, services: &[Object<meshsim_model::k8s::ServiceSpec>], diags: &mut Vec<Diagnostic>) {
+    fn build_k8s_services(
+        &mut self,
+        services: &[Object<meshsim_model::k8s::ServiceSpec>],
+        diags: &mut Vec<Diagnostic>,
+    ) {
         let mut sorted: Vec<&Object<meshsim_model::k8s::ServiceSpec>> = services.iter().collect();
         sorted.sort_by(|a, b| (a.meta.ns(), &a.meta.name).cmp(&(b.meta.ns(), &b.meta.name)));
-        let mut used: BTreeSet<Ipv4Addr> = sorted.iter().filter_map(|s| s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok())).collect();
+        let mut used: BTreeSet<Ipv4Addr> = sorted
+            .iter()
+            .filter_map(|s| s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()))
+            .collect();
         let mut next = u32::from(Ipv4Addr::new(10, 96, 0, 10));
         for s in sorted {
             let ns = s.meta.ns().to_string();
-            let hostname = format!("{}.{}.svc.{}", s.meta.name, ns, self.settings.cluster_domain);
+            let hostname = format!(
+                "{}.{}.svc.{}",
+                s.meta.name, ns, self.settings.cluster_domain
+            );
             let headless = s.spec.cluster_ip.as_deref() == Some("None");
             let addresses = if headless {
                 vec![]
             } else if let Some(ip) = s.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
                 if ip.parse::<Ipv4Addr>().is_err() {
-                    diags.push(Diagnostic::error(&s.meta.origin.file, s.meta.origin.line, 0, "spec.clusterIP", format!("{ip:?} is not an IPv4 address or \"None\"")));
+                    diags.push(Diagnostic::error(
+                        &s.meta.origin.file,
+                        s.meta.origin.line,
+                        0,
+                        "spec.clusterIP",
+                        format!("{ip:?} is not an IPv4 address or \"None\""),
+                    ));
                 }
                 vec![ip.to_string()]
             } else {
@@ -434,7 +553,11 @@ impl World {
                 .map(|p| ServicePort {
                     name: p.name.clone().unwrap_or_default(),
                     port: p.port,
-                    protocol: Protocol::from_service_port(p.name.as_deref(), p.app_protocol.as_deref(), p.protocol == Some(L4Protocol::Udp)),
+                    protocol: Protocol::from_service_port(
+                        p.name.as_deref(),
+                        p.app_protocol.as_deref(),
+                        p.protocol == Some(L4Protocol::Udp),
+                    ),
                     target_port: p.target_port.clone(),
                 })
                 .collect();
@@ -444,7 +567,13 @@ impl World {
                     if pod.namespace != ns || sel.is_empty() || !labels_match(sel, &pod.labels) {
                         continue;
                     }
-                    let pmap = ports.iter().filter_map(|sp| pod.resolve_target_port(&sp.target_port, sp.port).map(|tp| (sp.port, tp))).collect();
+                    let pmap = ports
+                        .iter()
+                        .filter_map(|sp| {
+                            pod.resolve_target_port(&sp.target_port, sp.port)
+                                .map(|tp| (sp.port, tp))
+                        })
+                        .collect();
                     endpoints.push(ServiceEndpoint {
                         pod: Some(i),
                         address: pod.ip.to_string(),
@@ -461,7 +590,11 @@ impl World {
                 namespace: ns,
                 addresses,
                 ports,
-                resolution: if headless { Resolution::Passthrough } else { Resolution::ClientSideLb },
+                resolution: if headless {
+                    Resolution::Passthrough
+                } else {
+                    Resolution::ClientSideLb
+                },
                 mesh_external: false,
                 source: ServiceSource::Kubernetes,
                 endpoints,
@@ -471,7 +604,10 @@ impl World {
         }
     }
 
-    fn build_service_entries(&mut self, entries: &[Object<meshsim_model::service_entry::ServiceEntrySpec>]) {
+    fn build_service_entries(
+        &mut self,
+        entries: &[Object<meshsim_model::service_entry::ServiceEntrySpec>],
+    ) {
         for se in entries {
             let ns = se.meta.ns().to_string();
             let resolution = match se.spec.resolution.unwrap_or(SeResolution::None) {
@@ -487,7 +623,11 @@ impl World {
                 .map(|p| ServicePort {
                     name: p.name.clone(),
                     port: p.number,
-                    protocol: p.protocol.as_deref().map(Protocol::parse).unwrap_or(Protocol::Unsupported),
+                    protocol: p
+                        .protocol
+                        .as_deref()
+                        .map(Protocol::parse)
+                        .unwrap_or(Protocol::Unsupported),
                     target_port: p.target_port.map(IntOrString::Int),
                 })
                 .collect();
@@ -502,21 +642,51 @@ impl World {
                                 Some(IntOrString::Int(n)) => Some(n),
                                 _ => None,
                             });
-                            (sp.port, target.and_then(|t| u16::try_from(t).ok()).unwrap_or(sp.port))
+                            (
+                                sp.port,
+                                target
+                                    .and_then(|t| u16::try_from(t).ok())
+                                    .unwrap_or(sp.port),
+                            )
                         })
                         .collect();
-                    endpoints.push(ServiceEndpoint { pod: None, address, ports: pmap, labels: ep.labels.clone(), sidecar: false, service_account: ep.service_account.clone() });
+                    endpoints.push(ServiceEndpoint {
+                        pod: None,
+                        address,
+                        ports: pmap,
+                        labels: ep.labels.clone(),
+                        sidecar: false,
+                        service_account: ep.service_account.clone(),
+                    });
                 }
                 if let Some(ws) = &se.spec.workload_selector {
                     for (i, pod) in self.pods.iter().enumerate() {
                         if pod.namespace != ns || !labels_match(&ws.match_labels, &pod.labels) {
                             continue;
                         }
-                        let pmap = ports.iter().map(|sp| (sp.port, pod.resolve_target_port(&sp.target_port, sp.port).unwrap_or(sp.port))).collect();
-                        endpoints.push(ServiceEndpoint { pod: Some(i), address: pod.ip.to_string(), ports: pmap, labels: pod.labels.clone(), sidecar: pod.is_proxy(), service_account: Some(pod.service_account.clone()) });
+                        let pmap = ports
+                            .iter()
+                            .map(|sp| {
+                                (
+                                    sp.port,
+                                    pod.resolve_target_port(&sp.target_port, sp.port)
+                                        .unwrap_or(sp.port),
+                                )
+                            })
+                            .collect();
+                        endpoints.push(ServiceEndpoint {
+                            pod: Some(i),
+                            address: pod.ip.to_string(),
+                            ports: pmap,
+                            labels: pod.labels.clone(),
+                            sidecar: pod.is_proxy(),
+                            service_account: Some(pod.service_account.clone()),
+                        });
                     }
                 }
-                if endpoints.is_empty() && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) {
+                if endpoints.is_empty()
+                    && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+                {
                     // DNS resolution without endpoints resolves the host itself.
                     let pmap = ports
                         .iter()
@@ -528,7 +698,14 @@ impl World {
                             (sp.port, t)
                         })
                         .collect();
-                    endpoints.push(ServiceEndpoint { pod: None, address: host.clone(), ports: pmap, labels: BTreeMap::new(), sidecar: false, service_account: None });
+                    endpoints.push(ServiceEndpoint {
+                        pod: None,
+                        address: host.clone(),
+                        ports: pmap,
+                        labels: BTreeMap::new(),
+                        sidecar: false,
+                        service_account: None,
+                    });
                 }
                 self.services.push(Service {
                     hostname: host.clone(),
@@ -553,17 +730,33 @@ impl World {
     }
 
     pub fn pod(&self, name: &str, namespace: &str) -> Option<&Pod> {
-        self.pods.iter().find(|p| p.name == name && p.namespace == namespace)
+        self.pods
+            .iter()
+            .find(|p| p.name == name && p.namespace == namespace)
     }
 
     /// The Kubernetes Service with this FQDN or ServiceEntry host.
     pub fn service(&self, hostname: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.hostname == hostname)
+        match self.service_index.get(hostname) {
+            Some(i) => self.services.get(*i),
+            None => self
+                .service_index
+                .get(&hostname.to_ascii_lowercase())
+                .and_then(|i| self.services.get(*i)),
+        }
     }
 
     /// Services selecting a pod (its inbound ports come from these).
-    pub fn services_selecting<'a>(&'a self, pod: &'a Pod) -> impl Iterator<Item = &'a Service> + 'a {
-        self.services.iter().filter(move |s| s.source == ServiceSource::Kubernetes && s.endpoints.iter().any(|e| e.pod.is_some_and(|i| std::ptr::eq(&self.pods[i], pod))))
+    pub fn services_selecting<'a>(
+        &'a self,
+        pod: &'a Pod,
+    ) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services.iter().filter(move |s| {
+            s.source == ServiceSource::Kubernetes
+                && s.endpoints
+                    .iter()
+                    .any(|e| e.pod.is_some_and(|i| std::ptr::eq(&self.pods[i], pod)))
+        })
     }
 
     /// Turns a short host (`reviews`, `reviews.default`) into an FQDN the
@@ -583,19 +776,67 @@ pub fn resolve_short_name(host: &str, ns: &str, domain: &str) -> String {
     }
 }
 
-fn is_gateway_decl(d: &PodDecl) -> bool {
-    d.labels.get("istio").is_some_and(|v| v == "ingressgateway" || v == "egressgateway")
-        || d.annotations.get("inject.istio.io/templates").is_some_and(|v| v == "gateway")
-        || d.spec.containers.iter().any(|c| c.image.as_deref().is_some_and(|i| i.contains("proxyv2")) || c.image.as_deref() == Some("auto"))
+/// Like `kubectl apply`: a later object with the same kind, namespace and
+/// name replaces the earlier one (reported, so nothing is silently lost).
+fn dedupe(resources: &[Resource], diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
+    let mut last: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        let m = r.meta();
+        if let Some(prev) = last.insert((m.kind.clone(), m.ns().to_string(), m.name.clone()), i) {
+            let p = resources[prev].meta();
+            diags.push(Diagnostic::warning(
+                &m.origin.file,
+                m.origin.line,
+                0,
+                "metadata.name",
+                format!(
+                    "{} replaces the one from {} (later objects win, as with kubectl apply)",
+                    m.key(),
+                    p.origin
+                ),
+            ));
+        }
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect()
 }
 
-fn expand_pods(decls: &mut Vec<PodDecl>, meta: &Meta, template: &meshsim_model::k8s::PodTemplate, replicas: u32, kind: &str) {
+fn is_gateway_decl(d: &PodDecl) -> bool {
+    d.labels
+        .get("istio")
+        .is_some_and(|v| v == "ingressgateway" || v == "egressgateway")
+        || d.annotations
+            .get("inject.istio.io/templates")
+            .is_some_and(|v| v == "gateway")
+        || d.spec.containers.iter().any(|c| {
+            c.image.as_deref().is_some_and(|i| i.contains("proxyv2"))
+                || c.image.as_deref() == Some("auto")
+        })
+}
+
+fn expand_pods(
+    decls: &mut Vec<PodDecl>,
+    meta: &Meta,
+    template: &meshsim_model::k8s::PodTemplate,
+    replicas: u32,
+    kind: &str,
+) {
     let ns = meta.ns().to_string();
     let ips: Vec<String> = meta
         .annotations
         .get(POD_IPS_ANNOTATION)
         .or_else(|| template.metadata.annotations.get(POD_IPS_ANNOTATION))
-        .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     for ordinal in 0..replicas {
         decls.push(PodDecl {
@@ -612,11 +853,25 @@ fn expand_pods(decls: &mut Vec<PodDecl>, meta: &Meta, template: &meshsim_model::
 }
 
 /// Istio's default profile: `istio-ingressgateway` in `istio-system`.
-fn add_default_ingress_gateway(decls: &mut Vec<PodDecl>, services: &mut Vec<Object<meshsim_model::k8s::ServiceSpec>>) {
-    let labels: BTreeMap<String, String> = [("app", "istio-ingressgateway"), ("istio", "ingressgateway")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let origin = Origin { file: "<built-in: Istio default profile>".into(), line: 0 };
+fn add_default_ingress_gateway(
+    decls: &mut Vec<PodDecl>,
+    services: &mut Vec<Object<meshsim_model::k8s::ServiceSpec>>,
+) {
+    let labels: BTreeMap<String, String> =
+        [("app", "istio-ingressgateway"), ("istio", "ingressgateway")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let origin = Origin {
+        file: "<built-in: Istio default profile>".into(),
+        line: 0,
+    };
     let spec = PodSpec {
-        containers: vec![meshsim_model::k8s::Container { name: "istio-proxy".into(), image: Some("docker.io/istio/proxyv2".into()), ..Default::default() }],
+        containers: vec![meshsim_model::k8s::Container {
+            name: "istio-proxy".into(),
+            image: Some("docker.io/istio/proxyv2".into()),
+            ..Default::default()
+        }],
         service_account_name: Some("istio-ingressgateway-service-account".into()),
         ..Default::default()
     };
@@ -630,11 +885,30 @@ fn add_default_ingress_gateway(decls: &mut Vec<PodDecl>, services: &mut Vec<Obje
         owner: "Deployment/istio-ingressgateway".into(),
         origin: origin.clone(),
     });
-    let port = |name: &str, port: u16, target: u32| meshsim_model::k8s::ServicePort { name: Some(name.into()), port, target_port: Some(IntOrString::Int(target)), protocol: Some(L4Protocol::Tcp), app_protocol: None, node_port: None };
+    let port = |name: &str, port: u16, target: u32| meshsim_model::k8s::ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(target)),
+        protocol: Some(L4Protocol::Tcp),
+        app_protocol: None,
+        node_port: None,
+    };
     services.push(Object {
-        meta: Meta { api_version: "v1".into(), kind: "Service".into(), name: "istio-ingressgateway".into(), namespace: Some("istio-system".into()), labels: labels.clone(), origin, ..Default::default() },
+        meta: Meta {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+            name: "istio-ingressgateway".into(),
+            namespace: Some("istio-system".into()),
+            labels: labels.clone(),
+            origin,
+            ..Default::default()
+        },
         spec: meshsim_model::k8s::ServiceSpec {
-            ports: vec![port("status-port", 15021, 15021), port("http2", 80, 8080), port("https", 443, 8443)],
+            ports: vec![
+                port("status-port", 15021, 15021),
+                port("http2", 80, 8080),
+                port("https", 443, 8443),
+            ],
             selector: Some(labels),
             type_: Some("LoadBalancer".into()),
             ..Default::default()

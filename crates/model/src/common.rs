@@ -57,7 +57,14 @@ impl Duration {
     /// Parses Go/protobuf duration text. Returns what was wrong on failure.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let units: [(&str, f64); 6] = [("ms", 1.0), ("us", 0.001), ("ns", 0.000_001), ("s", 1000.0), ("m", 60_000.0), ("h", 3_600_000.0)];
+        let units: [(&str, f64); 6] = [
+            ("ms", 1.0),
+            ("us", 0.001),
+            ("ns", 0.000_001),
+            ("s", 1000.0),
+            ("m", 60_000.0),
+            ("h", 3_600_000.0),
+        ];
         for (suffix, factor) in units {
             if let Some(num) = s.strip_suffix(suffix) {
                 if num.is_empty() || num.ends_with(['m', 'u', 'n']) {
@@ -67,16 +74,20 @@ impl Duration {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(format!("invalid duration {s:?}: must be non-negative"));
                 }
-                return Ok(Self { millis: (v * factor).round() as u64 });
+                return Ok(Self {
+                    millis: (v * factor).round() as u64,
+                });
             }
         }
-        Err(format!("invalid duration {s:?}: expected a number followed by h, m, s or ms (e.g. \"10s\")"))
+        Err(format!(
+            "invalid duration {s:?}: expected a number followed by h, m, s or ms (e.g. \"10s\")"
+        ))
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.millis % 1000 == 0 {
+        if self.millis.is_multiple_of(1000) {
             write!(f, "{}s", self.millis / 1000)
         } else {
             write!(f, "{}.{:03}s", self.millis / 1000, self.millis % 1000)
@@ -109,7 +120,9 @@ impl<'de> Deserialize<'de> for NotSimulated {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let sp = serde_saphyr::Spanned::<IgnoredAny>::deserialize(d)?;
         let loc = sp.referenced;
-        Ok(Self { at: Some((loc.line(), loc.column())) })
+        Ok(Self {
+            at: Some((loc.line(), loc.column())),
+        })
     }
 }
 
@@ -189,7 +202,10 @@ impl LabelSelector {
 }
 
 /// Kubernetes equality selector: every selector label is present with the same value.
-pub fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub fn labels_match(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -231,10 +247,14 @@ impl<'de> Deserialize<'de> for IntOrString {
                 f.write_str("a port number or a port name")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                u32::try_from(v).map(IntOrString::Int).map_err(|_| E::custom("port number out of range"))
+                u32::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::custom("port number out of range"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u32::try_from(v).map(IntOrString::Int).map_err(|_| E::custom("port number out of range"))
+                u32::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::custom("port number out of range"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(match v.parse::<u32>() {
@@ -252,7 +272,9 @@ pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     let v = u64::deserialize(d)?;
     match u16::try_from(v) {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(de::Error::custom(format!("invalid port {v}: expected 1..=65535"))),
+        _ => Err(de::Error::custom(format!(
+            "invalid port {v}: expected 1..=65535"
+        ))),
     }
 }
 
@@ -281,7 +303,11 @@ mod tests {
     fn selector_expressions() {
         let sel = LabelSelector {
             match_labels: [("app".to_string(), "a".to_string())].into(),
-            match_expressions: vec![LabelSelectorRequirement { key: "v".into(), operator: SelectorOperator::In, values: vec!["1".into()] }],
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "v".into(),
+                operator: SelectorOperator::In,
+                values: vec!["1".into()],
+            }],
         };
         let mut l: BTreeMap<String, String> = [("app".to_string(), "a".to_string())].into();
         assert!(!sel.matches(&l));

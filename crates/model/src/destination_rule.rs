@@ -24,9 +24,11 @@ pub struct DestinationRuleSpec {
 impl Unsimulated for DestinationRuleSpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out; export_to => "exportTo");
-        self.traffic_policy.unsimulated(&format!("{path}.trafficPolicy"), out);
+        self.traffic_policy
+            .unsimulated(&format!("{path}.trafficPolicy"), out);
         for (i, s) in self.subsets.iter().enumerate() {
-            s.traffic_policy.unsimulated(&format!("{path}.subsets[{i}].trafficPolicy"), out);
+            s.traffic_policy
+                .unsimulated(&format!("{path}.subsets[{i}].trafficPolicy"), out);
         }
     }
 }
@@ -205,4 +207,3 @@ pub enum ClientTlsMode {
     Mutual,
     IstioMutual,
 }
-

@@ -27,12 +27,38 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(file: &str, line: u64, column: u64, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, file: file.to_string(), line, column, path: path.into(), message: message.into() }
+    pub fn error(
+        file: &str,
+        line: u64,
+        column: u64,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: file.to_string(),
+            line,
+            column,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
-    pub fn warning(file: &str, line: u64, column: u64, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, file: file.to_string(), line, column, path: path.into(), message: message.into() }
+    pub fn warning(
+        file: &str,
+        line: u64,
+        column: u64,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            file: file.to_string(),
+            line,
+            column,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -46,7 +72,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}: ", self.file, self.line, self.column)?;
+        match (self.line, self.column) {
+            (0, _) => write!(f, "{}: {sev}: ", self.file)?,
+            (l, 0) => write!(f, "{}:{l}: {sev}: ", self.file)?,
+            (l, c) => write!(f, "{}:{l}:{c}: {sev}: ", self.file)?,
+        }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
         }

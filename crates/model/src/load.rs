@@ -17,7 +17,10 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
 use crate::common::{ObjectMeta, Unsimulated};
 use crate::diag::{Diagnostic, Origin};
 use crate::resource::{Meta, Object, Resource, SecretData};
-use crate::{destination_rule, envoy_filter, gateway, k8s, mesh, peer_auth, service_entry, sidecar, virtual_service};
+use crate::{
+    destination_rule, envoy_filter, gateway, k8s, mesh, peer_auth, service_entry, sidecar,
+    virtual_service,
+};
 
 /// Files larger than this are refused rather than parsed.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
@@ -52,25 +55,49 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         let p = p.as_ref();
         let mut files = Vec::new();
         if let Err(e) = collect_files(p, &mut files) {
-            out.diagnostics.push(Diagnostic::error(&p.display().to_string(), 0, 0, "", format!("cannot read: {e}")));
+            out.diagnostics.push(Diagnostic::error(
+                &p.display().to_string(),
+                0,
+                0,
+                "",
+                format!("cannot read: {e}"),
+            ));
             continue;
         }
         for f in files {
             let name = f.display().to_string();
             match std::fs::metadata(&f) {
                 Ok(m) if m.len() as usize > MAX_FILE_BYTES => {
-                    out.diagnostics.push(Diagnostic::error(&name, 0, 0, "", format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", m.len())));
+                    out.diagnostics.push(Diagnostic::error(
+                        &name,
+                        0,
+                        0,
+                        "",
+                        format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", m.len()),
+                    ));
                     continue;
                 }
                 Err(e) => {
-                    out.diagnostics.push(Diagnostic::error(&name, 0, 0, "", format!("cannot read: {e}")));
+                    out.diagnostics.push(Diagnostic::error(
+                        &name,
+                        0,
+                        0,
+                        "",
+                        format!("cannot read: {e}"),
+                    ));
                     continue;
                 }
                 Ok(_) => {}
             }
             match std::fs::read(&f) {
                 Ok(bytes) => out.extend(parse_bytes(&name, &bytes)),
-                Err(e) => out.diagnostics.push(Diagnostic::error(&name, 0, 0, "", format!("cannot read: {e}"))),
+                Err(e) => out.diagnostics.push(Diagnostic::error(
+                    &name,
+                    0,
+                    0,
+                    "",
+                    format!("cannot read: {e}"),
+                )),
             }
         }
     }
@@ -79,16 +106,25 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
 
 fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if p.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for e in entries {
-            let hidden = e.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = e
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if hidden {
                 continue;
             }
             if e.is_dir() {
                 collect_files(&e, out)?;
-            } else if e.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x, "yaml" | "yml" | "json")) {
+            } else if e
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+            {
                 out.push(e);
             }
         }
@@ -104,7 +140,16 @@ fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn parse_bytes(file: &str, bytes: &[u8]) -> Loaded {
     if bytes.len() > MAX_FILE_BYTES {
         let mut l = Loaded::default();
-        l.diagnostics.push(Diagnostic::error(file, 0, 0, "", format!("input is {} bytes; the limit is {MAX_FILE_BYTES}", bytes.len())));
+        l.diagnostics.push(Diagnostic::error(
+            file,
+            0,
+            0,
+            "",
+            format!(
+                "input is {} bytes; the limit is {MAX_FILE_BYTES}",
+                bytes.len()
+            ),
+        ));
         return l;
     }
     match std::str::from_utf8(bytes) {
@@ -112,7 +157,13 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Loaded {
         Err(e) => {
             let (line, col) = line_col(bytes, e.valid_up_to());
             let mut l = Loaded::default();
-            l.diagnostics.push(Diagnostic::error(file, line, col, "", "not UTF-8 text: expected a YAML or JSON manifest"));
+            l.diagnostics.push(Diagnostic::error(
+                file,
+                line,
+                col,
+                "",
+                "not UTF-8 text: expected a YAML or JSON manifest",
+            ));
             l
         }
     }
@@ -130,11 +181,21 @@ pub fn parse_str(file: &str, text: &str) -> Loaded {
     let mut out = Loaded::default();
     if text.contains('\0') {
         let (line, col) = line_col(text.as_bytes(), text.find('\0').unwrap_or(0));
-        out.diagnostics.push(Diagnostic::error(file, line, col, "", "binary data (NUL byte): expected a YAML or JSON manifest"));
+        out.diagnostics.push(Diagnostic::error(
+            file,
+            line,
+            col,
+            "",
+            "binary data (NUL byte): expected a YAML or JSON manifest",
+        ));
         return out;
     }
     for doc in split_documents(text) {
-        let ctx = DocCtx { file, line_offset: doc.line_offset, col_offset: 0 };
+        let ctx = DocCtx {
+            file,
+            line_offset: doc.line_offset,
+            col_offset: 0,
+        };
         parse_document(&ctx, doc.text, &mut out);
     }
     out
@@ -156,18 +217,26 @@ fn split_documents(text: &str) -> Vec<DocText<'_>> {
         if let Some(rest) = line.strip_prefix("---") {
             let rest = rest.trim();
             if rest.is_empty() || rest.starts_with('#') {
-                docs.push(DocText { text: &text[start..pos], line_offset: start_line });
+                docs.push(DocText {
+                    text: &text[start..pos],
+                    line_offset: start_line,
+                });
                 start = pos + line.len();
                 start_line = idx as u64 + 1;
             }
         }
         pos += line.len();
     }
-    docs.push(DocText { text: &text[start..], line_offset: start_line });
-    docs.retain(|d| d.text.lines().any(|l| {
-        let t = l.trim();
-        !t.is_empty() && !t.starts_with('#') && t != "..."
-    }));
+    docs.push(DocText {
+        text: &text[start..],
+        line_offset: start_line,
+    });
+    docs.retain(|d| {
+        d.text.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "..."
+        })
+    });
     docs
 }
 
@@ -229,7 +298,10 @@ fn parse_typed<T: DeserializeOwned>(ctx: &DocCtx<'_>, text: &str) -> Result<T, D
 }
 
 fn saphyr_diag(ctx: &DocCtx<'_>, e: &serde_saphyr::Error, path: &str) -> Diagnostic {
-    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     let msg = clean_message(&e.without_snippet().to_string());
     ctx.error(line, col, path, msg)
 }
@@ -334,7 +406,11 @@ struct ListDoc {
     items: Vec<Spanned<IgnoredAny>>,
 }
 
-const ISTIO_NETWORKING: &[&str] = &["networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"];
+const ISTIO_NETWORKING: &[&str] = &[
+    "networking.istio.io/v1alpha3",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1",
+];
 const ISTIO_SECURITY: &[&str] = &["security.istio.io/v1beta1", "security.istio.io/v1"];
 const CORE: &[&str] = &["v1"];
 const APPS: &[&str] = &["apps/v1"];
@@ -359,11 +435,21 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         }
     };
     let Some(kind) = env.kind else {
-        out.diagnostics.push(ctx.error(1, 1, "kind", "missing field `kind`: expected a Kubernetes or Istio object"));
+        out.diagnostics.push(ctx.error(
+            1,
+            1,
+            "kind",
+            "missing field `kind`: expected a Kubernetes or Istio object",
+        ));
         return;
     };
     let Some(api) = env.api_version else {
-        out.diagnostics.push(ctx.error(kind.referenced.line(), kind.referenced.column(), "apiVersion", "missing field `apiVersion`"));
+        out.diagnostics.push(ctx.error(
+            kind.referenced.line(),
+            kind.referenced.column(),
+            "apiVersion",
+            "missing field `apiVersion`",
+        ));
         return;
     };
     let (kl, kc) = (kind.referenced.line(), kind.referenced.column());
@@ -376,27 +462,46 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
     }
 
     let expected: &[&str] = match kind_v {
-        "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" | "EnvoyFilter" | "Sidecar" => ISTIO_NETWORKING,
+        "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" | "EnvoyFilter"
+        | "Sidecar" => ISTIO_NETWORKING,
         "PeerAuthentication" => ISTIO_SECURITY,
         "Namespace" | "Service" | "ServiceAccount" | "Pod" | "ConfigMap" | "Secret" => CORE,
         "Deployment" | "StatefulSet" => APPS,
         other => {
             let group = api_v.split('/').next().unwrap_or("");
             if KNOWN_UNSIMULATED_ISTIO.contains(&other) {
-                out.diagnostics.push(ctx.warning(kl, kc, "kind", format!("{other} is not simulated by meshsim; this object is ignored")));
+                out.diagnostics.push(ctx.warning(
+                    kl,
+                    kc,
+                    "kind",
+                    format!("{other} is not simulated by meshsim; this object is ignored"),
+                ));
             } else if group.ends_with("istio.io") {
                 out.diagnostics.push(ctx.error(kl, kc, "kind", format!(
                     "unknown Istio kind {other:?} in {api_v}: expected one of VirtualService, DestinationRule, Gateway, ServiceEntry, EnvoyFilter, Sidecar, PeerAuthentication"
                 )));
             } else {
-                out.diagnostics.push(ctx.warning(kl, kc, "kind", format!("{api_v} {other} is not simulated by meshsim; this object is ignored")));
+                out.diagnostics.push(ctx.warning(
+                    kl,
+                    kc,
+                    "kind",
+                    format!("{api_v} {other} is not simulated by meshsim; this object is ignored"),
+                ));
             }
             return;
         }
     };
     if !expected.contains(&api_v) {
         let (al, ac) = (api.referenced.line(), api.referenced.column());
-        out.diagnostics.push(ctx.error(al, ac, "apiVersion", format!("{kind_v} does not exist in {api_v:?}: expected one of {}", expected.join(", "))));
+        out.diagnostics.push(ctx.error(
+            al,
+            ac,
+            "apiVersion",
+            format!(
+                "{kind_v} does not exist in {api_v:?}: expected one of {}",
+                expected.join(", ")
+            ),
+        ));
         return;
     }
 
@@ -408,7 +513,10 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         labels: m.labels,
         annotations: m.annotations,
         creation_timestamp: m.creation_timestamp,
-        origin: Origin { file: ctx.file.to_string(), line: ctx.line_offset + 1 },
+        origin: Origin {
+            file: ctx.file.to_string(),
+            line: ctx.line_offset + 1,
+        },
     };
 
     macro_rules! spec_kind {
@@ -417,10 +525,16 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
                 Ok(d) => {
                     let meta = mk_meta(d.metadata);
                     if meta.name.is_empty() {
-                        out.diagnostics.push(ctx.error(1, 1, "metadata.name", "missing: every object needs a name"));
+                        out.diagnostics.push(ctx.error(
+                            1,
+                            1,
+                            "metadata.name",
+                            "missing: every object needs a name",
+                        ));
                     }
                     report_unsimulated_fields(ctx, &d.spec, out);
-                    out.resources.push(Resource::$variant(Object { meta, spec: d.spec }));
+                    out.resources
+                        .push(Resource::$variant(Object { meta, spec: d.spec }));
                 }
                 Err(e) => out.diagnostics.push(e),
             }
@@ -441,8 +555,15 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         "Pod" => spec_kind!(Pod, k8s::PodSpec),
         "Namespace" | "ServiceAccount" => match parse_typed::<BareDoc>(ctx, text) {
             Ok(d) => {
-                let o = Object { meta: mk_meta(d.metadata), spec: () };
-                out.resources.push(if kind_v == "Namespace" { Resource::Namespace(o) } else { Resource::ServiceAccount(o) });
+                let o = Object {
+                    meta: mk_meta(d.metadata),
+                    spec: (),
+                };
+                out.resources.push(if kind_v == "Namespace" {
+                    Resource::Namespace(o)
+                } else {
+                    Resource::ServiceAccount(o)
+                });
             }
             Err(e) => out.diagnostics.push(e),
         },
@@ -459,13 +580,24 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
                         Ok(bytes) => {
                             data.insert(k, bytes);
                         }
-                        Err(e) => out.diagnostics.push(ctx.error(v.referenced.line(), v.referenced.column(), &format!("data.{k}"), format!("invalid base64: {e}"))),
+                        Err(e) => out.diagnostics.push(ctx.error(
+                            v.referenced.line(),
+                            v.referenced.column(),
+                            &format!("data.{k}"),
+                            format!("invalid base64: {e}"),
+                        )),
                     }
                 }
                 for (k, v) in d.string_data {
                     data.insert(k, v.into_bytes());
                 }
-                out.resources.push(Resource::Secret(Object { meta: mk_meta(d.metadata), spec: SecretData { type_: d.type_, data } }));
+                out.resources.push(Resource::Secret(Object {
+                    meta: mk_meta(d.metadata),
+                    spec: SecretData {
+                        type_: d.type_,
+                        data,
+                    },
+                }));
             }
             Err(e) => out.diagnostics.push(e),
         },
@@ -473,11 +605,20 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
     }
 }
 
-fn report_unsimulated_fields<T: ?Sized + AnyUnsimulated>(ctx: &DocCtx<'_>, spec: &T, out: &mut Loaded) {
+fn report_unsimulated_fields<T: ?Sized + AnyUnsimulated>(
+    ctx: &DocCtx<'_>,
+    spec: &T,
+    out: &mut Loaded,
+) {
     let mut found = Vec::new();
     spec.collect("spec", &mut found);
     for (path, (line, col)) in found {
-        out.diagnostics.push(ctx.warning(line, col, &path, "accepted but not simulated by meshsim: it has no effect on the simulated mesh"));
+        out.diagnostics.push(ctx.warning(
+            line,
+            col,
+            &path,
+            "accepted but not simulated by meshsim: it has no effect on the simulated mesh",
+        ));
     }
 }
 
@@ -499,36 +640,77 @@ with_unsim!(
     service_entry::ServiceEntrySpec,
     sidecar::SidecarSpec
 );
-without_unsim!(envoy_filter::EnvoyFilterSpec, peer_auth::PeerAuthenticationSpec, k8s::ServiceSpec, k8s::DeploymentSpec, k8s::StatefulSetSpec, k8s::PodSpec);
+without_unsim!(
+    envoy_filter::EnvoyFilterSpec,
+    peer_auth::PeerAuthenticationSpec,
+    k8s::ServiceSpec,
+    k8s::DeploymentSpec,
+    k8s::StatefulSetSpec,
+    k8s::PodSpec
+);
 
-fn parse_config_map(ctx: &DocCtx<'_>, doc_text: &str, meta: Meta, data: BTreeMap<String, Spanned<String>>, out: &mut Loaded) {
+fn parse_config_map(
+    ctx: &DocCtx<'_>,
+    doc_text: &str,
+    meta: Meta,
+    data: BTreeMap<String, Spanned<String>>,
+    out: &mut Loaded,
+) {
     let is_mesh = meta.name == "istio" && meta.ns() == "istio-system";
     if !is_mesh {
         let data = data.into_iter().map(|(k, v)| (k, v.value)).collect();
-        out.resources.push(Resource::ConfigMap(Object { meta, spec: data }));
+        out.resources
+            .push(Resource::ConfigMap(Object { meta, spec: data }));
         return;
     }
     let Some(mesh_text) = data.get("mesh") else {
-        out.diagnostics.push(ctx.warning(1, 1, "data", "ConfigMap istio/istio-system has no `mesh` key: Istio's defaults apply"));
+        out.diagnostics.push(ctx.warning(
+            1,
+            1,
+            "data",
+            "ConfigMap istio/istio-system has no `mesh` key: Istio's defaults apply",
+        ));
         return;
     };
     // The mesh text is a YAML document of its own; map its lines back.
     let vline = mesh_text.referenced.line();
-    let token_line = doc_text.lines().nth(vline.saturating_sub(1) as usize).unwrap_or("");
-    let after = token_line.chars().skip(mesh_text.referenced.column().saturating_sub(1) as usize).collect::<String>();
+    let token_line = doc_text
+        .lines()
+        .nth(vline.saturating_sub(1) as usize)
+        .unwrap_or("");
+    let after = token_line
+        .chars()
+        .skip(mesh_text.referenced.column().saturating_sub(1) as usize)
+        .collect::<String>();
     let block = after.trim_start().starts_with('|') || after.trim_start().starts_with('>');
     let indent = if block {
-        doc_text.lines().nth(vline as usize).map(|l| l.len() - l.trim_start().len()).unwrap_or(0) as u64
+        doc_text
+            .lines()
+            .nth(vline as usize)
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0) as u64
     } else {
         0
     };
     let inner = DocCtx {
         file: ctx.file,
-        line_offset: ctx.line_offset + if block { vline } else { vline.saturating_sub(1) },
-        col_offset: if block { indent } else { mesh_text.referenced.column().saturating_sub(1) },
+        line_offset: ctx.line_offset
+            + if block {
+                vline
+            } else {
+                vline.saturating_sub(1)
+            },
+        col_offset: if block {
+            indent
+        } else {
+            mesh_text.referenced.column().saturating_sub(1)
+        },
     };
     if mesh_text.value.trim().is_empty() {
-        out.resources.push(Resource::MeshConfig(Object { meta, spec: mesh::MeshConfig::default() }));
+        out.resources.push(Resource::MeshConfig(Object {
+            meta,
+            spec: mesh::MeshConfig::default(),
+        }));
         return;
     }
     match parse_typed::<mesh::MeshConfig>(&inner, &mesh_text.value) {
@@ -536,12 +718,22 @@ fn parse_config_map(ctx: &DocCtx<'_>, doc_text: &str, meta: Meta, data: BTreeMap
             let mut found = Vec::new();
             mc.unsimulated("data.mesh", &mut found);
             for (path, (line, col)) in found {
-                out.diagnostics.push(inner.warning(line, col, &path, "accepted but not simulated by meshsim: it has no effect on the simulated mesh"));
+                out.diagnostics.push(inner.warning(
+                    line,
+                    col,
+                    &path,
+                    "accepted but not simulated by meshsim: it has no effect on the simulated mesh",
+                ));
             }
-            out.resources.push(Resource::MeshConfig(Object { meta, spec: mc }));
+            out.resources
+                .push(Resource::MeshConfig(Object { meta, spec: mc }));
         }
         Err(mut d) => {
-            d.path = if d.path.is_empty() { "data.mesh".into() } else { format!("data.mesh.{}", d.path) };
+            d.path = if d.path.is_empty() {
+                "data.mesh".into()
+            } else {
+                format!("data.mesh.{}", d.path)
+            };
             out.diagnostics.push(d);
         }
     }
@@ -559,13 +751,26 @@ fn parse_list(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
     };
     for item in list.items {
         let Some(off) = item.referenced.span().byte_offset() else {
-            out.diagnostics.push(ctx.error(item.referenced.line(), item.referenced.column(), "items", "cannot locate list item"));
+            out.diagnostics.push(ctx.error(
+                item.referenced.line(),
+                item.referenced.column(),
+                "items",
+                "cannot locate list item",
+            ));
             continue;
         };
         let rest = text.get(off as usize..).unwrap_or("");
         let col = item.referenced.column().saturating_sub(1);
-        let item_text = if rest.starts_with('{') { flow_item(rest) } else { block_item(rest, col as usize) };
-        let ictx = DocCtx { file: ctx.file, line_offset: ctx.line_offset + item.referenced.line().saturating_sub(1), col_offset: ctx.col_offset + col };
+        let item_text = if rest.starts_with('{') {
+            flow_item(rest)
+        } else {
+            block_item(rest, col as usize)
+        };
+        let ictx = DocCtx {
+            file: ctx.file,
+            line_offset: ctx.line_offset + item.referenced.line().saturating_sub(1),
+            col_offset: ctx.col_offset + col,
+        };
         parse_document(&ictx, &item_text, out);
     }
 }

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::diag::Origin;
-use crate::{destination_rule, envoy_filter, gateway, k8s, mesh, peer_auth, service_entry, sidecar, virtual_service};
+use crate::{
+    destination_rule, envoy_filter, gateway, k8s, mesh, peer_auth, service_entry, sidecar,
+    virtual_service,
+};
 
 /// Metadata common to every object, plus where it was declared.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +26,10 @@ pub struct Meta {
 impl Meta {
     /// The namespace with Kubernetes' default applied.
     pub fn ns(&self) -> &str {
-        self.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
+        self.namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
     }
 
     /// `kind/namespace/name`, how messages name an object.
@@ -46,7 +52,9 @@ pub struct SecretData {
     pub data: BTreeMap<String, Vec<u8>>,
 }
 
-/// Every kind of resource a load can produce.
+/// Every kind of resource a load can produce. Built once per load and then
+/// borrowed, so the variant size difference is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Resource {
     Namespace(Object<()>),

@@ -83,7 +83,6 @@ pub struct WorkloadEntrySpec {
     pub service_account: Option<String>,
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

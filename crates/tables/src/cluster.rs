@@ -86,7 +86,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { max_connections: u32::MAX, max_pending_requests: u32::MAX, max_requests: u32::MAX, max_retries: u32::MAX }
+        Self {
+            max_connections: u32::MAX,
+            max_pending_requests: u32::MAX,
+            max_requests: u32::MAX,
+            max_retries: u32::MAX,
+        }
     }
 }
 
@@ -184,7 +189,9 @@ pub struct EndpointIstioMetadata {
 impl LbEndpoint {
     /// Whether auto mTLS should originate mTLS to this endpoint.
     pub fn tls_mode_istio(&self) -> bool {
-        self.metadata.as_ref().is_some_and(|m| m.filter_metadata.transport_socket_match.tls_mode == "istio")
+        self.metadata
+            .as_ref()
+            .is_some_and(|m| m.filter_metadata.transport_socket_match.tls_mode == "istio")
     }
 }
 

@@ -28,10 +28,12 @@ pub struct ConnectionInfo<'a> {
 pub fn select_filter_chain(listener: &Listener, conn: &ConnectionInfo<'_>) -> Option<usize> {
     let all: Vec<usize> = (0..listener.filter_chains.len()).collect();
     let chains = &listener.filter_chains;
-    let by_port = narrow(&all, chains, |c| match c.filter_chain_match.destination_port {
-        Some(p) if p == conn.destination_port => Some(1),
-        Some(_) => None,
-        None => Some(0),
+    let by_port = narrow(&all, chains, |c| {
+        match c.filter_chain_match.destination_port {
+            Some(p) if p == conn.destination_port => Some(1),
+            Some(_) => None,
+            None => Some(0),
+        }
     });
     let by_ip = narrow(&by_port, chains, |c| {
         let ranges = &c.filter_chain_match.prefix_ranges;
@@ -39,9 +41,15 @@ pub fn select_filter_chain(listener: &Listener, conn: &ConnectionInfo<'_>) -> Op
             return Some(0);
         }
         let ip = conn.destination_ip?;
-        ranges.iter().filter(|r| cidr_contains(&r.address_prefix, r.prefix_len, ip)).map(|r| 1 + u32::from(r.prefix_len)).max()
+        ranges
+            .iter()
+            .filter(|r| cidr_contains(&r.address_prefix, r.prefix_len, ip))
+            .map(|r| 1 + u32::from(r.prefix_len))
+            .max()
     });
-    let by_sni = narrow(&by_ip, chains, |c| server_name_rank(&c.filter_chain_match.server_names, conn.server_name));
+    let by_sni = narrow(&by_ip, chains, |c| {
+        server_name_rank(&c.filter_chain_match.server_names, conn.server_name)
+    });
     let by_transport = narrow(&by_sni, chains, |c| {
         let t = &c.filter_chain_match.transport_protocol;
         if t.is_empty() {
@@ -66,7 +74,10 @@ pub fn select_filter_chain(listener: &Listener, conn: &ConnectionInfo<'_>) -> Op
 }
 
 /// Like [`select_filter_chain`], but falls back to the default chain.
-pub fn select_chain<'l>(listener: &'l Listener, conn: &ConnectionInfo<'_>) -> Option<&'l FilterChain> {
+pub fn select_chain<'l>(
+    listener: &'l Listener,
+    conn: &ConnectionInfo<'_>,
+) -> Option<&'l FilterChain> {
     match select_filter_chain(listener, conn) {
         Some(i) => listener.filter_chains.get(i),
         None => listener.default_filter_chain.as_ref(),
@@ -74,12 +85,23 @@ pub fn select_chain<'l>(listener: &'l Listener, conn: &ConnectionInfo<'_>) -> Op
 }
 
 /// Keeps the candidates with the highest rank; `None` ranks exclude.
-fn narrow(cands: &[usize], chains: &[FilterChain], rank: impl Fn(&FilterChain) -> Option<u32>) -> Vec<usize> {
-    let ranked: Vec<(usize, u32)> = cands.iter().filter_map(|&i| rank(&chains[i]).map(|r| (i, r))).collect();
+fn narrow(
+    cands: &[usize],
+    chains: &[FilterChain],
+    rank: impl Fn(&FilterChain) -> Option<u32>,
+) -> Vec<usize> {
+    let ranked: Vec<(usize, u32)> = cands
+        .iter()
+        .filter_map(|&i| rank(&chains[i]).map(|r| (i, r)))
+        .collect();
     let Some(best) = ranked.iter().map(|(_, r)| *r).max() else {
         return Vec::new();
     };
-    ranked.into_iter().filter(|(_, r)| *r == best).map(|(i, _)| i).collect()
+    ranked
+        .into_iter()
+        .filter(|(_, r)| *r == best)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Exact name > longest matching `*.suffix` > chains without names.
@@ -95,7 +117,8 @@ fn server_name_rank(names: &[String], sni: Option<&str>) -> Option<u32> {
             if n == sni {
                 Some(u32::MAX)
             } else if let Some(suffix) = n.strip_prefix('*') {
-                (sni.len() > suffix.len() && sni.ends_with(suffix)).then_some(suffix.len() as u32 + 1)
+                (sni.len() > suffix.len() && sni.ends_with(suffix))
+                    .then_some(suffix.len() as u32 + 1)
             } else {
                 None
             }
@@ -116,7 +139,11 @@ pub fn cidr_contains(prefix: &str, len: u8, ip: IpAddr) -> bool {
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             (u128::from(n) & mask) == (u128::from(i) & mask)
         }
         _ => false,
@@ -129,7 +156,12 @@ mod tests {
     use crate::listener::*;
 
     fn chain(name: &str, m: FilterChainMatch) -> FilterChain {
-        FilterChain { name: name.into(), filter_chain_match: m, transport_socket: None, filters: vec![] }
+        FilterChain {
+            name: name.into(),
+            filter_chain_match: m,
+            transport_socket: None,
+            filters: vec![],
+        }
     }
 
     fn listener(chains: Vec<FilterChain>) -> Listener {
@@ -145,8 +177,20 @@ mod tests {
         }
     }
 
-    fn pick<'a>(l: &'a Listener, port: u16, sni: Option<&str>, transport: &str, alpn: &[String]) -> Option<&'a str> {
-        let c = ConnectionInfo { destination_port: port, destination_ip: None, server_name: sni, transport_protocol: transport, application_protocols: alpn };
+    fn pick<'a>(
+        l: &'a Listener,
+        port: u16,
+        sni: Option<&str>,
+        transport: &str,
+        alpn: &[String],
+    ) -> Option<&'a str> {
+        let c = ConnectionInfo {
+            destination_port: port,
+            destination_ip: None,
+            server_name: sni,
+            transport_protocol: transport,
+            application_protocols: alpn,
+        };
         select_chain(l, &c).map(|c| c.name.as_str())
     }
 
@@ -155,32 +199,81 @@ mod tests {
     #[test]
     fn strict_port_bucket_does_not_fall_back() {
         let l = listener(vec![
-            chain("9080-tls", FilterChainMatch { destination_port: Some(9080), transport_protocol: "tls".into(), ..Default::default() }),
-            chain("passthrough-plain", FilterChainMatch { transport_protocol: "raw_buffer".into(), ..Default::default() }),
+            chain(
+                "9080-tls",
+                FilterChainMatch {
+                    destination_port: Some(9080),
+                    transport_protocol: "tls".into(),
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "passthrough-plain",
+                FilterChainMatch {
+                    transport_protocol: "raw_buffer".into(),
+                    ..Default::default()
+                },
+            ),
         ]);
         assert_eq!(pick(&l, 9080, None, "tls", &[]), Some("9080-tls"));
         assert_eq!(pick(&l, 9080, None, "raw_buffer", &[]), None);
-        assert_eq!(pick(&l, 8000, None, "raw_buffer", &[]), Some("passthrough-plain"));
+        assert_eq!(
+            pick(&l, 8000, None, "raw_buffer", &[]),
+            Some("passthrough-plain")
+        );
     }
 
     #[test]
     fn server_names_exact_then_longest_wildcard_then_none() {
         let l = listener(vec![
             chain("none", FilterChainMatch::default()),
-            chain("wild", FilterChainMatch { server_names: vec!["*.example.com".into()], ..Default::default() }),
-            chain("wild2", FilterChainMatch { server_names: vec!["*.b.example.com".into()], ..Default::default() }),
-            chain("exact", FilterChainMatch { server_names: vec!["a.example.com".into()], ..Default::default() }),
+            chain(
+                "wild",
+                FilterChainMatch {
+                    server_names: vec!["*.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "wild2",
+                FilterChainMatch {
+                    server_names: vec!["*.b.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "exact",
+                FilterChainMatch {
+                    server_names: vec!["a.example.com".into()],
+                    ..Default::default()
+                },
+            ),
         ]);
-        assert_eq!(pick(&l, 443, Some("a.example.com"), "tls", &[]), Some("exact"));
-        assert_eq!(pick(&l, 443, Some("x.b.example.com"), "tls", &[]), Some("wild2"));
-        assert_eq!(pick(&l, 443, Some("c.example.com"), "tls", &[]), Some("wild"));
+        assert_eq!(
+            pick(&l, 443, Some("a.example.com"), "tls", &[]),
+            Some("exact")
+        );
+        assert_eq!(
+            pick(&l, 443, Some("x.b.example.com"), "tls", &[]),
+            Some("wild2")
+        );
+        assert_eq!(
+            pick(&l, 443, Some("c.example.com"), "tls", &[]),
+            Some("wild")
+        );
         assert_eq!(pick(&l, 443, Some("other.org"), "tls", &[]), Some("none"));
         assert_eq!(pick(&l, 443, None, "tls", &[]), Some("none"));
     }
 
     #[test]
     fn sni_required_and_absent_closes() {
-        let l = listener(vec![chain("wild", FilterChainMatch { server_names: vec!["*.example.com".into()], ..Default::default() })]);
+        let l = listener(vec![chain(
+            "wild",
+            FilterChainMatch {
+                server_names: vec!["*.example.com".into()],
+                ..Default::default()
+            },
+        )]);
         assert_eq!(pick(&l, 443, None, "tls", &[]), None);
     }
 
@@ -188,7 +281,14 @@ mod tests {
     fn alpn_and_transport() {
         let http = vec!["http/1.1".to_string()];
         let l = listener(vec![
-            chain("http", FilterChainMatch { transport_protocol: "raw_buffer".into(), application_protocols: vec!["http/1.1".into(), "h2c".into()], ..Default::default() }),
+            chain(
+                "http",
+                FilterChainMatch {
+                    transport_protocol: "raw_buffer".into(),
+                    application_protocols: vec!["http/1.1".into(), "h2c".into()],
+                    ..Default::default()
+                },
+            ),
             chain("tcp", FilterChainMatch::default()),
         ]);
         assert_eq!(pick(&l, 80, None, "raw_buffer", &http), Some("http"));
@@ -199,7 +299,10 @@ mod tests {
         assert_eq!(pick(&l, 80, None, "tls", &http), Some("tcp"));
         let mut with_default = l.clone();
         with_default.default_filter_chain = Some(chain("default", FilterChainMatch::default()));
-        assert_eq!(pick(&with_default, 80, None, "raw_buffer", &[]), Some("default"));
+        assert_eq!(
+            pick(&with_default, 80, None, "raw_buffer", &[]),
+            Some("default")
+        );
     }
 
     #[test]

@@ -13,9 +13,11 @@
 //! * [`filter_chain_match`] — Envoy's filter-chain selection.
 //! * [`vhost_match`] — virtual-host selection by `Host`/`:authority`.
 //! * [`route_match`] — route selection for a request.
+//! * [`display`] — istioctl-style tables and config_dump JSON.
 //! * [`weighted`] — weighted cluster pick with an injected random number.
 
 pub mod cluster;
+pub mod display;
 pub mod filter_chain_match;
 pub mod listener;
 pub mod route;

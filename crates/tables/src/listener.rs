@@ -18,7 +18,12 @@ pub struct SocketAddress {
 
 impl Address {
     pub fn new(address: impl Into<String>, port: u16) -> Self {
-        Self { socket_address: SocketAddress { address: address.into(), port_value: port } }
+        Self {
+            socket_address: SocketAddress {
+                address: address.into(),
+                port_value: port,
+            },
+        }
     }
 }
 
@@ -99,8 +104,10 @@ pub struct DownstreamTlsContext {
     pub require_client_certificate: bool,
 }
 
-pub const DOWNSTREAM_TLS_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
-pub const UPSTREAM_TLS_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+pub const DOWNSTREAM_TLS_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+pub const UPSTREAM_TLS_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 pub const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 
 /// Certificates and validation, by SDS secret name as istiod sets them:
@@ -172,7 +179,8 @@ pub struct HttpConnectionManager {
 }
 
 pub const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-pub const TCP_PROXY_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+pub const TCP_PROXY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Rds {

@@ -136,7 +136,10 @@ pub struct SafeRegex {
 impl SafeRegex {
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
         let compiled = regex::Regex::new(&format!("^(?:{pattern})$"))?;
-        Ok(Self { regex: pattern.to_string(), compiled })
+        Ok(Self {
+            regex: pattern.to_string(),
+            compiled,
+        })
     }
 
     pub fn is_match(&self, s: &str) -> bool {
@@ -193,7 +196,9 @@ pub struct QueryParameterMatcher {
     pub string_match: StringMatcher,
 }
 
-/// What a matched route does.
+/// What a matched route does. Routes live in tables built once per push and
+/// are only borrowed afterwards, so the variant size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteAction {

@@ -34,7 +34,9 @@ pub fn match_request<R: RequestView + ?Sized>(m: &RouteMatch, req: &R) -> bool {
             if case_sensitive {
                 path.starts_with(p.as_str())
             } else {
-                path.len() >= p.len() && path.is_char_boundary(p.len()) && path[..p.len()].eq_ignore_ascii_case(p)
+                path.len() >= p.len()
+                    && path.is_char_boundary(p.len())
+                    && path[..p.len()].eq_ignore_ascii_case(p)
             }
         }
         PathMatch::Path(p) => {
@@ -50,7 +52,11 @@ pub fn match_request<R: RequestView + ?Sized>(m: &RouteMatch, req: &R) -> bool {
         return false;
     }
     let headers_ok = m.headers.iter().all(|h| {
-        let value = if h.name == ":method" { Some(req.method()) } else { req.header(&h.name) };
+        let value = if h.name == ":method" {
+            Some(req.method())
+        } else {
+            req.header(&h.name)
+        };
         let matched = match (&h.matcher, value) {
             (HeaderMatchSpecifier::PresentMatch(want), v) => v.is_some() == *want,
             (HeaderMatchSpecifier::StringMatch(_), None) => false,
@@ -62,10 +68,12 @@ pub fn match_request<R: RequestView + ?Sized>(m: &RouteMatch, req: &R) -> bool {
         return false;
     }
     m.query_parameters.iter().all(|q| {
-        query.is_some_and(|qs| qs.split('&').any(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            k == q.name && q.string_match.matches(v)
-        }))
+        query.is_some_and(|qs| {
+            qs.split('&').any(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                k == q.name && q.string_match.matches(v)
+            })
+        })
     })
 }
 
@@ -88,7 +96,10 @@ mod tests {
             self.method
         }
         fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+            self.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
         }
     }
 
@@ -96,51 +107,136 @@ mod tests {
         Route {
             name: name.into(),
             match_: m,
-            action: RouteAction::DirectResponse(DirectResponse { status: 200, body: None }),
+            action: RouteAction::DirectResponse(DirectResponse {
+                status: 200,
+                body: None,
+            }),
             headers: HeaderMutations::default(),
             metadata: None,
         }
     }
 
     fn vh(routes: Vec<Route>) -> VirtualHost {
-        VirtualHost { name: "v".into(), domains: vec!["*".into()], routes, include_request_attempt_count: false }
+        VirtualHost {
+            name: "v".into(),
+            domains: vec!["*".into()],
+            routes,
+            include_request_attempt_count: false,
+        }
     }
 
     #[test]
     fn header_exact_then_default() {
         let v = vh(vec![
-            route("jason", RouteMatch { headers: vec![HeaderMatcher { name: "end-user".into(), matcher: HeaderMatchSpecifier::StringMatch(StringMatcher::Exact("jason".into())), invert_match: false }], ..Default::default() }),
+            route(
+                "jason",
+                RouteMatch {
+                    headers: vec![HeaderMatcher {
+                        name: "end-user".into(),
+                        matcher: HeaderMatchSpecifier::StringMatch(StringMatcher::Exact(
+                            "jason".into(),
+                        )),
+                        invert_match: false,
+                    }],
+                    ..Default::default()
+                },
+            ),
             route("default", RouteMatch::default()),
         ]);
-        let with = Req { path: "/", method: "GET", headers: vec![("end-user", "jason")] };
-        let without = Req { path: "/", method: "GET", headers: vec![] };
+        let with = Req {
+            path: "/",
+            method: "GET",
+            headers: vec![("end-user", "jason")],
+        };
+        let without = Req {
+            path: "/",
+            method: "GET",
+            headers: vec![],
+        };
         assert_eq!(find_route(&v, &with), Some(0));
         assert_eq!(find_route(&v, &without), Some(1));
     }
 
     #[test]
     fn prefix_exact_regex_and_case() {
-        let m = |p: PathMatch, cs: Option<bool>| RouteMatch { path: p, case_sensitive: cs, ..Default::default() };
-        let r = |p| Req { path: p, method: "GET", headers: vec![] };
-        assert!(match_request(&m(PathMatch::Prefix("/hello".into()), None), &r("/hello/x?y=1")));
-        assert!(!match_request(&m(PathMatch::Prefix("/hello".into()), None), &r("/HELLO")));
-        assert!(match_request(&m(PathMatch::Prefix("/hello".into()), Some(false)), &r("/HELLO")));
-        assert!(match_request(&m(PathMatch::Path("/a".into()), None), &r("/a?q")));
-        assert!(!match_request(&m(PathMatch::Path("/a".into()), None), &r("/ab")));
+        let m = |p: PathMatch, cs: Option<bool>| RouteMatch {
+            path: p,
+            case_sensitive: cs,
+            ..Default::default()
+        };
+        let r = |p| Req {
+            path: p,
+            method: "GET",
+            headers: vec![],
+        };
+        assert!(match_request(
+            &m(PathMatch::Prefix("/hello".into()), None),
+            &r("/hello/x?y=1")
+        ));
+        assert!(!match_request(
+            &m(PathMatch::Prefix("/hello".into()), None),
+            &r("/HELLO")
+        ));
+        assert!(match_request(
+            &m(PathMatch::Prefix("/hello".into()), Some(false)),
+            &r("/HELLO")
+        ));
+        assert!(match_request(
+            &m(PathMatch::Path("/a".into()), None),
+            &r("/a?q")
+        ));
+        assert!(!match_request(
+            &m(PathMatch::Path("/a".into()), None),
+            &r("/ab")
+        ));
         let re = SafeRegex::new("/v[0-9]+/.*").expect("regex");
-        assert!(match_request(&m(PathMatch::SafeRegex(re.clone()), None), &r("/v1/x")));
-        assert!(!match_request(&m(PathMatch::SafeRegex(re), None), &r("/x/v1/x")), "regex matches the whole path");
+        assert!(match_request(
+            &m(PathMatch::SafeRegex(re.clone()), None),
+            &r("/v1/x")
+        ));
+        assert!(
+            !match_request(&m(PathMatch::SafeRegex(re), None), &r("/x/v1/x")),
+            "regex matches the whole path"
+        );
     }
 
     #[test]
     fn method_and_query() {
         let m = RouteMatch {
-            headers: vec![HeaderMatcher { name: ":method".into(), matcher: HeaderMatchSpecifier::StringMatch(StringMatcher::Exact("POST".into())), invert_match: false }],
-            query_parameters: vec![QueryParameterMatcher { name: "v".into(), string_match: StringMatcher::Exact("2".into()) }],
+            headers: vec![HeaderMatcher {
+                name: ":method".into(),
+                matcher: HeaderMatchSpecifier::StringMatch(StringMatcher::Exact("POST".into())),
+                invert_match: false,
+            }],
+            query_parameters: vec![QueryParameterMatcher {
+                name: "v".into(),
+                string_match: StringMatcher::Exact("2".into()),
+            }],
             ..Default::default()
         };
-        assert!(match_request(&m, &Req { path: "/?a=1&v=2", method: "POST", headers: vec![] }));
-        assert!(!match_request(&m, &Req { path: "/?v=2", method: "GET", headers: vec![] }));
-        assert!(!match_request(&m, &Req { path: "/", method: "POST", headers: vec![] }));
+        assert!(match_request(
+            &m,
+            &Req {
+                path: "/?a=1&v=2",
+                method: "POST",
+                headers: vec![]
+            }
+        ));
+        assert!(!match_request(
+            &m,
+            &Req {
+                path: "/?v=2",
+                method: "GET",
+                headers: vec![]
+            }
+        ));
+        assert!(!match_request(
+            &m,
+            &Req {
+                path: "/",
+                method: "POST",
+                headers: vec![]
+            }
+        ));
     }
 }

@@ -21,11 +21,17 @@ pub fn find_virtual_host(rc: &RouteConfiguration, host: &str) -> Option<usize> {
             if d == "*" {
                 default.get_or_insert(i);
             } else if let Some(suffix) = d.strip_prefix('*') {
-                if host.len() > suffix.len() && host.ends_with(suffix) && best_suffix.is_none_or(|(len, _)| suffix.len() > len) {
+                if host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && best_suffix.is_none_or(|(len, _)| suffix.len() > len)
+                {
                     best_suffix = Some((suffix.len(), i));
                 }
             } else if let Some(prefix) = d.strip_suffix('*') {
-                if host.len() > prefix.len() && host.starts_with(prefix) && best_prefix.is_none_or(|(len, _)| prefix.len() > len) {
+                if host.len() > prefix.len()
+                    && host.starts_with(prefix)
+                    && best_prefix.is_none_or(|(len, _)| prefix.len() > len)
+                {
                     best_prefix = Some((prefix.len(), i));
                 }
             } else if d == host {
@@ -58,7 +64,15 @@ mod tests {
     fn rc(vhosts: &[(&str, &[&str])], ignore_port: bool) -> RouteConfiguration {
         RouteConfiguration {
             name: "80".into(),
-            virtual_hosts: vhosts.iter().map(|(n, d)| VirtualHost { name: n.to_string(), domains: d.iter().map(|s| s.to_string()).collect(), routes: vec![], include_request_attempt_count: false }).collect(),
+            virtual_hosts: vhosts
+                .iter()
+                .map(|(n, d)| VirtualHost {
+                    name: n.to_string(),
+                    domains: d.iter().map(|s| s.to_string()).collect(),
+                    routes: vec![],
+                    include_request_attempt_count: false,
+                })
+                .collect(),
             validate_clusters: false,
             ignore_port_in_host_matching: ignore_port,
         }
@@ -66,7 +80,14 @@ mod tests {
 
     #[test]
     fn exact_wins_over_wildcards_and_default() {
-        let r = rc(&[("all", &["*"]), ("wild", &["*.nginx.default"]), ("exact", &["nginx.default"])], true);
+        let r = rc(
+            &[
+                ("all", &["*"]),
+                ("wild", &["*.nginx.default"]),
+                ("exact", &["nginx.default"]),
+            ],
+            true,
+        );
         let name = |h| find_virtual_host(&r, h).map(|i| r.virtual_hosts[i].name.clone());
         assert_eq!(name("nginx.default").as_deref(), Some("exact"));
         assert_eq!(name("NGINX.default:80").as_deref(), Some("exact"));

@@ -28,11 +28,27 @@ mod tests {
 
     #[test]
     fn cumulative_walk() {
-        let wc = WeightedClusters { clusters: vec![ClusterWeight { name: "a".into(), weight: 90 }, ClusterWeight { name: "b".into(), weight: 10 }] };
+        let wc = WeightedClusters {
+            clusters: vec![
+                ClusterWeight {
+                    name: "a".into(),
+                    weight: 90,
+                },
+                ClusterWeight {
+                    name: "b".into(),
+                    weight: 10,
+                },
+            ],
+        };
         let picks: Vec<usize> = (0..100).filter_map(|r| pick_weighted(&wc, r)).collect();
         assert_eq!(picks.iter().filter(|i| **i == 0).count(), 90);
         assert_eq!(picks.iter().filter(|i| **i == 1).count(), 10);
-        let zero = WeightedClusters { clusters: vec![ClusterWeight { name: "a".into(), weight: 0 }] };
+        let zero = WeightedClusters {
+            clusters: vec![ClusterWeight {
+                name: "a".into(),
+                weight: 0,
+            }],
+        };
         assert_eq!(pick_weighted(&zero, 5), None);
     }
 }

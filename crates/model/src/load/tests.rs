@@ -12,7 +12,10 @@ fn multi_document_with_positions() {
     let e = l.errors().next().expect("an error");
     assert_eq!((e.file.as_str(), e.line), ("f.yaml", 16), "{e}");
     assert!(e.message.contains("unknown field `htpp`"), "{e}");
-    assert!(e.message.contains("expected one of hosts, gateways, http"), "says what was expected: {e}");
+    assert!(
+        e.message.contains("expected one of hosts, gateways, http"),
+        "says what was expected: {e}"
+    );
 }
 
 #[test]
@@ -28,7 +31,8 @@ fn all_errors_are_reported_together() {
 
 #[test]
 fn wrong_type_names_the_field() {
-    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  replicas: many\n";
+    let text =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  replicas: many\n";
     let l = parse_str("d.yaml", text);
     let e = l.errors().next().expect("error");
     assert_eq!(e.path, "spec.replicas");
@@ -60,7 +64,9 @@ fn mesh_config_from_configmap() {
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: istio\n  namespace: istio-system\ndata:\n  mesh: |-\n    outboundTrafficPolicy:\n      mode: REGISTRY_ONLY\n    enableAutoMtls: false\n    accessLogFile: /dev/stdout\n";
     let l = parse_str("m.yaml", text);
     assert!(!l.has_errors(), "{:?}", l.diagnostics);
-    let Resource::MeshConfig(m) = &l.resources[0] else { panic!("not mesh config") };
+    let Resource::MeshConfig(m) = &l.resources[0] else {
+        panic!("not mesh config")
+    };
     assert_eq!(m.spec.enable_auto_mtls, Some(false));
     let bad = text.replace("REGISTRY_ONLY", "REGISTRY");
     let l = parse_str("m.yaml", &bad);
@@ -73,7 +79,11 @@ fn mesh_config_from_configmap() {
 fn hostile_inputs_get_errors() {
     let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nkind: Service\napiVersion: v1\n";
     assert!(parse_str("bomb.yaml", bomb).has_errors());
-    let deep = format!("kind: Service\napiVersion: v1\nspec: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "kind: Service\napiVersion: v1\nspec: {}{}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     assert!(parse_str("deep.yaml", &deep).has_errors());
     assert!(parse_bytes("bin", &[0xff, 0xfe, 0x00, 0x12]).has_errors());
     assert!(parse_bytes("big", &vec![b'a'; MAX_FILE_BYTES + 1]).has_errors());
@@ -81,13 +91,18 @@ fn hostile_inputs_get_errors() {
 
 #[test]
 fn unknown_istio_kind_is_an_error_and_other_kinds_warn() {
-    let l = parse_str("k.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: a}\n");
+    let l = parse_str(
+        "k.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: a}\n",
+    );
     assert!(l.has_errors());
-    let l = parse_str("k.yaml", "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\n");
+    let l = parse_str(
+        "k.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a}\n",
+    );
     assert!(!l.has_errors());
     assert_eq!(l.diagnostics.len(), 1);
 }
-
 
 #[test]
 fn json_list_items() {
@@ -103,4 +118,30 @@ fn kubectl_style_list_with_trailing_keys() {
     let l = parse_str("l.yaml", text);
     assert!(!l.has_errors(), "{:?}", l.diagnostics);
     assert_eq!(kinds(&l), vec!["Service"]);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// The loader never panics, whatever the bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_bytes("fuzz", &bytes);
+        }
+
+        /// Nor on YAML-looking text assembled from manifest fragments.
+        #[test]
+        fn yaml_fragments_never_panic(parts in proptest::collection::vec(prop::sample::select(vec![
+            "apiVersion: v1\n", "apiVersion: networking.istio.io/v1\n", "kind: Service\n", "kind: VirtualService\n", "kind: List\n",
+            "metadata:\n  name: a\n", "spec:\n", "  hosts: [a]\n", "  http:\n  - route:\n    - destination: {host: a}\n", "items:\n- ",
+            "---\n", "  ports: [{port: 80}]\n", "&a [*a]\n", "{", "]", "\"", "  - ", "\t", "key: *x\n", "mesh: |\n  x: [\n",
+        ]), 0..24)) {
+            let text: String = parts.concat();
+            let _ = parse_str("fuzz.yaml", &text);
+        }
+    }
 }

@@ -1,0 +1,144 @@
+//! The `meshsim` binary as a user runs it: `validate` and `proxy-config`
+//! on Istio's Bookinfo sample.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn meshsim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run meshsim");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const BOOKINFO: &str = "tests/fixtures/bookinfo";
+
+#[test]
+fn sleep_clusters_list_subsets_and_special_clusters() {
+    let (code, out, err) = meshsim(&["proxy-config", "clusters", "deploy/sleep", "-f", BOOKINFO]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "reviews.default.svc.cluster.local                    9080   v1",
+        "PassthroughCluster",
+        "BlackHoleCluster",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let (_, json, _) = meshsim(&[
+        "proxy-config",
+        "clusters",
+        "deploy/sleep",
+        "-f",
+        BOOKINFO,
+        "-o",
+        "json",
+    ]);
+    for name in [
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+        "outbound|9080|v3|reviews.default.svc.cluster.local",
+    ] {
+        assert!(
+            json.contains(&format!("\"name\": \"{name}\"")),
+            "missing {name}"
+        );
+    }
+}
+
+#[test]
+fn routes_have_istiod_domains_and_allow_any() {
+    let (code, out, err) = meshsim(&[
+        "proxy-config",
+        "routes",
+        "deploy/sleep",
+        "-f",
+        BOOKINFO,
+        "-o",
+        "json",
+        "--name",
+        "9080",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let vhosts = v[0]["virtual_hosts"].as_array().expect("vhosts");
+    let reviews = vhosts
+        .iter()
+        .find(|h| h["name"] == "reviews.default.svc.cluster.local:9080")
+        .expect("reviews vhost");
+    let domains: Vec<&str> = reviews["domains"]
+        .as_array()
+        .expect("d")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert_eq!(
+        &domains[..4],
+        &[
+            "reviews.default.svc.cluster.local",
+            "reviews",
+            "reviews.default.svc",
+            "reviews.default"
+        ]
+    );
+    assert!(vhosts.iter().any(|h| h["name"] == "allow_any"));
+    assert_eq!(
+        reviews["routes"][0]["match"]["headers"][0]["name"],
+        "end-user"
+    );
+    assert_eq!(
+        reviews["routes"][0]["route"]["cluster"],
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+}
+
+#[test]
+fn ingress_gateway_has_http_8080() {
+    let (code, out, err) = meshsim(&[
+        "pc",
+        "listeners",
+        "istio-ingressgateway-0.istio-system",
+        "-f",
+        BOOKINFO,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Route: http.8080"), "{out}");
+}
+
+#[test]
+fn misspelled_field_fails_with_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("meshsim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("vs.yaml");
+    std::fs::write(&f, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subsett: v1\n").expect("write");
+    let path = f.to_string_lossy().into_owned();
+    let (code, _, err) = meshsim(&["validate", "-f", &path]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{path}:11:9: error: spec.http[0].route[0].destination.subsett: unknown field `subsett`")), "{err}");
+    let (code, _, err) = meshsim(&[
+        "proxy-config",
+        "routes",
+        "deploy/sleep",
+        "-f",
+        BOOKINFO,
+        "-f",
+        &path,
+    ]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn unknown_proxy_lists_the_known_ones() {
+    let (code, _, err) = meshsim(&["pc", "routes", "deploy/nope", "-f", BOOKINFO]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sleep-0.default"), "{err}");
+}
