@@ -187,18 +187,7 @@ fn bound_servers<'a>(ctx: &Ctx<'a>) -> Vec<BoundServer<'a>> {
         .iter()
         .filter(|g| labels_match(&g.spec.selector, &ctx.proxy.labels))
         .collect();
-    gws.sort_by(|a, b| {
-        (
-            a.meta.creation_timestamp.as_deref().unwrap_or(""),
-            a.meta.ns(),
-            &a.meta.name,
-        )
-            .cmp(&(
-                b.meta.creation_timestamp.as_deref().unwrap_or(""),
-                b.meta.ns(),
-                &b.meta.name,
-            ))
-    });
+    gws.sort_by(|a, b| a.meta.config_order_key().cmp(&b.meta.config_order_key()));
     for g in gws {
         for s in &g.spec.servers {
             let listener_port = ctx

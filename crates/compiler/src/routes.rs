@@ -390,18 +390,7 @@ pub fn bound_virtual_services<'a>(
             }
         })
         .collect();
-    v.sort_by(|a, b| {
-        (
-            a.meta.creation_timestamp.as_deref().unwrap_or(""),
-            a.meta.ns(),
-            &a.meta.name,
-        )
-            .cmp(&(
-                b.meta.creation_timestamp.as_deref().unwrap_or(""),
-                b.meta.ns(),
-                &b.meta.name,
-            ))
-    });
+    v.sort_by(|a, b| a.meta.config_order_key().cmp(&b.meta.config_order_key()));
     v
 }
 

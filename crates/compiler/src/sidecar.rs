@@ -270,20 +270,11 @@ fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
         use_original_dst: true,
         bind_to_port: true,
         listener_filters: vec![],
-        filter_chains: vec![FilterChain {
-            name: "virtualOutbound-blackhole".into(),
-            filter_chain_match: FilterChainMatch {
-                destination_port: Some(names::VIRTUAL_OUTBOUND_PORT),
-                ..Default::default()
-            },
-            transport_socket: None,
-            filters: filters::tcp_filters(
-                ctx.version,
-                names::BLACKHOLE_CLUSTER.into(),
-                Some(names::BLACKHOLE_CLUSTER.into()),
-                None,
-            ),
-        }],
+        filter_chains: vec![blackhole_chain(
+            ctx,
+            "virtualOutbound-blackhole",
+            names::VIRTUAL_OUTBOUND_PORT,
+        )],
         default_filter_chain: Some(FilterChain {
             name: "PassthroughFilterChain".into(),
             filter_chain_match: FilterChainMatch::default(),
@@ -415,23 +406,29 @@ fn inbound_chain(
     }
 }
 
-/// `virtualInbound` and the `inbound|PORT||` clusters (STATIC: their
-/// endpoints are inline, not EDS).
-fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
-    let mut chains = vec![FilterChain {
-        name: "virtualInbound-blackhole".into(),
+/// A chain that drops connections addressed to the capture port itself
+/// (they would loop back into the proxy).
+fn blackhole_chain(ctx: &Ctx<'_>, name: &str, port: u16) -> FilterChain {
+    let bh = names::BLACKHOLE_CLUSTER;
+    FilterChain {
+        name: name.into(),
         filter_chain_match: FilterChainMatch {
-            destination_port: Some(names::VIRTUAL_INBOUND_PORT),
+            destination_port: Some(port),
             ..Default::default()
         },
         transport_socket: None,
-        filters: filters::tcp_filters(
-            ctx.version,
-            names::BLACKHOLE_CLUSTER.into(),
-            Some(names::BLACKHOLE_CLUSTER.into()),
-            None,
-        ),
-    }];
+        filters: filters::tcp_filters(ctx.version, bh.into(), Some(bh.into()), None),
+    }
+}
+
+/// `virtualInbound` and the `inbound|PORT||` clusters (STATIC: their
+/// endpoints are inline, not EDS).
+fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
+    let mut chains = vec![blackhole_chain(
+        ctx,
+        "virtualInbound-blackhole",
+        names::VIRTUAL_INBOUND_PORT,
+    )];
     let mut clusters = Vec::new();
     for (port, (protocol, svc)) in inbound_ports(ctx) {
         let cluster = names::inbound_cluster(port);

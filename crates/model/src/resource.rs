@@ -32,6 +32,16 @@ impl Meta {
             .unwrap_or("default")
     }
 
+    /// istiod's order for config of one kind: creation time, then
+    /// namespace, then name.
+    pub fn config_order_key(&self) -> (&str, &str, &str) {
+        (
+            self.creation_timestamp.as_deref().unwrap_or(""),
+            self.ns(),
+            &self.name,
+        )
+    }
+
     /// `kind/namespace/name`, how messages name an object.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.kind, self.ns(), self.name)
