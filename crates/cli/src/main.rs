@@ -11,6 +11,8 @@ use meshsim_compiler::{IstioVersion, Settings, World};
 use meshsim_model::{load_paths, Diagnostic};
 use meshsim_tables::display;
 
+mod curl;
+
 #[derive(Parser)]
 #[command(
     name = "meshsim",
@@ -62,6 +64,70 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Start the mesh and send one request like curl, from inside a pod
+    /// (through its sidecar) or from outside (to the ingress gateway).
+    /// Prints the response like curl; the access-log lines of every proxy
+    /// on the path go to stderr.
+    Curl {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        curl: Box<CurlArgs>,
+    },
+}
+
+/// `meshsim curl` options (curl's spelling).
+#[derive(clap::Args)]
+struct CurlArgs {
+    /// Where the request starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
+    #[arg(long, default_value = "deploy/sleep")]
+    from: String,
+    /// Silent: no progress or error details.
+    #[arg(short = 's', long)]
+    silent: bool,
+    /// Write the body to FILE (`/dev/null` to drop it).
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+    /// Print FORMAT after the transfer (`%{http_code}`).
+    #[arg(short = 'w', long = "write-out")]
+    write_out: Option<String>,
+    /// Extra header, `Name: value`.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Request method.
+    #[arg(short = 'X', long = "request")]
+    method: Option<String>,
+    /// Request body (makes it a POST).
+    #[arg(short = 'd', long = "data")]
+    data: Option<String>,
+    /// Accept any server certificate.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Show the exchange on stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// HEAD request, print headers.
+    #[arg(short = 'I', long)]
+    head: bool,
+    #[arg(long = "http1.0")]
+    http10: bool,
+    #[arg(long = "http1.1")]
+    http11: bool,
+    #[arg(long = "http2")]
+    http2: bool,
+    /// HOST:PORT:ADDR
+    #[arg(long)]
+    resolve: Vec<String>,
+    /// HOST1:PORT1:HOST2:PORT2
+    #[arg(long = "connect-to")]
+    connect_to: Vec<String>,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Maximum time in seconds.
+    #[arg(short = 'm', long = "max-time")]
+    max_time: Option<f64>,
+    url: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -168,6 +234,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 world.virtual_services.len() + world.destination_rules.len() + world.gateways.len() + world.envoy_filters.len() + world.sidecars.len() + world.peer_authentications.len()
             ));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Curl { input, curl } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.iter().any(Diagnostic::is_error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(curl::run(world, *curl))
         }
         Command::ProxyConfig {
             kind,

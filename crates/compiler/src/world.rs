@@ -71,7 +71,9 @@ impl MeshSettings {
                 .map(|p| p.mode)
                 .unwrap_or_default(),
             auto_mtls: m.enable_auto_mtls.unwrap_or(version.has_auto_mtls()),
-            access_log_file: m.access_log_file.unwrap_or_default(),
+            // Istio's demo profile (the one its tasks use) logs to stdout;
+            // a mesh config that sets `accessLogFile` (even to "") wins.
+            access_log_file: m.access_log_file.unwrap_or_else(|| "/dev/stdout".into()),
             access_log_encoding: m.access_log_encoding.unwrap_or_default(),
             access_log_format: m.access_log_format.unwrap_or_default(),
             root_namespace: m.root_namespace.unwrap_or_else(|| "istio-system".into()),

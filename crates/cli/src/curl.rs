@@ -1,0 +1,118 @@
+//! `meshsim curl`: start the mesh, send one request, print like curl.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use meshsim_compiler::World;
+use meshsim_mesh::curl::{CurlRequest, From, HttpVersion};
+use meshsim_mesh::logs::prefixed;
+use meshsim_mesh::{Mesh, MeshOptions};
+
+use crate::CurlArgs;
+
+pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
+    let from = if a.from == "outside" {
+        From::Outside
+    } else {
+        match meshsim_compiler::find_proxy(&world, &a.from)
+            .or_else(|_| pod_without_proxy(&world, &a.from))
+        {
+            Ok(p) => From::Pod(p.name.clone(), p.namespace.clone()),
+            Err(e) => bail!("--from {}: {e}", a.from),
+        }
+    };
+    let cacert = match &a.cacert {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--cacert {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let req = CurlRequest {
+        url: a.url.clone(),
+        method: a.method.clone(),
+        headers: a.headers.clone(),
+        data: a.data.clone(),
+        head: a.head,
+        insecure: a.insecure,
+        version: if a.http10 {
+            HttpVersion::Http10
+        } else if a.http11 {
+            HttpVersion::Http11
+        } else if a.http2 {
+            HttpVersion::Http2
+        } else {
+            HttpVersion::Default
+        },
+        resolve: a.resolve.clone(),
+        connect_to: a.connect_to.clone(),
+        cacert,
+        timeout: a.max_time.map(Duration::from_secs_f64),
+        verbose: a.verbose,
+    };
+    let mesh = Mesh::start(world, MeshOptions::default()).await?;
+    for w in &mesh.warnings {
+        eprintln!("meshsim: warning: {w}");
+    }
+    let before = mesh.logs.len();
+    let resp = mesh.curl(&from, &req).await;
+    settle_logs(&mesh).await;
+    let mut out = std::io::stdout().lock();
+    if a.verbose {
+        eprint!("{}", resp.verbose);
+    }
+    if a.head {
+        let _ = writeln!(
+            out,
+            "HTTP/{} {}",
+            resp.http_version.as_deref().unwrap_or("1.1"),
+            resp.status.unwrap_or(0)
+        );
+        for (k, v) in &resp.headers {
+            let _ = writeln!(out, "{k}: {v}");
+        }
+    } else {
+        match a.output.as_deref() {
+            Some("/dev/null") => {}
+            Some(path) => std::fs::write(path, &resp.body)?,
+            None => {
+                let _ = out.write_all(&resp.body);
+            }
+        }
+    }
+    if let Some(w) = &a.write_out {
+        let _ = write!(out, "{}", resp.write_out(w));
+    }
+    let _ = out.flush();
+    if let Some(e) = &resp.error {
+        // curl -s hides errors unless -S; meshsim always shows them on stderr.
+        eprintln!("{e}");
+    }
+    for l in mesh.logs.since(before) {
+        eprintln!("{}", prefixed(&l));
+    }
+    Ok(ExitCode::from(resp.exit_code.clamp(0, 255) as u8))
+}
+
+fn pod_without_proxy<'w>(
+    world: &'w World,
+    name: &str,
+) -> Result<&'w meshsim_compiler::world::Pod, String> {
+    let (n, ns) = name.split_once('.').unwrap_or((name, "default"));
+    let n = n.trim_start_matches("pod/");
+    world.pod(n, ns).ok_or_else(|| format!("no pod {n}.{ns}"))
+}
+
+/// Waits until the proxies stop writing log lines for this request.
+async fn settle_logs(mesh: &Mesh) {
+    let mut last = mesh.logs.len();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = mesh.logs.len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+}

@@ -1,0 +1,137 @@
+//! Built-in applications behind pods and external hosts, chosen from the
+//! container image (annotation `meshsim.io/app` overrides):
+//! * `echo` — like Istio's helloworld/httpbin: answers
+//!   `Hello version: v1, instance: helloworld-v1-0` and echoes the request;
+//!   `/status/N` answers N, `/headers` echoes headers, `/delay/N` waits.
+//! * `client` — sleep/curl pods: no server.
+//! * `external` — an internet host: HTTPS on 443 with a certificate from the
+//!   fake public CA, plain HTTP elsewhere.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// Which built-in application a pod runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    Echo,
+    Client,
+}
+
+pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
+    match annotation {
+        Some("client" | "sleep" | "curl") => return AppKind::Client,
+        Some(_) => return AppKind::Echo,
+        None => {}
+    }
+    let img = image.rsplit('/').next().unwrap_or(image);
+    if img.starts_with("curl")
+        || img.starts_with("sleep")
+        || img.contains("curlimages")
+        || image.contains("curlimages")
+    {
+        AppKind::Client
+    } else {
+        AppKind::Echo
+    }
+}
+
+/// Identity an echo server reports.
+#[derive(Debug, Clone)]
+pub struct EchoIdentity {
+    pub pod: String,
+    pub namespace: String,
+    pub version: String,
+    pub host: Option<String>,
+}
+
+/// Serves the echo application on `listener` (HTTP/1.1 and h2c).
+pub async fn serve_echo(
+    listener: TcpListener,
+    id: Arc<EchoIdentity>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let id = id.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let id = id.clone();
+                async move { Ok::<_, Infallible>(echo(&id, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(cfg) => {
+                    if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            }
+        });
+    }
+}
+
+async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path();
+    let mut status = StatusCode::OK;
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+    }
+    if let Some(secs) = path.strip_prefix("/delay/") {
+        let s: u64 = secs.parse().unwrap_or(0).min(10);
+        tokio::time::sleep(Duration::from_secs(s)).await;
+    }
+    let mut out = String::new();
+    match &id.host {
+        Some(h) => {
+            let _ = writeln!(out, "Hello from external host {h}");
+        }
+        None => {
+            let _ = writeln!(out, "Hello version: {}, instance: {}", id.version, id.pod);
+            let _ = writeln!(
+                out,
+                "pod={} namespace={} version={}",
+                id.pod, id.namespace, id.version
+            );
+        }
+    }
+    let _ = writeln!(out, "{} {} {:?}", parts.method, parts.uri, parts.version);
+    for (k, v) in &parts.headers {
+        let _ = writeln!(out, "{k}: {}", v.to_str().unwrap_or("?"));
+    }
+    if !body.is_empty() {
+        let _ = writeln!(out, "\n{}", String::from_utf8_lossy(&body));
+    }
+    let mut r = Response::new(Full::new(Bytes::from(out)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}

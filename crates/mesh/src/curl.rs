@@ -1,0 +1,489 @@
+//! A curl-compatible client that runs "inside" a pod (its connections are
+//! captured by the pod's sidecar) or outside the cluster (to the ingress
+//! gateway). Output and errors follow curl 7.88 with OpenSSL 3, the client
+//! the Istio page quotes.
+
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::mesh::{Mesh, INGRESS_IP};
+
+/// Where the request starts.
+#[derive(Debug, Clone)]
+pub enum From {
+    /// A pod (`POD.NAMESPACE`).
+    Pod(String, String),
+    Outside,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    #[default]
+    Default,
+    Http10,
+    Http11,
+    Http2,
+}
+
+/// The options of one curl invocation.
+#[derive(Debug, Clone, Default)]
+pub struct CurlRequest {
+    pub url: String,
+    pub method: Option<String>,
+    pub headers: Vec<String>,
+    pub data: Option<String>,
+    pub head: bool,
+    pub insecure: bool,
+    pub version: HttpVersion,
+    /// `HOST:PORT:ADDR`
+    pub resolve: Vec<String>,
+    /// `HOST1:PORT1:HOST2:PORT2`
+    pub connect_to: Vec<String>,
+    /// PEM CA bundle to trust instead of the system store.
+    pub cacert: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+    pub verbose: bool,
+}
+
+/// What curl would have printed and returned.
+#[derive(Debug, Clone, Default)]
+pub struct CurlResponse {
+    pub exit_code: i32,
+    pub status: Option<u16>,
+    pub http_version: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// curl's error line (`curl: (35) ...`), if any.
+    pub error: Option<String>,
+    /// `-v` lines.
+    pub verbose: String,
+    pub time_total: Duration,
+}
+
+impl CurlResponse {
+    fn fail(code: i32, msg: String) -> Self {
+        Self {
+            exit_code: code,
+            error: Some(format!("curl: ({code}) {msg}")),
+            ..Default::default()
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Expands `-w` variables (`%{http_code}`, `%{time_total}`, `\n`).
+    pub fn write_out(&self, fmt: &str) -> String {
+        fmt.replace("%{http_code}", &format!("{:03}", self.status.unwrap_or(0)))
+            .replace(
+                "%{response_code}",
+                &format!("{:03}", self.status.unwrap_or(0)),
+            )
+            .replace(
+                "%{time_total}",
+                &format!("{:.6}", self.time_total.as_secs_f64()),
+            )
+            .replace(
+                "%{http_version}",
+                self.http_version.as_deref().unwrap_or("0"),
+            )
+            .replace("\\n", "\n")
+    }
+}
+
+struct Target {
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Option<Target> {
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_string();
+    let host = uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    Some(Target {
+        scheme,
+        host,
+        port,
+        path,
+    })
+}
+
+impl Mesh {
+    /// Runs one curl request.
+    pub async fn curl(&self, from: &From, req: &CurlRequest) -> CurlResponse {
+        let started = Instant::now();
+        let fut = self.curl_inner(from, req);
+        let mut r = match req.timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => CurlResponse::fail(
+                    28,
+                    format!(
+                        "Operation timed out after {} milliseconds with 0 bytes received",
+                        t.as_millis()
+                    ),
+                ),
+            },
+            None => fut.await,
+        };
+        r.time_total = started.elapsed();
+        r
+    }
+
+    async fn connect_for(
+        &self,
+        from: &From,
+        host: &str,
+        port: u16,
+        req: &CurlRequest,
+    ) -> Result<TcpStream, CurlResponse> {
+        // --connect-to HOST1:PORT1:HOST2:PORT2
+        let (mut c_host, mut c_port) = (host.to_string(), port);
+        for ct in &req.connect_to {
+            let p: Vec<&str> = ct.split(':').collect();
+            if p.len() == 4
+                && (p[0].is_empty() || p[0] == host)
+                && (p[1].is_empty() || p[1].parse() == Ok(port))
+            {
+                if !p[2].is_empty() {
+                    c_host = p[2].to_string();
+                }
+                if let Ok(np) = p[3].parse() {
+                    c_port = np;
+                }
+            }
+        }
+        let mut addr: Option<IpAddr> = None;
+        for r in &req.resolve {
+            let p: Vec<&str> = r.splitn(3, ':').collect();
+            if p.len() == 3 && p[0] == c_host && p[1].parse() == Ok(c_port) {
+                addr = p[2].trim_matches(|c| c == '[' || c == ']').parse().ok();
+            }
+        }
+        let cant_resolve = || CurlResponse::fail(6, format!("Could not resolve host: {c_host}"));
+        let refused = |ms: u128| {
+            CurlResponse::fail(7, format!("Failed to connect to {c_host} port {c_port} after {ms} ms: Couldn't connect to server"))
+        };
+        let t0 = Instant::now();
+        match from {
+            From::Pod(name, ns) => {
+                let Some(pod) = self.world.pod(name, ns) else {
+                    return Err(CurlResponse::fail(2, format!("no pod {name}.{ns}")));
+                };
+                let ip = match addr.or_else(|| self.net.resolve(ns, &c_host)) {
+                    Some(ip) => ip,
+                    None => return Err(cant_resolve()),
+                };
+                self.net
+                    .connect_app(IpAddr::V4(pod.ip), SocketAddr::new(ip, c_port))
+                    .await
+                    .map(|(s, _)| s)
+                    .map_err(|_| refused(t0.elapsed().as_millis()))
+            }
+            From::Outside => {
+                let ip = addr
+                    .or_else(|| c_host.parse().ok())
+                    .unwrap_or(IpAddr::V4(INGRESS_IP));
+                if ip != IpAddr::V4(INGRESS_IP) {
+                    return Err(refused(0));
+                }
+                let Some(real) = self.ingress.get(&c_port) else {
+                    return Err(refused(0));
+                };
+                TcpStream::connect(real)
+                    .await
+                    .map_err(|_| refused(t0.elapsed().as_millis()))
+            }
+        }
+    }
+
+    async fn curl_inner(&self, from: &From, req: &CurlRequest) -> CurlResponse {
+        let Some(t) = parse_url(&req.url) else {
+            return CurlResponse::fail(
+                3,
+                format!("URL using bad/illegal format or missing URL: {}", req.url),
+            );
+        };
+        let stream = match self.connect_for(from, &t.host, t.port, req).await {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let mut verbose = String::new();
+        let _ = writeln!(verbose, "* Connected to {} port {}", t.host, t.port);
+        let https = t.scheme == "https";
+        let (io, h2): (Box<dyn meshsim_proxy::io::Io>, bool) = if https {
+            match self.tls_connect(stream, &t, req).await {
+                Ok((s, h2)) => (s, h2),
+                Err(e) => return e,
+            }
+        } else {
+            (Box::new(stream), req.version == HttpVersion::Http2)
+        };
+        let method = if req.head {
+            Method::HEAD
+        } else {
+            req.method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                .unwrap_or(if req.data.is_some() {
+                    Method::POST
+                } else {
+                    Method::GET
+                })
+        };
+        let version = match (h2, req.version) {
+            (true, _) => Version::HTTP_2,
+            (_, HttpVersion::Http10) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let host_header = if (t.scheme == "http" && t.port == 80) || (https && t.port == 443) {
+            t.host.clone()
+        } else {
+            format!("{}:{}", t.host, t.port)
+        };
+        let uri = if h2 {
+            format!("{}://{}{}", t.scheme, host_header, t.path)
+        } else {
+            t.path.clone()
+        };
+        let mut b = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .version(version);
+        let mut has_host = false;
+        let mut has_ua = false;
+        for h in &req.headers {
+            if let Some((k, v)) = h.split_once(':') {
+                let k = k.trim();
+                has_host |= k.eq_ignore_ascii_case("host");
+                has_ua |= k.eq_ignore_ascii_case("user-agent");
+                b = b.header(k, v.trim());
+            }
+        }
+        if !has_host && !h2 {
+            b = b.header(http::header::HOST, host_header.as_str());
+        }
+        if !has_ua {
+            b = b.header(http::header::USER_AGENT, "curl/7.88.1");
+        }
+        b = b.header(http::header::ACCEPT, "*/*");
+        let body = req.data.clone().unwrap_or_default();
+        if req.data.is_some() {
+            b = b.header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
+        let Ok(request) = b.body(Full::new(Bytes::from(body))) else {
+            return CurlResponse::fail(3, "bad request".into());
+        };
+        let _ = writeln!(verbose, "> {} {} {:?}", method, t.path, version);
+        let io = TokioIo::new(io);
+        let resp = if h2 {
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
+                Ok((mut s, conn)) => {
+                    tokio::spawn(conn);
+                    s.send_request(request).await
+                }
+                Err(_) => return CurlResponse::fail(16, "Error in the HTTP2 framing layer".into()),
+            }
+        } else {
+            match hyper::client::conn::http1::handshake(io).await {
+                Ok((mut s, conn)) => {
+                    tokio::spawn(conn);
+                    s.send_request(request).await
+                }
+                Err(_) => {
+                    return CurlResponse::fail(56, "Recv failure: Connection reset by peer".into())
+                }
+            }
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if e.is_incomplete_message() => {
+                return CurlResponse::fail(52, "Empty reply from server".into())
+            }
+            Err(_) => {
+                return CurlResponse::fail(56, "Recv failure: Connection reset by peer".into())
+            }
+        };
+        let status = resp.status().as_u16();
+        let http_version = match resp.version() {
+            Version::HTTP_2 => "2",
+            Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let _ = writeln!(verbose, "< HTTP/{http_version} {status}");
+        for (k, v) in &headers {
+            let _ = writeln!(verbose, "< {k}: {v}");
+        }
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(_) => {
+                return CurlResponse {
+                    exit_code: 56,
+                    status: Some(status),
+                    error: Some("curl: (56) Recv failure: Connection reset by peer".into()),
+                    ..Default::default()
+                }
+            }
+        };
+        CurlResponse {
+            exit_code: 0,
+            status: Some(status),
+            http_version: Some(http_version.into()),
+            headers,
+            body,
+            error: None,
+            verbose,
+            time_total: Duration::ZERO,
+        }
+    }
+
+    async fn tls_connect(
+        &self,
+        stream: TcpStream,
+        t: &crate::curl::Target,
+        req: &CurlRequest,
+    ) -> Result<(Box<dyn meshsim_proxy::io::Io>, bool), CurlResponse> {
+        let roots: Vec<rustls::pki_types::CertificateDer<'static>> = match &req.cacert {
+            Some(pem) => {
+                use rustls::pki_types::pem::PemObject;
+                rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                    .filter_map(|c| c.ok())
+                    .collect()
+            }
+            None => vec![self.public_ca.root()],
+        };
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            let _ = store.add(r);
+        }
+        let builder =
+            match rustls::ClientConfig::builder_with_provider(meshsim_proxy::tls::provider())
+                .with_safe_default_protocol_versions()
+            {
+                Ok(b) => b,
+                Err(e) => return Err(CurlResponse::fail(35, e.to_string())),
+            };
+        let mut cfg = if req.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(
+                    NoVerify(meshsim_proxy::tls::provider()),
+                ))
+                .with_no_client_auth()
+        } else {
+            builder.with_root_certificates(store).with_no_client_auth()
+        };
+        // curl sends no SNI for an IP literal.
+        let is_ip = t.host.parse::<IpAddr>().is_ok();
+        cfg.enable_sni = !is_ip;
+        cfg.alpn_protocols = match req.version {
+            HttpVersion::Http11 | HttpVersion::Http10 => vec![b"http/1.1".to_vec()],
+            _ => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
+        let name = ServerName::try_from(t.host.clone())
+            .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static"));
+        match tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, stream)
+            .await
+        {
+            Ok(s) => {
+                let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                Ok((Box::new(s), h2))
+            }
+            Err(e) => {
+                let m = e.to_string();
+                let msg = if m.contains("InvalidContentType") || m.contains("corrupt message") {
+                    "OpenSSL/3.0.19: error:0A00010B:SSL routines::wrong version number".to_string()
+                } else if m.contains("invalid peer certificate") {
+                    format!("SSL certificate problem: unable to get local issuer certificate ({m})")
+                } else {
+                    format!(
+                        "OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to {}:{} ",
+                        t.host, t.port
+                    )
+                };
+                let code = if m.contains("invalid peer certificate") {
+                    60
+                } else {
+                    35
+                };
+                Err(CurlResponse::fail(code, msg))
+            }
+        }
+    }
+}
+
+/// `-k`: accept any certificate.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

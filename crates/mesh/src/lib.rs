@@ -1,0 +1,25 @@
+//! meshsim-mesh: the simulated cluster at run time. It turns a compiled
+//! [`World`](meshsim_compiler::World) into running pieces on localhost —
+//! applications, one real proxy per sidecar and gateway, external hosts —
+//! joined by a virtual network that maps Kubernetes addresses to real
+//! sockets, plus the mesh CA and the clients users drive it with.
+//!
+//! Place in the data flow: world + tables → **mesh** (sockets, CA, apps,
+//! control plane) → proxies.
+//!
+//! # Layout
+//! * [`network`] — virtual addresses, capture (PROXY v2), kube-proxy, DNS.
+//! * [`ca`] — mesh CA and fake public CA (rcgen).
+//! * [`apps`] — built-in applications.
+//! * [`mesh`] — starting everything.
+//! * [`curl`] — a curl-compatible client from inside a pod or from outside.
+//! * [`logs`] — collected access logs.
+
+pub mod apps;
+pub mod ca;
+pub mod curl;
+pub mod logs;
+pub mod mesh;
+pub mod network;
+
+pub use mesh::{Mesh, MeshOptions};

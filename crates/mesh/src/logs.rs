@@ -1,0 +1,71 @@
+//! Collected access logs of every proxy, tagged with the proxy the way
+//! `kubectl logs --prefix` tags lines.
+
+use std::sync::Mutex;
+
+use meshsim_proxy::accesslog::{LogEntry, LogSink};
+
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub proxy: String,
+    pub line: String,
+    pub entry: LogEntry,
+}
+
+/// Keeps every line; optionally prints them to stderr as they come.
+#[derive(Default)]
+pub struct LogCollector {
+    lines: Mutex<Vec<LogLine>>,
+    pub echo: bool,
+}
+
+impl LogCollector {
+    pub fn new(echo: bool) -> Self {
+        Self {
+            lines: Mutex::new(Vec::new()),
+            echo,
+        }
+    }
+
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Lines after the first `from` (for "what did this request log").
+    pub fn since(&self, from: usize) -> Vec<LogLine> {
+        self.lines
+            .lock()
+            .map(|l| l.iter().skip(from).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `[pod/sleep-0/istio-proxy] <line>` as `kubectl logs --prefix` prints.
+pub fn prefixed(l: &LogLine) -> String {
+    let pod = l.proxy.split('.').next().unwrap_or(&l.proxy);
+    format!("[pod/{pod}/istio-proxy] {}", l.line.trim_end())
+}
+
+impl LogSink for LogCollector {
+    fn write(&self, proxy_id: &str, line: &str, entry: &LogEntry) {
+        let l = LogLine {
+            proxy: proxy_id.to_string(),
+            line: line.to_string(),
+            entry: entry.clone(),
+        };
+        if self.echo {
+            eprintln!("{}", prefixed(&l));
+        }
+        if let Ok(mut v) = self.lines.lock() {
+            v.push(l);
+        }
+    }
+}

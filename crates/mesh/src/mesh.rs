@@ -1,0 +1,414 @@
+//! Starting a mesh: every pod's applications, every sidecar and gateway as
+//! a real proxy with capture sockets, external hosts, the virtual network
+//! and DNS, and the control plane that compiles and pushes tables.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use meshsim_compiler::world::{PodRole, Resolution, ServiceSource};
+use meshsim_compiler::World;
+use meshsim_proxy::env::{BoxFuture, CertifiedKey, Environment};
+use meshsim_proxy::io::BoxIo;
+use meshsim_proxy::listener::Capture;
+use meshsim_proxy::Proxy;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+
+use crate::apps::{self, AppKind, EchoIdentity};
+use crate::ca::Ca;
+use crate::logs::LogCollector;
+use crate::network::{Network, PodNet};
+
+/// The address "outside" clients use for the ingress gateway (as in the
+/// page's `curl 1.2.3.4 -H "Host: ..."`).
+pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(1, 2, 3, 4);
+
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// Seeds every random choice (weighted picks, request ids).
+    pub seed: u64,
+    /// Print access logs to stderr as they happen.
+    pub echo_logs: bool,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            echo_logs: false,
+        }
+    }
+}
+
+pub struct Mesh {
+    pub world: World,
+    pub net: Arc<Network>,
+    pub proxies: BTreeMap<String, Proxy>,
+    pub logs: Arc<LogCollector>,
+    pub mesh_ca: Arc<Ca>,
+    pub public_ca: Arc<Ca>,
+    /// Ingress gateway Service port → real localhost socket.
+    pub ingress: HashMap<u16, SocketAddr>,
+    /// Proxy id → admin socket.
+    pub admin: BTreeMap<String, SocketAddr>,
+    /// Problems met while starting (missing secrets...), reported to users.
+    pub warnings: Vec<String>,
+}
+
+async fn bind() -> Result<TcpListener> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("bind 127.0.0.1:0")
+}
+
+impl Mesh {
+    pub async fn start(world: World, opts: MeshOptions) -> Result<Mesh> {
+        let net = Arc::new(Network::new(&world.settings.cluster_domain));
+        let mesh_ca = Arc::new(Ca::new("meshsim mesh CA (cluster.local)")?);
+        let public_ca = Arc::new(Ca::new("meshsim Public Root CA")?);
+        let logs = Arc::new(LogCollector::new(opts.echo_logs));
+        let mut warnings = Vec::new();
+        let domain = world.settings.cluster_domain.clone();
+
+        // Pods: applications.
+        for pod in &world.pods {
+            let ip = IpAddr::V4(pod.ip);
+            net.add_pod(
+                ip,
+                PodNet {
+                    name: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                    ..Default::default()
+                },
+            );
+            if pod.role == PodRole::Gateway {
+                continue;
+            }
+            let kind = apps::app_for(
+                &pod.image,
+                pod.annotations
+                    .get(meshsim_compiler::world::APP_ANNOTATION)
+                    .map(String::as_str),
+            );
+            if kind == AppKind::Client {
+                continue;
+            }
+            let mut ports: Vec<u16> = pod.container_ports.iter().map(|(p, _)| *p).collect();
+            for svc in world.services_selecting(pod) {
+                for sp in &svc.ports {
+                    if let Some(tp) = pod.resolve_target_port(&sp.target_port, sp.port) {
+                        ports.push(tp);
+                    }
+                }
+            }
+            ports.sort_unstable();
+            ports.dedup();
+            let id = Arc::new(EchoIdentity {
+                pod: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                version: pod
+                    .labels
+                    .get("version")
+                    .cloned()
+                    .unwrap_or_else(|| "v1".into()),
+                host: None,
+            });
+            for port in ports {
+                let l = bind().await?;
+                net.set_pod_app(ip, port, l.local_addr()?);
+                tokio::spawn(apps::serve_echo(l, id.clone(), None));
+            }
+        }
+
+        // Services: kube-proxy and DNS.
+        let mut vips: HashMap<SocketAddr, Vec<SocketAddr>> = HashMap::new();
+        let mut external_hosts: Vec<String> = Vec::new();
+        for svc in &world.services {
+            if svc.source == ServiceSource::Kubernetes {
+                for addr in &svc.addresses {
+                    let Ok(vip) = addr.parse::<IpAddr>() else {
+                        continue;
+                    };
+                    net.add_dns(&svc.hostname, vip);
+                    for p in &svc.ports {
+                        let eps = svc
+                            .endpoints
+                            .iter()
+                            .filter_map(|e| {
+                                Some(SocketAddr::new(
+                                    e.address.parse().ok()?,
+                                    *e.ports.get(&p.port)?,
+                                ))
+                            })
+                            .collect();
+                        vips.insert(SocketAddr::new(vip, p.port), eps);
+                    }
+                }
+                if svc.resolution == Resolution::Passthrough {
+                    if let Some(first) = svc.endpoints.first().and_then(|e| e.address.parse().ok())
+                    {
+                        net.add_dns(&svc.hostname, first);
+                    }
+                }
+            } else if let Some(addr) = svc.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
+            {
+                net.add_dns(&svc.hostname, addr);
+            } else if !svc.hostname.starts_with('*')
+                && !svc.hostname.ends_with(&format!(".svc.{domain}"))
+            {
+                external_hosts.push(svc.hostname.clone());
+            }
+        }
+        net.set_vips(vips);
+        for pod in &world.pods {
+            // StatefulSet pods behind a headless Service: web-0.nginx.NS.svc.DOMAIN.
+            if pod.owner.starts_with("StatefulSet/") {
+                for svc in world.services_selecting(pod).filter(|s| s.is_headless()) {
+                    net.add_dns(
+                        &format!("{}.{}", pod.name, svc.hostname),
+                        IpAddr::V4(pod.ip),
+                    );
+                }
+            }
+        }
+
+        // External hosts: one "internet" server each, HTTPS on 443.
+        external_hosts.sort();
+        external_hosts.dedup();
+        for (i, host) in external_hosts.iter().enumerate() {
+            let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + (i % 240) as u8));
+            net.add_dns(host, ip);
+            let id = Arc::new(EchoIdentity {
+                pod: host.clone(),
+                namespace: String::new(),
+                version: String::new(),
+                host: Some(host.clone()),
+            });
+            let ck = public_ca.server(std::slice::from_ref(host))?;
+            let tls = rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(ck.chain, ck.key)?;
+            let mut tls = tls;
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let tls = Arc::new(tls);
+            for port in [80u16, 443, 8080, 8443] {
+                let l = bind().await?;
+                net.add_external(SocketAddr::new(ip, port), l.local_addr()?);
+                tokio::spawn(apps::serve_echo(
+                    l,
+                    id.clone(),
+                    (port == 443 || port == 8443).then(|| tls.clone()),
+                ));
+            }
+        }
+
+        // Credentials for gateways: Secrets, or generated from the public CA.
+        let credentials = gateway_credentials(&world, &public_ca, &mut warnings)?;
+
+        // Proxies.
+        let compiled = meshsim_compiler::compile_all(&world);
+        let mut proxies = BTreeMap::new();
+        let mut admin = BTreeMap::new();
+        let mut ingress = HashMap::new();
+        for (i, tables) in compiled.into_iter().enumerate() {
+            let Some(pod) = world.pods.iter().find(|p| p.id() == tables.proxy.id) else {
+                continue;
+            };
+            let ip = IpAddr::V4(pod.ip);
+            let env = Arc::new(ProxyEnv {
+                net: net.clone(),
+                ip,
+                namespace: pod.namespace.clone(),
+                workload: mesh_ca.workload(&pod.identity(&world.mesh.trust_domain))?,
+                mesh_root: mesh_ca.root(),
+                public_root: public_ca.root(),
+                credentials: credentials.clone(),
+            });
+            let proxy = Proxy::new(tables, env, logs.clone(), opts.seed.wrapping_add(i as u64));
+            for w in proxy.warnings() {
+                warnings.push(format!("{}: {w}", proxy.id()));
+            }
+            let (out_l, in_l, admin_l) = (bind().await?, bind().await?, bind().await?);
+            let mut pn = net.pod(ip).unwrap_or_default();
+            pn.capture = Some((out_l.local_addr()?, in_l.local_addr()?));
+            net.add_pod(ip, pn);
+            admin.insert(proxy.id().to_string(), admin_l.local_addr()?);
+            tokio::spawn(proxy.clone().serve_capture(out_l, Capture::Outbound));
+            tokio::spawn(proxy.clone().serve_capture(in_l, Capture::Inbound));
+            tokio::spawn(proxy.clone().serve_admin(admin_l));
+            if pod.role == PodRole::Gateway {
+                for svc in world.services_selecting(pod) {
+                    for sp in &svc.ports {
+                        let Some(tp) = pod.resolve_target_port(&sp.target_port, sp.port) else {
+                            continue;
+                        };
+                        let l = bind().await?;
+                        if svc.name == "istio-ingressgateway"
+                            || pod
+                                .labels
+                                .get("istio")
+                                .is_some_and(|v| v == "ingressgateway")
+                        {
+                            ingress.insert(sp.port, l.local_addr()?);
+                        }
+                        tokio::spawn(proxy.clone().serve_port(l, tp));
+                    }
+                }
+            }
+            proxies.insert(proxy.id().to_string(), proxy);
+        }
+        Ok(Mesh {
+            world,
+            net,
+            proxies,
+            logs,
+            mesh_ca,
+            public_ca,
+            ingress,
+            admin,
+            warnings,
+        })
+    }
+
+    pub fn proxy(&self, id: &str) -> Option<&Proxy> {
+        self.proxies.get(id)
+    }
+}
+
+/// Gateway `credentialName`s: from Secrets (`tls.crt`, `tls.key`,
+/// `ca.crt`), else a certificate from the fake public CA for the hosts of
+/// the servers that name it (as if the user had created the secret).
+fn gateway_credentials(
+    world: &World,
+    public_ca: &Ca,
+    warnings: &mut Vec<String>,
+) -> Result<Arc<HashMap<String, Credential>>> {
+    let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in &world.gateways {
+        for s in &g.spec.servers {
+            if let Some(cn) = s.tls.as_ref().and_then(|t| t.credential_name.clone()) {
+                let e = hosts.entry(cn).or_default();
+                for h in &s.hosts {
+                    let h = h.rsplit('/').next().unwrap_or(h);
+                    if h != "*" {
+                        e.push(h.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for (name, mut hs) in hosts {
+        if let Some(secret) = world.secrets.iter().find(|s| s.meta.name == name) {
+            let certs: Vec<CertificateDer<'static>> = secret
+                .spec
+                .data
+                .get("tls.crt")
+                .map(|b| {
+                    CertificateDer::pem_slice_iter(b)
+                        .filter_map(|c| c.ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = secret
+                .spec
+                .data
+                .get("tls.key")
+                .and_then(|b| PrivateKeyDer::from_pem_slice(b).ok());
+            let ca: Vec<CertificateDer<'static>> = secret
+                .spec
+                .data
+                .get("ca.crt")
+                .map(|b| {
+                    CertificateDer::pem_slice_iter(b)
+                        .filter_map(|c| c.ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            match key {
+                Some(key) if !certs.is_empty() => {
+                    out.insert(
+                        name.clone(),
+                        Credential {
+                            cert: CertifiedKey { chain: certs, key },
+                            ca,
+                        },
+                    );
+                    continue;
+                }
+                _ => warnings.push(format!(
+                    "secret {name}: no usable tls.crt/tls.key; generating a certificate instead"
+                )),
+            }
+        }
+        hs.sort();
+        hs.dedup();
+        if hs.is_empty() {
+            hs.push("localhost".into());
+        }
+        let cert = public_ca.server(&hs)?;
+        out.insert(
+            name,
+            Credential {
+                cert,
+                ca: vec![public_ca.root()],
+            },
+        );
+    }
+    Ok(Arc::new(out))
+}
+
+#[derive(Clone)]
+pub struct Credential {
+    pub cert: CertifiedKey,
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+/// One proxy's environment: its pod's network, DNS, and istio-agent's SDS.
+struct ProxyEnv {
+    net: Arc<Network>,
+    ip: IpAddr,
+    namespace: String,
+    workload: CertifiedKey,
+    mesh_root: CertificateDer<'static>,
+    public_root: CertificateDer<'static>,
+    credentials: Arc<HashMap<String, Credential>>,
+}
+
+impl Environment for ProxyEnv {
+    fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
+        Box::pin(async move {
+            let (s, local) = self.net.connect_direct(self.ip, dst).await?;
+            Ok((Box::new(s) as BoxIo, local))
+        })
+    }
+
+    fn resolve(&self, host: &str) -> Option<IpAddr> {
+        self.net.resolve(&self.namespace, host)
+    }
+
+    fn certificate(&self, name: &str) -> Option<CertifiedKey> {
+        if name == "default" {
+            return Some(self.workload.clone());
+        }
+        let cn = name.strip_prefix("kubernetes://")?;
+        self.credentials.get(cn).map(|c| c.cert.clone())
+    }
+
+    fn trust_roots(&self, name: Option<&str>) -> Vec<CertificateDer<'static>> {
+        match name {
+            Some("ROOTCA") => vec![self.mesh_root.clone()],
+            Some(n) => n
+                .strip_prefix("kubernetes://")
+                .and_then(|n| n.strip_suffix("-cacert"))
+                .and_then(|cn| self.credentials.get(cn))
+                .map(|c| c.ca.clone())
+                .unwrap_or_else(|| vec![self.public_root.clone()]),
+            None => vec![self.public_root.clone()],
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The virtual network on localhost. Kubernetes addresses (pod IPs,
+//! ClusterIPs, external hosts) are data: every socket really binds
+//! `127.0.0.1:0`, and this map says which real socket a virtual address
+//! reaches. Sidecar capture (iptables) is simulated by delivering a pod's
+//! outgoing connections to its sidecar's outbound capture socket, and
+//! incoming ones to its inbound capture socket, each prefixed with a PROXY
+//! protocol v2 header carrying the original source and destination.
+//! Connections to a ClusterIP go to one of its endpoints (kube-proxy).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use meshsim_proxy::listener::proxy_header;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A pod's sockets.
+#[derive(Debug, Clone, Default)]
+pub struct PodNet {
+    pub name: String,
+    pub namespace: String,
+    /// Sidecar (or gateway) capture sockets: `(outbound, inbound)`.
+    pub capture: Option<(SocketAddr, SocketAddr)>,
+    /// The pod's listening applications: container port → real socket.
+    pub apps: HashMap<u16, SocketAddr>,
+}
+
+#[derive(Default)]
+pub struct Network {
+    pods: RwLock<HashMap<IpAddr, PodNet>>,
+    /// ClusterIP:port → endpoint pod IP:targetPort.
+    vips: RwLock<HashMap<SocketAddr, Vec<SocketAddr>>>,
+    /// Outside the cluster: external IP:port → real socket.
+    external: RwLock<HashMap<SocketAddr, SocketAddr>>,
+    /// DNS: fully qualified name → address.
+    dns: RwLock<HashMap<String, IpAddr>>,
+    ephemeral: AtomicU16,
+    rr: AtomicU64,
+    cluster_domain: String,
+}
+
+fn refused(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("connection refused: {what}"),
+    )
+}
+
+impl Network {
+    pub fn new(cluster_domain: &str) -> Self {
+        Self {
+            ephemeral: AtomicU16::new(40000),
+            cluster_domain: cluster_domain.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn add_pod(&self, ip: IpAddr, pod: PodNet) {
+        if let Ok(mut m) = self.pods.write() {
+            m.insert(ip, pod);
+        }
+    }
+
+    pub fn set_pod_app(&self, ip: IpAddr, port: u16, real: SocketAddr) {
+        if let Ok(mut m) = self.pods.write() {
+            if let Some(p) = m.get_mut(&ip) {
+                p.apps.insert(port, real);
+            }
+        }
+    }
+
+    pub fn set_vips(&self, vips: HashMap<SocketAddr, Vec<SocketAddr>>) {
+        if let Ok(mut m) = self.vips.write() {
+            *m = vips;
+        }
+    }
+
+    pub fn add_external(&self, virt: SocketAddr, real: SocketAddr) {
+        if let Ok(mut m) = self.external.write() {
+            m.insert(virt, real);
+        }
+    }
+
+    pub fn add_dns(&self, name: &str, ip: IpAddr) {
+        if let Ok(mut m) = self.dns.write() {
+            m.entry(name.trim_end_matches('.').to_ascii_lowercase())
+                .or_insert(ip);
+        }
+    }
+
+    pub fn pod(&self, ip: IpAddr) -> Option<PodNet> {
+        self.pods.read().ok()?.get(&ip).cloned()
+    }
+
+    /// Resolves a name as a pod in `namespace` would (resolv.conf search
+    /// path `NS.svc.DOMAIN svc.DOMAIN DOMAIN`), or an IP literal.
+    pub fn resolve(&self, namespace: &str, name: &str) -> Option<IpAddr> {
+        if let Ok(ip) = name.parse() {
+            return Some(ip);
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let dns = self.dns.read().ok()?;
+        let d = &self.cluster_domain;
+        [
+            format!("{name}.{namespace}.svc.{d}"),
+            format!("{name}.svc.{d}"),
+            format!("{name}.{d}"),
+            name.clone(),
+        ]
+        .iter()
+        .find_map(|n| dns.get(n).copied())
+    }
+
+    fn source(&self, from: IpAddr) -> SocketAddr {
+        let p = self.ephemeral.fetch_add(1, Ordering::Relaxed);
+        let p = if p < 40000 { 40000 + p } else { p };
+        SocketAddr::new(from, p)
+    }
+
+    /// An application in pod `from` connects to `dst`: its sidecar's
+    /// outbound capture gets it, if it has one.
+    pub async fn connect_app(
+        &self,
+        from: IpAddr,
+        dst: SocketAddr,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        let pod = self.pod(from);
+        if let Some((outbound, _)) = pod.as_ref().and_then(|p| p.capture) {
+            if !dst.ip().is_loopback() {
+                let src = self.source(from);
+                let mut s = TcpStream::connect(outbound).await?;
+                s.set_nodelay(true)?;
+                s.write_all(&proxy_header(src, dst)).await?;
+                return Ok((s, src));
+            }
+        }
+        self.connect_direct(from, dst).await
+    }
+
+    /// A connection that is not captured on the way out (the sidecar's own,
+    /// or a pod without one); captured on the way in by the destination's
+    /// sidecar.
+    pub async fn connect_direct(
+        &self,
+        from: IpAddr,
+        dst: SocketAddr,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        let src = self.source(from);
+        if dst.ip().is_loopback() {
+            let real = self
+                .pod(from)
+                .and_then(|p| p.apps.get(&dst.port()).copied())
+                .ok_or_else(|| refused(dst))?;
+            let s = TcpStream::connect(real).await?;
+            s.set_nodelay(true)?;
+            return Ok((s, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), src.port())));
+        }
+        let dst = self.kube_proxy(dst);
+        if let Some(pod) = self.pod(dst.ip()) {
+            if let Some((_, inbound)) = pod.capture {
+                let mut s = TcpStream::connect(inbound).await?;
+                s.set_nodelay(true)?;
+                s.write_all(&proxy_header(src, dst)).await?;
+                return Ok((s, src));
+            }
+            let real = pod
+                .apps
+                .get(&dst.port())
+                .copied()
+                .ok_or_else(|| refused(dst))?;
+            let s = TcpStream::connect(real).await?;
+            s.set_nodelay(true)?;
+            return Ok((s, src));
+        }
+        let real = self
+            .external
+            .read()
+            .ok()
+            .and_then(|m| m.get(&dst).copied())
+            .ok_or_else(|| refused(dst))?;
+        let s = TcpStream::connect(real).await?;
+        s.set_nodelay(true)?;
+        Ok((s, src))
+    }
+
+    /// kube-proxy: a ClusterIP:port becomes one of its endpoints.
+    fn kube_proxy(&self, dst: SocketAddr) -> SocketAddr {
+        let Ok(vips) = self.vips.read() else {
+            return dst;
+        };
+        match vips.get(&dst) {
+            Some(eps) if !eps.is_empty() => {
+                eps[(self.rr.fetch_add(1, Ordering::Relaxed) as usize) % eps.len()]
+            }
+            _ => dst,
+        }
+    }
+}

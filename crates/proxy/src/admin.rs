@@ -1,0 +1,148 @@
+//! The admin interface (loopback only): `/config_dump`, `/clusters`,
+//! `/listeners`, `/stats` (also `?format=json`), `/server_info`, `/ready`.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use meshsim_tables::display::{self, Filter, Format, Kind};
+use tokio::net::TcpListener;
+
+use crate::Proxy;
+
+impl Proxy {
+    /// Serves the admin API on `listener` (bind it to 127.0.0.1).
+    pub async fn serve_admin(self, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let p = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let p = p.clone();
+                    async move { Ok::<_, Infallible>(p.admin(&req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+
+    fn admin(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let (body, ctype) = match req.uri().path() {
+            "/config_dump" => (display::render(&self.tables(), Kind::All, Format::Json, &Filter::default()).unwrap_or_default(), "application/json"),
+            "/listeners" => {
+                let mut s = String::new();
+                for l in &self.tables().listeners {
+                    let a = &l.address.socket_address;
+                    let _ = writeln!(s, "{}::{}:{}", l.name, a.address, a.port_value);
+                }
+                (s, "text/plain")
+            }
+            "/clusters" => (self.clusters_text(), "text/plain"),
+            "/stats" | "/stats/prometheus" => {
+                let stats = self.stats();
+                if req.uri().query().is_some_and(|q| q.contains("format=json")) {
+                    let v: Vec<serde_json::Value> = stats.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
+                    (serde_json::json!({ "stats": v }).to_string(), "application/json")
+                } else {
+                    (stats.iter().map(|(k, v)| format!("{k}: {v}\n")).collect(), "text/plain")
+                }
+            }
+            "/server_info" => (serde_json::json!({"state": "LIVE", "node": {"id": self.id()}, "command_line_options": {}}).to_string(), "application/json"),
+            "/ready" => ("LIVE\n".into(), "text/plain"),
+            _ => {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"invalid path\n")));
+                *r.status_mut() = http::StatusCode::NOT_FOUND;
+                return r;
+            }
+        };
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ctype),
+        );
+        r
+    }
+
+    /// Envoy counter names: `cluster.<name>.<counter>`, listener totals.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let s = &self.inner.server;
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let mut v = vec![
+            (
+                "http.inbound.downstream_rq_total".to_string(),
+                g(&s.downstream_rq_total),
+            ),
+            (
+                "listener.downstream_cx_total".to_string(),
+                g(&s.downstream_cx_total),
+            ),
+            (
+                "listener.downstream_cx_active".to_string(),
+                g(&s.downstream_cx_active),
+            ),
+            (
+                "listener.no_filter_chain_match".to_string(),
+                g(&s.no_filter_chain_match),
+            ),
+            (
+                "http.downstream_cx_protocol_error".to_string(),
+                g(&s.downstream_cx_protocol_error),
+            ),
+            ("downstream_cx_total".to_string(), g(&s.downstream_cx_total)),
+        ];
+        for (name, cs) in self.inner.stats.all() {
+            for (k, val) in cs.snapshot() {
+                v.push((format!("cluster.{name}.{k}"), val));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    fn clusters_text(&self) -> String {
+        let snap = self.inner.snapshot.load();
+        let mut s = String::new();
+        for c in &snap.tables.clusters {
+            let t = c.circuit_breakers.default_thresholds();
+            let _ = writeln!(
+                s,
+                "{}::default_priority::max_connections::{}",
+                c.name, t.max_connections
+            );
+            let _ = writeln!(
+                s,
+                "{}::default_priority::max_pending_requests::{}",
+                c.name, t.max_pending_requests
+            );
+            let _ = writeln!(
+                s,
+                "{}::default_priority::max_requests::{}",
+                c.name, t.max_requests
+            );
+            let _ = writeln!(
+                s,
+                "{}::default_priority::max_retries::{}",
+                c.name, t.max_retries
+            );
+            if let Some(rt) = snap.cluster(&c.name) {
+                for e in &rt.endpoints {
+                    let _ = writeln!(
+                        s,
+                        "{}::{}:{}::health_flags::healthy",
+                        c.name, e.host, e.port
+                    );
+                }
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,846 @@
+//! The HTTP connection manager and router: HTTP/1.0 rejection (`426`),
+//! codec errors (`400 DPE`), virtual-host and route selection, weighted
+//! clusters, retries and timeouts, local replies with Envoy's flags and
+//! details, header handling, and one access-log entry per request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshsim_tables::route_match::{find_route, RequestView};
+use meshsim_tables::vhost_match::find_virtual_host;
+use meshsim_tables::weighted::pick_weighted;
+use meshsim_tables::{
+    ClusterSpecifier, HttpConnectionManager, RetryPolicy, Route, RouteAction, RouteTarget,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::accesslog::{AccessLogger, Flag, LogEntry};
+use crate::io::{BoxIo, Rewind};
+use crate::listener::ConnInfo;
+use crate::upstream::{self, ClusterStats, UpstreamError};
+use crate::Inner;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+struct HttpCtx {
+    inner: Arc<Inner>,
+    hcm: HttpConnectionManager,
+    info: ConnInfo,
+    inbound: bool,
+    h2: bool,
+    tls: bool,
+}
+
+/// Serves HTTP on a connection whose chain has an HTTP connection manager.
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    mut io: BoxIo,
+    hcm: HttpConnectionManager,
+    info: ConnInfo,
+    inbound: bool,
+) {
+    let h2 = match info.negotiated_alpn.as_deref() {
+        Some("h2" | "istio-h2") => true,
+        Some(_) => false,
+        None => info.sniffed_alpn.iter().any(|a| a == "h2c"),
+    };
+    let tls = info.negotiated_alpn.is_some() || !info.peer_sans.is_empty();
+    if !h2 {
+        // http1 codec checks before hyper sees the bytes: Envoy's messages.
+        let mut buf = Vec::new();
+        let verdict = read_request_line(&mut io, &mut buf).await;
+        let accept10 = hcm.http_protocol_options.accept_http_10;
+        match verdict {
+            LineVerdict::Http11 => {}
+            LineVerdict::Http10 if accept10 => {}
+            LineVerdict::Http10 => {
+                return local_codec_reply(&inner, io, &info, 426, "Upgrade Required", "low_version")
+                    .await
+            }
+            LineVerdict::Garbage => {
+                return local_codec_reply(
+                    &inner,
+                    io,
+                    &info,
+                    400,
+                    "Bad Request",
+                    "http1.codec_error",
+                )
+                .await
+            }
+            LineVerdict::Closed => return,
+        }
+        io = Box::new(Rewind::new(buf, io));
+    }
+    let ctx = Arc::new(HttpCtx {
+        inner,
+        hcm,
+        info,
+        inbound,
+        h2,
+        tls,
+    });
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(ctx.handle(req).await) }
+    });
+    let io = TokioIo::new(io);
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .await;
+    }
+}
+
+enum LineVerdict {
+    Http11,
+    Http10,
+    Garbage,
+    Closed,
+}
+
+/// Reads up to the end of the request line (kept in `buf`).
+async fn read_request_line(io: &mut BoxIo, buf: &mut Vec<u8>) -> LineVerdict {
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..end]);
+            let mut parts = line.split(' ');
+            let (m, t, v) = (parts.next().unwrap_or(""), parts.next(), parts.next());
+            let method_ok =
+                !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+            return match (method_ok, t, v) {
+                (true, Some(_), Some("HTTP/1.1")) => LineVerdict::Http11,
+                (true, Some(_), Some("HTTP/1.0")) => LineVerdict::Http10,
+                _ => LineVerdict::Garbage,
+            };
+        }
+        if buf.len() > 64 * 1024
+            || (!buf.is_empty()
+                && !buf
+                    .iter()
+                    .take_while(|b| **b != b' ')
+                    .all(|b| b.is_ascii_alphabetic() || *b == b'-'))
+        {
+            return LineVerdict::Garbage;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), io.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
+                return if buf.is_empty() {
+                    LineVerdict::Closed
+                } else {
+                    LineVerdict::Garbage
+                }
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Envoy's codec-level local reply (426 for HTTP/1.0, 400 for garbage): the
+/// connection is closed and the log has no method or path.
+async fn local_codec_reply(
+    inner: &Arc<Inner>,
+    mut io: BoxIo,
+    info: &ConnInfo,
+    status: u16,
+    body: &str,
+    details: &str,
+) {
+    inner
+        .server
+        .downstream_cx_protocol_error
+        .fetch_add(1, Ordering::Relaxed);
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\ndate: {}\r\nserver: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(SystemTime::now()),
+        server_name(false)
+    );
+    let start = SystemTime::now();
+    let _ = io.write_all(resp.as_bytes()).await;
+    let _ = io.shutdown().await;
+    let e = LogEntry {
+        start: Some(start),
+        protocol: Some("HTTP/1.1".into()),
+        response_code: status,
+        flags: vec![Flag::DownstreamProtocolError],
+        details: Some(details.into()),
+        bytes_sent: body.len() as u64,
+        downstream_local: Some(info.dst),
+        downstream_remote: Some(info.src),
+        requested_server_name: info.sni.clone(),
+        ..Default::default()
+    };
+    inner.logger.load().log(&e);
+}
+
+fn server_name(inbound: bool) -> &'static str {
+    if inbound {
+        "istio-envoy"
+    } else {
+        "envoy"
+    }
+}
+
+struct ReqView<'a> {
+    path: &'a str,
+    method: &'a str,
+    headers: &'a HeaderMap,
+    authority: &'a str,
+}
+
+impl RequestView for ReqView<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        if name == ":authority" {
+            return Some(self.authority);
+        }
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What the router decided for one request.
+struct Outcome {
+    response: Response<Body>,
+    flags: Vec<Flag>,
+    details: String,
+    upstream_host: Option<String>,
+    upstream_local: Option<String>,
+    cluster: Option<String>,
+    transport_failure: Option<String>,
+}
+
+impl Outcome {
+    fn local(status: u16, body: &str, flags: Vec<Flag>, details: &str) -> Outcome {
+        let mut r = Response::new(full(body.to_string()));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if !body.is_empty() {
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
+        }
+        r.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        Outcome {
+            response: r,
+            flags,
+            details: details.into(),
+            upstream_host: None,
+            upstream_local: None,
+            cluster: None,
+            transport_failure: None,
+        }
+    }
+}
+
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+impl HttpCtx {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let start = SystemTime::now();
+        self.inner
+            .server
+            .downstream_rq_total
+            .fetch_add(1, Ordering::Relaxed);
+        let (mut parts, body) = req.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            })
+            .unwrap_or_default();
+        if !parts.headers.contains_key("x-request-id") {
+            let id = self.request_id();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                parts.headers.insert("x-request-id", v);
+            }
+        }
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let method = parts.method.as_str().to_string();
+        let protocol = if self.h2 {
+            "HTTP/2"
+        } else if parts.version == http::Version::HTTP_10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
+        let mut entry = LogEntry {
+            start: Some(start),
+            method: Some(method.clone()),
+            path: Some(path.clone()),
+            protocol: Some(protocol.into()),
+            bytes_received: body.len() as u64,
+            downstream_local: Some(self.info.dst),
+            downstream_remote: Some(self.info.src),
+            requested_server_name: self.info.sni.clone(),
+            ..Default::default()
+        };
+        for (k, v) in &parts.headers {
+            if let Ok(s) = v.to_str() {
+                entry
+                    .req_headers
+                    .entry(k.as_str().to_string())
+                    .or_insert_with(|| s.to_string());
+            }
+        }
+        entry
+            .req_headers
+            .insert(":authority".into(), authority.clone());
+        let snap = self.inner.snapshot.load_full();
+        let view = ReqView {
+            path: &path,
+            method: &method,
+            headers: &parts.headers,
+            authority: &authority,
+        };
+        let rc = match &self.hcm.rds {
+            Some(r) => snap.route_config(&r.route_config_name),
+            None => self.hcm.route_config.as_ref(),
+        };
+        let outcome = match rc {
+            None => Outcome::local(
+                404,
+                "",
+                vec![Flag::NoRouteFound],
+                "route_configuration_not_found",
+            ),
+            Some(rc) => match find_virtual_host(rc, &authority).and_then(|vi| {
+                let vh = &rc.virtual_hosts[vi];
+                find_route(vh, &view).map(|ri| &vh.routes[ri])
+            }) {
+                None => Outcome::local(404, "", vec![Flag::NoRouteFound], "route_not_found"),
+                Some(route) => {
+                    entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
+                    self.route(&snap, route, &parts, &authority, &path, body)
+                        .await
+                }
+            },
+        };
+        let Outcome {
+            mut response,
+            flags,
+            details,
+            upstream_host,
+            upstream_local,
+            cluster,
+            transport_failure,
+        } = outcome;
+        response.headers_mut().insert(
+            http::header::SERVER,
+            HeaderValue::from_static(server_name(self.inbound)),
+        );
+        entry.response_code = response.status().as_u16();
+        entry.flags = flags;
+        entry.details = Some(details);
+        entry.upstream_host = upstream_host;
+        entry.upstream_local = upstream_local;
+        entry.upstream_cluster = cluster;
+        entry.transport_failure_reason = transport_failure;
+        for (k, v) in response.headers() {
+            if let Ok(s) = v.to_str() {
+                entry
+                    .resp_headers
+                    .insert(k.as_str().to_string(), s.to_string());
+            }
+        }
+        let (rparts, rbody) = response.into_parts();
+        let logged = LoggedBody {
+            inner: rbody,
+            entry: Some(entry),
+            logger: self.inner.logger.load_full(),
+            started,
+            sent: 0,
+        };
+        Response::from_parts(rparts, logged.boxed())
+    }
+
+    fn request_id(&self) -> String {
+        let a = self.inner.random();
+        let b = self.inner.random();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    async fn route(
+        &self,
+        snap: &Arc<crate::snapshot::Snapshot>,
+        route: &Route,
+        parts: &http::request::Parts,
+        authority: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let target: &RouteTarget = match &route.action {
+            RouteAction::DirectResponse(d) => {
+                let b = d
+                    .body
+                    .as_ref()
+                    .map(|b| b.inline_string.as_str())
+                    .unwrap_or("");
+                return Outcome::local(d.status, b, vec![], "direct_response");
+            }
+            RouteAction::Redirect(r) => {
+                let scheme = if r.https_redirect == Some(true) {
+                    "https".to_string()
+                } else {
+                    r.scheme_redirect.clone().unwrap_or_else(|| {
+                        if self.tls {
+                            "https".into()
+                        } else {
+                            "http".into()
+                        }
+                    })
+                };
+                let host = r.host_redirect.clone().unwrap_or_else(|| {
+                    meshsim_tables::vhost_match::strip_port(authority).to_string()
+                });
+                let port = r.port_redirect.map(|p| format!(":{p}")).unwrap_or_default();
+                let p = r.path_redirect.clone().unwrap_or_else(|| path.to_string());
+                let mut o = Outcome::local(r.response_code, "", vec![], "direct_response");
+                if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{port}{p}")) {
+                    o.response.headers_mut().insert(http::header::LOCATION, v);
+                }
+                return o;
+            }
+            RouteAction::Route(t) => t,
+        };
+        let cluster_name = match &target.destination {
+            ClusterSpecifier::Cluster(c) => c.clone(),
+            ClusterSpecifier::WeightedClusters(w) => match pick_weighted(w, self.inner.random()) {
+                Some(i) => w.clusters[i].name.clone(),
+                None => {
+                    return Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found")
+                }
+            },
+        };
+        let Some(cluster) = snap.cluster(&cluster_name).cloned() else {
+            let mut o = Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found");
+            o.cluster = Some(cluster_name);
+            return o;
+        };
+        let timeout = parse_duration(&target.timeout);
+        let fut = self.forward(
+            cluster,
+            &cluster_name,
+            route,
+            target,
+            parts,
+            authority,
+            path,
+            body,
+        );
+        match timeout {
+            Some(t) if !t.is_zero() => match tokio::time::timeout(t, fut).await {
+                Ok(o) => o,
+                Err(_) => {
+                    let mut o = Outcome::local(
+                        504,
+                        "upstream request timeout",
+                        vec![Flag::UpstreamRequestTimeout],
+                        "response_timeout",
+                    );
+                    o.cluster = Some(cluster_name);
+                    o
+                }
+            },
+            _ => fut.await,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        cluster: Arc<upstream::ClusterRt>,
+        cluster_name: &str,
+        route: &Route,
+        target: &RouteTarget,
+        parts: &http::request::Parts,
+        authority: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let env = self.inner.env.as_ref();
+        let retry = target.retry_policy.clone();
+        let attempts = 1 + retry.as_ref().map(|r| r.num_retries).unwrap_or(0);
+        let started = Instant::now();
+        let mut last_err: Option<UpstreamError> = None;
+        let mut last_host = None;
+        let mut retried = false;
+        let upstream_path = match (&target.prefix_rewrite, &route.match_.path) {
+            (Some(rw), meshsim_tables::PathMatch::Prefix(p)) if path.starts_with(p.as_str()) => {
+                format!("{rw}{}", &path[p.len()..])
+            }
+            (Some(rw), _) => rw.clone(),
+            _ => path.to_string(),
+        };
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                retried = true;
+                ClusterStats::inc(&cluster.stats.upstream_rq_retry);
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt - 1))).await;
+            }
+            let req = self.upstream_request(
+                parts,
+                authority,
+                &upstream_path,
+                target,
+                route,
+                attempt,
+                body.clone(),
+            );
+            ClusterStats::inc(&cluster.stats.upstream_rq_total);
+            let result = if upstream::is_original_dst(&cluster.config) {
+                let dst = self.info.dst;
+                last_host = Some(dst.to_string());
+                let tls = match cluster.original_dst_tls(env) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return Outcome::local(
+                            503,
+                            &e,
+                            vec![Flag::UpstreamConnectionFailure],
+                            "upstream_reset_before_response_started{remote_connection_failure}",
+                        )
+                    }
+                };
+                match upstream::one_off(env, dst, tls.as_ref()).await {
+                    Ok((mut s, local)) => match s.send_request(req).await {
+                        Ok(r) => Ok((r, local)),
+                        Err(e) => Err(classify(&e)),
+                    },
+                    Err(e) => Err(e),
+                }
+            } else {
+                let Some(ep) = cluster.pick() else {
+                    let mut o = Outcome::local(
+                        503,
+                        "no healthy upstream",
+                        vec![Flag::NoHealthyUpstream],
+                        "no_healthy_upstream",
+                    );
+                    o.cluster = Some(cluster_name.to_string());
+                    return o;
+                };
+                let e = &cluster.endpoints[ep];
+                last_host = Some(format!("{}:{}", e.host, e.port));
+                match upstream::acquire(&cluster, env, ep, cluster.config.http2_protocol_options)
+                    .await
+                {
+                    Ok(mut lease) => {
+                        let e = &cluster.endpoints[lease.endpoint];
+                        last_host = Some(format!("{}:{}", e.host, e.port));
+                        let local = lease.local.clone();
+                        match lease.send(req).await {
+                            Ok(r) => Ok((r, local)),
+                            Err(err) => Err(classify(&err)),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok((resp, local)) => {
+                    let status = resp.status().as_u16();
+                    let retriable = retry.as_ref().is_some_and(|r| retriable_status(r, status));
+                    if retriable && attempt < attempts {
+                        continue;
+                    }
+                    count_status(&cluster.stats, status);
+                    let mut flags = vec![];
+                    if retriable && attempts > 1 {
+                        flags.push(Flag::UpstreamRetryLimitExceeded);
+                    }
+                    let (mut rp, rb) = resp.into_parts();
+                    for h in HOP_BY_HOP {
+                        rp.headers.remove(h);
+                    }
+                    let ms = started.elapsed().as_millis().to_string();
+                    if let Ok(v) = HeaderValue::from_str(&ms) {
+                        rp.headers.insert("x-envoy-upstream-service-time", v);
+                    }
+                    for h in &route.headers.response_headers_to_remove {
+                        rp.headers.remove(h.as_str());
+                    }
+                    for h in &route.headers.response_headers_to_add {
+                        if let (Ok(k), Ok(v)) = (
+                            HeaderName::from_bytes(h.header.key.as_bytes()),
+                            HeaderValue::from_str(&h.header.value),
+                        ) {
+                            if h.append_action == "APPEND_IF_EXISTS_OR_ADD" {
+                                rp.headers.append(k, v);
+                            } else {
+                                rp.headers.insert(k, v);
+                            }
+                        }
+                    }
+                    return Outcome {
+                        response: Response::from_parts(rp, rb.boxed()),
+                        flags,
+                        details: "via_upstream".into(),
+                        upstream_host: last_host,
+                        upstream_local: Some(local),
+                        cluster: Some(cluster_name.to_string()),
+                        transport_failure: None,
+                    };
+                }
+                Err(e) => {
+                    let retriable = retry.as_ref().is_some_and(|r| retriable_error(r, &e));
+                    last_err = Some(e);
+                    if !(retriable && attempt < attempts) {
+                        break;
+                    }
+                }
+            }
+        }
+        let e = last_err.unwrap_or(UpstreamError::ConnectionTermination);
+        let prefix = if retried {
+            "retried and the latest reset reason: "
+        } else {
+            "reset reason: "
+        };
+        let body = format!(
+            "upstream connect error or disconnect/reset before headers. {prefix}{}",
+            e.reset_reason()
+        );
+        let mut flags = vec![e.flag()];
+        if retried && retry.as_ref().is_some_and(|r| retriable_error(r, &e)) {
+            flags.push(Flag::UpstreamRetryLimitExceeded);
+        }
+        count_status(&cluster.stats, 503);
+        let mut o = Outcome::local(503, &body, flags, &e.details());
+        if matches!(e, UpstreamError::Overflow) {
+            o.response
+                .headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        o.upstream_host = if matches!(e, UpstreamError::Overflow) {
+            None
+        } else {
+            last_host
+        };
+        o.cluster = Some(cluster_name.to_string());
+        o.transport_failure = e.transport_failure_reason();
+        o
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upstream_request(
+        &self,
+        parts: &http::request::Parts,
+        authority: &str,
+        path: &str,
+        target: &RouteTarget,
+        route: &Route,
+        attempt: u32,
+        body: Bytes,
+    ) -> Request<Body> {
+        let mut b = Request::builder().method(parts.method.clone()).uri(path);
+        let headers = b.headers_mut();
+        if let Some(h) = headers {
+            for (k, v) in &parts.headers {
+                if !HOP_BY_HOP.contains(&k.as_str()) && k != http::header::HOST {
+                    h.append(k.clone(), v.clone());
+                }
+            }
+            let host = target.host_rewrite_literal.as_deref().unwrap_or(authority);
+            if let Ok(v) = HeaderValue::from_str(host) {
+                h.insert(http::header::HOST, v);
+            }
+            if !h.contains_key("x-forwarded-proto") {
+                h.insert(
+                    "x-forwarded-proto",
+                    HeaderValue::from_static(if self.tls && !self.inbound {
+                        "https"
+                    } else {
+                        "http"
+                    }),
+                );
+            }
+            h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+            if self.inbound {
+                if let Some(peer) = self.info.peer_sans.first() {
+                    if let Ok(v) =
+                        HeaderValue::from_str(&format!("By=spiffe://cluster.local;URI={peer}"))
+                    {
+                        h.insert("x-forwarded-client-cert", v);
+                    }
+                }
+            }
+            for name in &route.headers.request_headers_to_remove {
+                h.remove(name.as_str());
+            }
+            for o in &route.headers.request_headers_to_add {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(o.header.key.as_bytes()),
+                    HeaderValue::from_str(&o.header.value),
+                ) {
+                    if o.append_action == "APPEND_IF_EXISTS_OR_ADD" {
+                        h.append(k, v);
+                    } else {
+                        h.insert(k, v);
+                    }
+                }
+            }
+        }
+        b.body(full(body))
+            .unwrap_or_else(|_| Request::new(full(Bytes::new())))
+    }
+}
+
+fn classify(e: &hyper::Error) -> UpstreamError {
+    if e.is_parse() {
+        UpstreamError::ProtocolError
+    } else {
+        UpstreamError::ConnectionTermination
+    }
+}
+
+fn retriable_status(r: &RetryPolicy, status: u16) -> bool {
+    let on = |p: &str| r.retry_on.split(',').any(|x| x.trim() == p);
+    (on("retriable-status-codes") && r.retriable_status_codes.contains(&status))
+        || (on("5xx") && status >= 500)
+        || (on("gateway-error") && matches!(status, 502..=504))
+}
+
+fn retriable_error(r: &RetryPolicy, e: &UpstreamError) -> bool {
+    let on = |p: &str| r.retry_on.split(',').any(|x| x.trim() == p);
+    match e {
+        UpstreamError::ConnectFailure(_) | UpstreamError::TlsFailure(_) => {
+            on("connect-failure") || on("5xx") || on("gateway-error")
+        }
+        UpstreamError::ConnectionTermination | UpstreamError::ProtocolError => {
+            on("reset") || on("5xx")
+        }
+        UpstreamError::Overflow | UpstreamError::NoHealthyUpstream => false,
+    }
+}
+
+fn count_status(s: &ClusterStats, status: u16) {
+    match status {
+        200..=299 => ClusterStats::inc(&s.upstream_rq_2xx),
+        400..=499 => ClusterStats::inc(&s.upstream_rq_4xx),
+        500..=599 => ClusterStats::inc(&s.upstream_rq_5xx),
+        _ => {}
+    }
+}
+
+/// `"0s"`, `"3s"`, `"1.500s"` → duration.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let n = s.strip_suffix('s')?;
+    n.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Counts the bytes sent downstream and writes the access-log line when the
+/// response is done (or abandoned).
+struct LoggedBody {
+    inner: Body,
+    entry: Option<LogEntry>,
+    logger: Arc<AccessLogger>,
+    started: Instant,
+    sent: u64,
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &p {
+            if let Some(d) = f.data_ref() {
+                self.sent += d.len() as u64;
+            }
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.bytes_sent = self.sent;
+            e.duration = self.started.elapsed();
+            self.logger.log(&e);
+        }
+    }
+}
+
+/// Used by tests and tools that talk to the proxy: parses a downstream address.
+pub fn addr(s: &str) -> Option<SocketAddr> {
+    s.parse().ok()
+}

@@ -1,0 +1,174 @@
+//! A pushed table set, resolved for serving: names become indexes so the
+//! per-connection and per-request path never searches by name, and each
+//! cluster gets its run-time state (endpoints with TLS, pool, breakers).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use meshsim_tables::{Listener, ProxyTables, RouteConfiguration, TrafficDirection};
+
+use crate::env::Environment;
+use crate::tls;
+use crate::upstream::{ClusterRt, ClusterStats};
+
+/// Cluster counters survive pushes (Envoy keeps stats by name).
+#[derive(Default)]
+pub struct StatsRegistry {
+    clusters: Mutex<HashMap<String, Arc<ClusterStats>>>,
+}
+
+impl StatsRegistry {
+    pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
+        let mut m = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(name.to_string()).or_default().clone()
+    }
+
+    pub fn all(&self) -> Vec<(String, Arc<ClusterStats>)> {
+        let m = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// Server TLS contexts per (listener, chain), built at push time.
+pub type ChainTls = HashMap<(usize, usize), Result<Arc<rustls::ServerConfig>, String>>;
+
+pub struct Snapshot {
+    pub tables: ProxyTables,
+    /// Per-port listeners handed connections by `virtualOutbound`:
+    /// exact `(ip, port)` first, then `(0.0.0.0, port)`.
+    exact: HashMap<(IpAddr, u16), usize>,
+    wildcard: HashMap<u16, usize>,
+    pub virtual_outbound: Option<usize>,
+    pub virtual_inbound: Option<usize>,
+    routes: HashMap<String, usize>,
+    clusters: HashMap<String, Arc<ClusterRt>>,
+    pub chain_tls: ChainTls,
+    /// Problems found while resolving (missing secrets, bad TLS): reported
+    /// by the proxy, and connections that need them fail like Envoy's would.
+    pub warnings: Vec<String>,
+}
+
+/// Index of the default chain in `chain_tls` keys.
+pub const DEFAULT_CHAIN: usize = usize::MAX;
+
+impl Snapshot {
+    pub fn build(tables: ProxyTables, env: &dyn Environment, stats: &StatsRegistry) -> Snapshot {
+        let mut warnings = Vec::new();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut virtual_outbound = None;
+        let mut virtual_inbound = None;
+        for (i, l) in tables.listeners.iter().enumerate() {
+            match l.name.as_str() {
+                "virtualOutbound" => virtual_outbound = Some(i),
+                "virtualInbound" => virtual_inbound = Some(i),
+                _ => {
+                    let a = &l.address.socket_address;
+                    match a.address.parse::<IpAddr>() {
+                        Ok(ip) if ip.is_unspecified() => {
+                            wildcard.insert(a.port_value, i);
+                        }
+                        Ok(ip) => {
+                            exact.insert((ip, a.port_value), i);
+                        }
+                        Err(_) => warnings.push(format!(
+                            "listener {}: address {} is not an IP",
+                            l.name, a.address
+                        )),
+                    }
+                }
+            }
+        }
+        let routes = tables
+            .route_configs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let mut clusters = HashMap::new();
+        for c in &tables.clusters {
+            let eps = match &c.load_assignment {
+                Some(cla) => cla.all().cloned().collect::<Vec<_>>(),
+                None => tables
+                    .load_assignment(&c.name)
+                    .map(|cla| cla.all().cloned().collect())
+                    .unwrap_or_default(),
+            };
+            match ClusterRt::new(c.clone(), &eps, env, stats.cluster(&c.name)) {
+                Ok(rt) => {
+                    clusters.insert(c.name.clone(), Arc::new(rt));
+                }
+                Err(e) => warnings.push(format!("cluster {}: {e}", c.name)),
+            }
+        }
+        let mut chain_tls = HashMap::new();
+        for (li, l) in tables.listeners.iter().enumerate() {
+            let chains = l
+                .filter_chains
+                .iter()
+                .enumerate()
+                .chain(l.default_filter_chain.iter().map(|c| (DEFAULT_CHAIN, c)));
+            for (ci, c) in chains {
+                if let Some(ts) = &c.transport_socket {
+                    let r = tls::server_config(&ts.typed_config, env);
+                    if let Err(e) = &r {
+                        warnings.push(format!("listener {} chain {}: {e}", l.name, ci));
+                    }
+                    chain_tls.insert((li, ci), r);
+                }
+            }
+        }
+        Snapshot {
+            tables,
+            exact,
+            wildcard,
+            virtual_outbound,
+            virtual_inbound,
+            routes,
+            clusters,
+            chain_tls,
+            warnings,
+        }
+    }
+
+    /// The listener `virtualOutbound` hands a connection to: the one bound
+    /// to the original destination, else `0.0.0.0:port`, else itself.
+    pub fn outbound_listener(&self, ip: IpAddr, port: u16) -> Option<usize> {
+        self.exact
+            .get(&(ip, port))
+            .or_else(|| self.wildcard.get(&port))
+            .copied()
+            .or(self.virtual_outbound)
+    }
+
+    /// Gateway listeners bound on a port.
+    pub fn port_listener(&self, port: u16) -> Option<usize> {
+        self.wildcard.get(&port).copied().or_else(|| {
+            self.exact
+                .iter()
+                .find(|((_, p), _)| *p == port)
+                .map(|(_, i)| *i)
+        })
+    }
+
+    pub fn listener(&self, i: usize) -> &Listener {
+        &self.tables.listeners[i]
+    }
+
+    pub fn route_config(&self, name: &str) -> Option<&RouteConfiguration> {
+        self.routes
+            .get(name)
+            .map(|i| &self.tables.route_configs[*i])
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRt>> {
+        self.clusters.get(name)
+    }
+
+    pub fn is_inbound(&self, listener: usize) -> bool {
+        self.tables.listeners[listener].traffic_direction == TrafficDirection::Inbound
+    }
+}
