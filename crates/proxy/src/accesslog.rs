@@ -139,10 +139,21 @@ impl LogEntry {
 
     /// The value of one command operator, `None` when unset (printed `-`).
     pub fn operator(&self, op: &str) -> Option<String> {
-        let (name, arg) = match op.split_once('(') {
-            Some((n, rest)) => (n, rest.split(')').next().unwrap_or("")),
-            None => (op, ""),
+        let (name, arg, max_len) = match op.split_once('(') {
+            Some((n, rest)) => {
+                let (arg, after) = rest.split_once(')').unwrap_or((rest, ""));
+                (n, arg, after.strip_prefix(':').and_then(|l| l.parse::<usize>().ok()))
+            }
+            None => (op, "", None),
         };
+        let v = self.operator_value(name, arg);
+        match max_len {
+            Some(n) => v.map(|s| s.chars().take(n).collect()),
+            None => v,
+        }
+    }
+
+    fn operator_value(&self, name: &str, arg: &str) -> Option<String> {
         match name {
             "START_TIME" => self
                 .start
@@ -167,10 +178,7 @@ impl LogEntry {
                         break;
                     }
                 }
-                v.map(|s| match len {
-                    Some(n) => s.chars().take(n).collect(),
-                    None => s,
-                })
+                v
             }
             "RESP" => self.resp_headers.get(&arg.to_ascii_lowercase()).cloned(),
             "PROTOCOL" => self.protocol.clone(),
