@@ -103,8 +103,8 @@ async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>
             .unwrap_or(StatusCode::BAD_REQUEST);
     }
     if let Some(secs) = path.strip_prefix("/delay/") {
-        let s: u64 = secs.parse().unwrap_or(0).min(10);
-        tokio::time::sleep(Duration::from_secs(s)).await;
+        let s: f64 = secs.parse().unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_secs_f64(s.clamp(0.0, 10.0))).await;
     }
     let mut out = String::new();
     match &id.host {

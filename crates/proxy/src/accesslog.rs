@@ -142,7 +142,13 @@ impl LogEntry {
         let (name, arg, max_len) = match op.split_once('(') {
             Some((n, rest)) => {
                 let (arg, after) = rest.split_once(')').unwrap_or((rest, ""));
-                (n, arg, after.strip_prefix(':').and_then(|l| l.parse::<usize>().ok()))
+                (
+                    n,
+                    arg,
+                    after
+                        .strip_prefix(':')
+                        .and_then(|l| l.parse::<usize>().ok()),
+                )
             }
             None => (op, "", None),
         };

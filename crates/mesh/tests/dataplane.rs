@@ -1,0 +1,486 @@
+//! The data plane through real sockets, the way a user observes it: curl
+//! from a pod (through its sidecar) or from outside (to the gateway), then
+//! the response and the Envoy access-log lines of every proxy on the path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_mesh::curl::{CurlRequest, CurlResponse, From, HttpVersion};
+use meshsim_mesh::logs::LogLine;
+use meshsim_mesh::{Mesh, MeshOptions};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn world(files: &[&str], extra: &str, version: &str) -> World {
+    let mut paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
+    let dir = std::env::temp_dir().join(format!(
+        "meshsim-dp-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    if !extra.is_empty() {
+        let f = dir.join("extra.yaml");
+        std::fs::write(&f, extra).expect("write");
+        paths.push(f);
+    }
+    let loaded = meshsim_model::load_paths(&paths);
+    let errs: Vec<String> = loaded.errors().map(|e| e.to_string()).collect();
+    assert!(errs.is_empty(), "{errs:?}");
+    let settings = Settings {
+        istio_version: IstioVersion::parse(version).expect("version"),
+        ..Settings::default()
+    };
+    World::build(&loaded.resources, settings).0
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn start(files: &[&str], extra: &str) -> Mesh {
+    start_v(files, extra, "1.28.0").await
+}
+
+async fn start_v(files: &[&str], extra: &str, version: &str) -> Mesh {
+    let m = Mesh::start(world(files, extra, version), MeshOptions::default())
+        .await
+        .expect("mesh");
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    m
+}
+
+fn sleep() -> From {
+    From::Pod("sleep-0".into(), "default".into())
+}
+
+fn get(url: &str) -> CurlRequest {
+    CurlRequest {
+        url: url.into(),
+        timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
+    }
+}
+
+/// Sends a request and returns the response with the log lines it caused.
+async fn curl(mesh: &Mesh, from: &From, req: &CurlRequest) -> (CurlResponse, Vec<LogLine>) {
+    let before = mesh.logs.len();
+    let r = mesh.curl(from, req).await;
+    let mut last = mesh.logs.len();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = mesh.logs.len();
+        if now == last && now > before {
+            break;
+        }
+        last = now;
+    }
+    (r, mesh.logs.since(before))
+}
+
+fn line<'a>(logs: &'a [LogLine], proxy_prefix: &str) -> &'a str {
+    logs.iter()
+        .find(|l| l.proxy.starts_with(proxy_prefix))
+        .map(|l| l.line.as_str())
+        .unwrap_or_else(|| panic!("no log line from {proxy_prefix}: {logs:#?}"))
+}
+
+fn body(r: &CurlResponse) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+const BOOKINFO: &[&str] = &["tests/fixtures/bookinfo"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_routes_by_end_user_with_auto_mtls() {
+    let mesh = start(BOOKINFO, "").await;
+    for _ in 0..3 {
+        let mut req = get("http://reviews:9080/");
+        req.headers.push("end-user: jason".into());
+        let (r, logs) = curl(&mesh, &sleep(), &req).await;
+        assert_eq!(r.status, Some(200), "{r:?}");
+        assert!(
+            body(&r).starts_with("Hello version: v2, instance: reviews-v2-0"),
+            "{}",
+            body(&r)
+        );
+        let client = line(&logs, "sleep-0");
+        assert!(
+            client.contains("\"GET / HTTP/1.1\" 200 - via_upstream - \"-\""),
+            "{client}"
+        );
+        assert!(client.contains("\"reviews:9080\""), "{client}");
+        assert!(
+            client.contains(" outbound|9080|v2|reviews.default.svc.cluster.local "),
+            "{client}"
+        );
+        let server = line(&logs, "reviews-v2-0");
+        assert!(server.contains(" inbound|9080|| "), "{server}");
+        assert!(
+            server.contains(" outbound_.9080_.v2_.reviews.default.svc.cluster.local default"),
+            "{server}"
+        );
+    }
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://reviews:9080/")).await;
+    assert!(
+        body(&r).starts_with("Hello version: v1, instance: reviews-v1-0"),
+        "{}",
+        body(&r)
+    );
+    assert!(line(&logs, "sleep-0").contains("outbound|9080|v1|reviews"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_gets_426_from_envoy() {
+    let mesh = start(BOOKINFO, "").await;
+    let mut req = get("http://reviews:9080/");
+    req.version = HttpVersion::Http10;
+    let (r, logs) = curl(&mesh, &sleep(), &req).await;
+    assert_eq!(r.status, Some(426));
+    assert_eq!(body(&r), "Upgrade Required");
+    // The client sidecar passes HTTP/1.0 through (its HTTP chain matches
+    // only http/1.1 and h2c); the server sidecar's codec rejects it.
+    let server = logs
+        .iter()
+        .find(|l| l.entry.response_code == 426)
+        .map(|l| l.line.clone())
+        .expect("426 line");
+    assert!(
+        server.contains("\"- - HTTP/1.1\" 426 DPE low_version - \"-\" 0 16 "),
+        "{server}"
+    );
+}
+
+const HELLO: &[&str] = &[
+    "scenarios/_shared/sleep.yaml",
+    "scenarios/_shared/helloworld.yaml",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_is_404_nr() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - match:\n    - uri: {prefix: /hello}\n    route:\n    - destination: {host: helloworld, subset: v1}\n";
+    let mesh = start(HELLO, vs).await;
+    let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.status, Some(200));
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/other")).await;
+    assert_eq!(r.status, Some(404));
+    let l = line(&logs, "sleep-0");
+    assert!(
+        l.contains("\"GET /other HTTP/1.1\" 404 NR route_not_found "),
+        "{l}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_server_and_disabled_client_tls_is_503_uc() {
+    let files = [
+        "scenarios/_shared/sleep.yaml",
+        "scenarios/_shared/helloworld.yaml",
+        "scenarios/_shared/mesh-strict.yaml",
+        "scenarios/destination-rule-disables-mtls/broken.yaml",
+    ];
+    let mesh = start(&files, "").await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.status, Some(503), "{r:?}");
+    let client = line(&logs, "sleep-0");
+    assert!(
+        client.contains(" 503 UC upstream_reset_before_response_started{connection_termination} "),
+        "{client}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.proxy.starts_with("helloworld")
+                && l.line.contains(" NR filter_chain_not_found ")),
+        "{logs:#?}"
+    );
+    let files = [
+        "scenarios/_shared/sleep.yaml",
+        "scenarios/_shared/helloworld.yaml",
+        "scenarios/_shared/mesh-strict.yaml",
+        "scenarios/destination-rule-disables-mtls/fix-istio-mutual.yaml",
+    ];
+    let mesh = start(&files, "").await;
+    let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.status, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_to_a_plaintext_server_is_503_uf_urx() {
+    let plain = "apiVersion: v1\nkind: Service\nmetadata: {name: legacy}\nspec:\n  ports: [{port: 8000, name: http}]\n  selector: {app: legacy}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: legacy}\nspec:\n  selector: {matchLabels: {app: legacy}}\n  template:\n    metadata: {labels: {app: legacy}, annotations: {sidecar.istio.io/inject: \"false\"}}\n    spec: {containers: [{name: l, image: kennethreitz/httpbin, ports: [{containerPort: 8000}]}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: legacy}\nspec:\n  host: legacy\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n";
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], plain).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://legacy:8000/")).await;
+    assert_eq!(r.status, Some(503));
+    assert!(
+        body(&r).contains("retried and the latest reset reason: remote connection failure"),
+        "{}",
+        body(&r)
+    );
+    let l = line(&logs, "sleep-0");
+    assert!(l.contains(" 503 UF,URX upstream_reset_before_response_started{remote_connection_failure|TLS_error:"), "{l}");
+    assert!(
+        l.contains("WRONG_VERSION_NUMBER") || l.contains("CONNECTION_CLOSED"),
+        "{l}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_an_http_port_is_a_codec_error() {
+    let mesh = start_v(
+        &[
+            "scenarios/_shared/sleep.yaml",
+            "scenarios/https-to-http-port/serviceentry.yaml",
+        ],
+        "",
+        "1.5.0",
+    )
+    .await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("https://httpbin.org/")).await;
+    assert_eq!(r.exit_code, 35, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("wrong version number")),
+        "{r:?}"
+    );
+    assert!(
+        line(&logs, "sleep-0").contains("\"- - HTTP/1.1\" 400 DPE http1.codec_error "),
+        "{logs:#?}"
+    );
+    let mesh = start(
+        &[
+            "scenarios/_shared/sleep.yaml",
+            "scenarios/https-to-http-port/fix-https.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, _) = curl(&mesh, &sleep(), &get("https://httpbin.org/")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(body(&r).contains("external host httpbin.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_tls_and_its_fixes() {
+    let mesh = start(
+        &[
+            "scenarios/_shared/sleep.yaml",
+            "scenarios/double-tls/broken.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, _) = curl(&mesh, &sleep(), &get("https://httpbin.org/")).await;
+    assert_eq!(r.exit_code, 35, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("wrong version number")),
+        "{r:?}"
+    );
+    let mesh = start(
+        &[
+            "scenarios/_shared/sleep.yaml",
+            "scenarios/double-tls/fix-a-http-443.yaml",
+            "scenarios/_shared/originate-tls.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://httpbin.org:443/")).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    let mesh = start(
+        &[
+            "scenarios/_shared/sleep.yaml",
+            "scenarios/double-tls/fix-b-target-port.yaml",
+            "scenarios/_shared/originate-tls.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://httpbin.org/")).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    assert!(line(&logs, "sleep-0").contains("outbound|80||httpbin.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_service_by_pod_ip() {
+    let base = [
+        "scenarios/_shared/sleep.yaml",
+        "scenarios/headless-service-pod-ip/mesh.yaml",
+    ];
+    let mesh = start(
+        &[
+            base[0],
+            base[1],
+            "scenarios/headless-service-pod-ip/nginx.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://10.1.1.171/")).await;
+    assert_eq!(r.status, Some(503), "{r:?}");
+    let l = line(&logs, "sleep-0");
+    assert!(
+        l.contains(" 503 UC ") && l.contains(" PassthroughCluster "),
+        "{l}"
+    );
+    let mut with_host = get("http://10.1.1.171/");
+    with_host.headers.push("Host: nginx.default".into());
+    let (r, _) = curl(&mesh, &sleep(), &with_host).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    let (r, _) = curl(&mesh, &sleep(), &get("http://web-0.nginx.default/")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(body(&r).contains("instance: web-0"), "{}", body(&r));
+    let mesh = start(
+        &[
+            base[0],
+            base[1],
+            "scenarios/headless-service-pod-ip/fix-tcp-port.yaml",
+        ],
+        "",
+    )
+    .await;
+    for req in [get("http://10.1.1.171/"), with_host] {
+        let (r, _) = curl(&mesh, &sleep(), &req).await;
+        assert_eq!(r.status, Some(200), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_overflow_is_503_uo() {
+    let mesh = Arc::new(
+        start(
+            &[
+                "scenarios/_shared/sleep.yaml",
+                "scenarios/_shared/helloworld.yaml",
+                "scenarios/circuit-breaker-overflow/dr-limits.yaml",
+            ],
+            "",
+        )
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let m = mesh.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            for _ in 0..10 {
+                let r = m
+                    .curl(&sleep(), &get("http://helloworld:5000/delay/0.02"))
+                    .await;
+                codes.push((r.status, r.header("x-envoy-overloaded").map(String::from)));
+            }
+            codes
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let overflow = all
+        .iter()
+        .filter(|(s, h)| *s == Some(503) && h.as_deref() == Some("true"))
+        .count();
+    assert!(overflow > 0, "some requests overflow: {all:?}");
+    assert!(all.iter().any(|(s, _)| *s == Some(200)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mesh.logs.lines().iter().any(|l| l
+        .line
+        .contains(" 503 UO upstream_reset_before_response_started{overflow} ")));
+    let stats = mesh.proxy("sleep-0.default").expect("proxy").stats();
+    let pending_overflow: u64 = stats
+        .iter()
+        .filter(|(k, _)| {
+            k.ends_with("helloworld.default.svc.cluster.local.upstream_rq_pending_overflow")
+        })
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(pending_overflow > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_gateway_from_outside() {
+    let mesh = start(BOOKINFO, "").await;
+    let (r, logs) = curl(&mesh, &From::Outside, &get("http://1.2.3.4/productpage")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(body(&r).contains("instance: productpage-v1-0"));
+    let gw = line(&logs, "istio-ingressgateway");
+    assert!(
+        gw.contains("\"GET /productpage HTTP/1.1\" 200 - via_upstream")
+            && gw.contains("outbound|9080||productpage.default.svc.cluster.local"),
+        "{gw}"
+    );
+    let (r, logs) = curl(&mesh, &From::Outside, &get("http://1.2.3.4/nothing-here")).await;
+    assert_eq!(r.status, Some(404));
+    assert!(line(&logs, "istio-ingressgateway").contains(" 404 NR route_not_found "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_sni_matching_needs_sni() {
+    let mesh = start(
+        &[
+            "scenarios/_shared/helloworld.yaml",
+            "scenarios/sni-not-sent/broken.yaml",
+        ],
+        "",
+    )
+    .await;
+    let mut with_sni = get("https://app.example.com/hello");
+    with_sni.resolve.push("app.example.com:443:1.2.3.4".into());
+    let (r, logs) = curl(&mesh, &From::Outside, &with_sni).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    assert_eq!(
+        r.http_version.as_deref(),
+        Some("2"),
+        "curl negotiates h2 with the gateway"
+    );
+    let mut no_sni = get("https://1.2.3.4/hello");
+    no_sni.headers.push("Host: app.example.com".into());
+    no_sni.insecure = true;
+    let (r, logs) = curl(&mesh, &From::Outside, &no_sni).await;
+    assert_eq!(r.exit_code, 35, "{r:?}");
+    assert!(line(&logs, "istio-ingressgateway").contains(" NR filter_chain_not_found "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_interface() {
+    let mesh = start(BOOKINFO, "").await;
+    let _ = curl(&mesh, &sleep(), &get("http://reviews:9080/")).await;
+    let addr = mesh.admin["sleep-0.default"];
+    let get_admin = |path: &'static str| async move {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("admin");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                .await
+                .expect("hs");
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .uri(path)
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("req");
+        let resp = sender.send_request(req).await.expect("send");
+        use http_body_util::BodyExt;
+        String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
+            .into_owned()
+    };
+    let stats = get_admin("/stats").await;
+    assert!(
+        stats.contains(
+            "cluster.outbound|9080|v1|reviews.default.svc.cluster.local.upstream_rq_total: 1"
+        ),
+        "{stats}"
+    );
+    assert!(stats.contains("downstream_cx_total: "), "{stats}");
+    let clusters = get_admin("/clusters").await;
+    assert!(clusters.contains("outbound|9080|v1|reviews.default.svc.cluster.local::default_priority::max_connections::4294967295"), "{clusters}");
+    let dump = get_admin("/config_dump").await;
+    assert!(dump.contains("\"virtualInbound\""));
+    assert_eq!(get_admin("/ready").await, "LIVE\n");
+}
