@@ -165,14 +165,8 @@ impl LogEntry {
                 .start
                 .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             "REQ" => {
-                let (main, len) = match arg.split_once(':') {
-                    Some((m, l)) if !m.is_empty() && l.chars().all(|c| c.is_ascii_digit()) => {
-                        (m, l.parse::<usize>().ok())
-                    }
-                    _ => (arg, None),
-                };
                 let mut v = None;
-                for h in main.split('?') {
+                for h in arg.split('?') {
                     let key = h.to_ascii_lowercase();
                     let got = match key.as_str() {
                         ":method" => self.method.clone(),
