@@ -218,10 +218,17 @@ impl Mesh {
                 if ip != IpAddr::V4(INGRESS_IP) {
                     return Err(refused(0));
                 }
-                let Some(real) = self.ingress.get(&c_port) else {
+                let Some(ing) = self.ingress.get(&c_port) else {
                     return Err(refused(0));
                 };
-                TcpStream::connect(real)
+                // No gateway listener on the target port: the pod refuses.
+                if !self
+                    .proxy(&ing.proxy)
+                    .is_some_and(|p| p.listens_on(ing.target_port))
+                {
+                    return Err(refused(0));
+                }
+                TcpStream::connect(ing.real)
                     .await
                     .map_err(|_| refused(t0.elapsed().as_millis()))
             }
@@ -229,151 +236,62 @@ impl Mesh {
     }
 
     async fn curl_inner(&self, from: &From, req: &CurlRequest) -> CurlResponse {
+        match self.open(from, req).await {
+            Ok(mut conn) => conn.send(req).await,
+            Err(e) => e,
+        }
+    }
+
+    /// Opens a connection the way curl would for `req` (TCP, TLS with SNI
+    /// and ALPN), ready to carry several requests — as a browser reuses one
+    /// HTTP/2 connection for every host its certificate covers.
+    pub async fn open(&self, from: &From, req: &CurlRequest) -> Result<Connection, CurlResponse> {
         let Some(t) = parse_url(&req.url) else {
-            return CurlResponse::fail(
+            return Err(CurlResponse::fail(
                 3,
                 format!("URL using bad/illegal format or missing URL: {}", req.url),
-            );
+            ));
         };
-        let stream = match self.connect_for(from, &t.host, t.port, req).await {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        let mut verbose = String::new();
-        let _ = writeln!(verbose, "* Connected to {} port {}", t.host, t.port);
+        let stream = self.connect_for(from, &t.host, t.port, req).await?;
         let https = t.scheme == "https";
         let (io, h2): (Box<dyn meshsim_proxy::io::Io>, bool) = if https {
-            match self.tls_connect(stream, &t, req).await {
-                Ok((s, h2)) => (s, h2),
-                Err(e) => return e,
-            }
+            self.tls_connect(stream, &t, req).await?
         } else {
             (Box::new(stream), req.version == HttpVersion::Http2)
         };
-        let method = if req.head {
-            Method::HEAD
-        } else {
-            req.method
-                .as_deref()
-                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-                .unwrap_or(if req.data.is_some() {
-                    Method::POST
-                } else {
-                    Method::GET
-                })
-        };
-        let version = match (h2, req.version) {
-            (true, _) => Version::HTTP_2,
-            (_, HttpVersion::Http10) => Version::HTTP_10,
-            _ => Version::HTTP_11,
-        };
-        let host_header = if (t.scheme == "http" && t.port == 80) || (https && t.port == 443) {
-            t.host.clone()
-        } else {
-            format!("{}:{}", t.host, t.port)
-        };
-        let uri = if h2 {
-            format!("{}://{}{}", t.scheme, host_header, t.path)
-        } else {
-            t.path.clone()
-        };
-        let mut b = Request::builder()
-            .method(method.clone())
-            .uri(uri)
-            .version(version);
-        let mut has_host = false;
-        let mut has_ua = false;
-        for h in &req.headers {
-            if let Some((k, v)) = h.split_once(':') {
-                let k = k.trim();
-                has_host |= k.eq_ignore_ascii_case("host");
-                has_ua |= k.eq_ignore_ascii_case("user-agent");
-                b = b.header(k, v.trim());
-            }
-        }
-        if !has_host && !h2 {
-            b = b.header(http::header::HOST, host_header.as_str());
-        }
-        if !has_ua {
-            b = b.header(http::header::USER_AGENT, "curl/7.88.1");
-        }
-        b = b.header(http::header::ACCEPT, "*/*");
-        let body = req.data.clone().unwrap_or_default();
-        if req.data.is_some() {
-            b = b.header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            );
-        }
-        let Ok(request) = b.body(Full::new(Bytes::from(body))) else {
-            return CurlResponse::fail(3, "bad request".into());
-        };
-        let _ = writeln!(verbose, "> {} {} {:?}", method, t.path, version);
         let io = TokioIo::new(io);
-        let resp = if h2 {
+        let sender = if h2 {
             match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
-                Ok((mut s, conn)) => {
+                Ok((s, conn)) => {
                     tokio::spawn(conn);
-                    s.send_request(request).await
+                    Sender::H2(s)
                 }
-                Err(_) => return CurlResponse::fail(16, "Error in the HTTP2 framing layer".into()),
+                Err(_) => {
+                    return Err(CurlResponse::fail(
+                        16,
+                        "Error in the HTTP2 framing layer".into(),
+                    ))
+                }
             }
         } else {
             match hyper::client::conn::http1::handshake(io).await {
-                Ok((mut s, conn)) => {
+                Ok((s, conn)) => {
                     tokio::spawn(conn);
-                    s.send_request(request).await
+                    Sender::H1(s)
                 }
                 Err(_) => {
-                    return CurlResponse::fail(56, "Recv failure: Connection reset by peer".into())
+                    return Err(CurlResponse::fail(
+                        56,
+                        "Recv failure: Connection reset by peer".into(),
+                    ))
                 }
             }
         };
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) if e.is_incomplete_message() => {
-                return CurlResponse::fail(52, "Empty reply from server".into())
-            }
-            Err(_) => {
-                return CurlResponse::fail(56, "Recv failure: Connection reset by peer".into())
-            }
-        };
-        let status = resp.status().as_u16();
-        let http_version = match resp.version() {
-            Version::HTTP_2 => "2",
-            Version::HTTP_10 => "1.0",
-            _ => "1.1",
-        };
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let _ = writeln!(verbose, "< HTTP/{http_version} {status}");
-        for (k, v) in &headers {
-            let _ = writeln!(verbose, "< {k}: {v}");
-        }
-        let body = match resp.into_body().collect().await {
-            Ok(b) => b.to_bytes().to_vec(),
-            Err(_) => {
-                return CurlResponse {
-                    exit_code: 56,
-                    status: Some(status),
-                    error: Some("curl: (56) Recv failure: Connection reset by peer".into()),
-                    ..Default::default()
-                }
-            }
-        };
-        CurlResponse {
-            exit_code: 0,
-            status: Some(status),
-            http_version: Some(http_version.into()),
-            headers,
-            body,
-            error: None,
-            verbose,
-            time_total: Duration::ZERO,
-        }
+        Ok(Connection {
+            sender,
+            h2,
+            scheme: t.scheme,
+        })
     }
 
     async fn tls_connect(
@@ -485,5 +403,158 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// An open client connection; each [`Connection::send`] is one request on it.
+pub struct Connection {
+    sender: Sender,
+    h2: bool,
+    scheme: String,
+}
+
+impl Connection {
+    pub fn is_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// Sends `req` on this connection; its URL's host becomes the
+    /// `:authority`/`Host` (the connection's address and SNI stay).
+    pub async fn send(&mut self, req: &CurlRequest) -> CurlResponse {
+        let Some(mut t) = parse_url(&req.url) else {
+            return CurlResponse::fail(
+                3,
+                format!("URL using bad/illegal format or missing URL: {}", req.url),
+            );
+        };
+        t.scheme = self.scheme.clone();
+        let h2 = self.h2;
+        let https = t.scheme == "https";
+        let mut verbose = String::new();
+        let _ = writeln!(verbose, "* Connected to {} port {}", t.host, t.port);
+        let method = if req.head {
+            Method::HEAD
+        } else {
+            req.method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                .unwrap_or(if req.data.is_some() {
+                    Method::POST
+                } else {
+                    Method::GET
+                })
+        };
+        let version = match (h2, req.version) {
+            (true, _) => Version::HTTP_2,
+            (_, HttpVersion::Http10) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let host_header = if (t.scheme == "http" && t.port == 80) || (https && t.port == 443) {
+            t.host.clone()
+        } else {
+            format!("{}:{}", t.host, t.port)
+        };
+        let uri = if h2 {
+            format!("{}://{}{}", t.scheme, host_header, t.path)
+        } else {
+            t.path.clone()
+        };
+        let mut b = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .version(version);
+        let mut has_host = false;
+        let mut has_ua = false;
+        for h in &req.headers {
+            if let Some((k, v)) = h.split_once(':') {
+                let k = k.trim();
+                if h2 && k.eq_ignore_ascii_case("host") {
+                    // curl turns Host into :authority on HTTP/2.
+                    has_host = true;
+                    continue;
+                }
+                has_host |= k.eq_ignore_ascii_case("host");
+                has_ua |= k.eq_ignore_ascii_case("user-agent");
+                b = b.header(k, v.trim());
+            }
+        }
+        if !has_host && !h2 {
+            b = b.header(http::header::HOST, host_header.as_str());
+        }
+        if !has_ua {
+            b = b.header(http::header::USER_AGENT, "curl/7.88.1");
+        }
+        b = b.header(http::header::ACCEPT, "*/*");
+        let body = req.data.clone().unwrap_or_default();
+        if req.data.is_some() {
+            b = b.header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
+        let Ok(request) = b.body(Full::new(Bytes::from(body))) else {
+            return CurlResponse::fail(3, "bad request".into());
+        };
+        let _ = writeln!(verbose, "> {} {} {:?}", method, t.path, version);
+        let resp = match &mut self.sender {
+            Sender::H2(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+            Sender::H1(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if e.is_incomplete_message() => {
+                return CurlResponse::fail(52, "Empty reply from server".into())
+            }
+            Err(_) => {
+                return CurlResponse::fail(56, "Recv failure: Connection reset by peer".into())
+            }
+        };
+        let status = resp.status().as_u16();
+        let http_version = match resp.version() {
+            Version::HTTP_2 => "2",
+            Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let _ = writeln!(verbose, "< HTTP/{http_version} {status}");
+        for (k, v) in &headers {
+            let _ = writeln!(verbose, "< {k}: {v}");
+        }
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(_) => {
+                return CurlResponse {
+                    exit_code: 56,
+                    status: Some(status),
+                    error: Some("curl: (56) Recv failure: Connection reset by peer".into()),
+                    ..Default::default()
+                }
+            }
+        };
+        CurlResponse {
+            exit_code: 0,
+            status: Some(status),
+            http_version: Some(http_version.into()),
+            headers,
+            body,
+            error: None,
+            verbose,
+            time_total: Duration::ZERO,
+        }
     }
 }

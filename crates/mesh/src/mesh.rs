@@ -50,8 +50,9 @@ pub struct Mesh {
     pub logs: Arc<LogCollector>,
     pub mesh_ca: Arc<Ca>,
     pub public_ca: Arc<Ca>,
-    /// Ingress gateway Service port → real localhost socket.
-    pub ingress: HashMap<u16, SocketAddr>,
+    /// Ingress gateway Service port → real localhost socket, gateway proxy
+    /// id and the target port its listener binds.
+    pub ingress: HashMap<u16, IngressPort>,
     /// Proxy id → admin socket.
     pub admin: BTreeMap<String, SocketAddr>,
     /// Problems met while starting (missing secrets...), reported to users.
@@ -253,7 +254,14 @@ impl Mesh {
                                 .get("istio")
                                 .is_some_and(|v| v == "ingressgateway")
                         {
-                            ingress.insert(sp.port, l.local_addr()?);
+                            ingress.insert(
+                                sp.port,
+                                IngressPort {
+                                    real: l.local_addr()?,
+                                    proxy: proxy.id().to_string(),
+                                    target_port: tp,
+                                },
+                            );
                         }
                         tokio::spawn(proxy.clone().serve_port(l, tp));
                     }
@@ -276,6 +284,32 @@ impl Mesh {
 
     pub fn proxy(&self, id: &str) -> Option<&Proxy> {
         self.proxies.get(id)
+    }
+
+    /// The control plane's push: recompiles every proxy's tables for `world`
+    /// and swaps them in. Established connections keep flowing; new
+    /// connections and requests follow the new tables. Workloads (pods,
+    /// their applications) are those the mesh started with.
+    pub fn push(&mut self, world: World) {
+        for tables in meshsim_compiler::compile_all(&world) {
+            if let Some(p) = self.proxies.get(&tables.proxy.id) {
+                p.update(tables);
+            }
+        }
+        self.world = world;
+    }
+
+    /// Pushes tables to one proxy only (a control plane that has reached
+    /// some proxies but not others).
+    pub fn push_to(&self, world: &World, proxy_id: &str) -> bool {
+        let Some(pod) = world.pods.iter().find(|p| p.id() == proxy_id) else {
+            return false;
+        };
+        let Some(p) = self.proxies.get(proxy_id) else {
+            return false;
+        };
+        p.update(meshsim_compiler::compile_proxy(world, pod));
+        true
     }
 }
 
@@ -360,6 +394,13 @@ fn gateway_credentials(
         );
     }
     Ok(Arc::new(out))
+}
+
+#[derive(Debug, Clone)]
+pub struct IngressPort {
+    pub real: SocketAddr,
+    pub proxy: String,
+    pub target_port: u16,
 }
 
 #[derive(Clone)]

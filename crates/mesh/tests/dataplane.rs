@@ -484,3 +484,114 @@ async fn admin_interface() {
     assert!(dump.contains("\"virtualInbound\""));
     assert_eq!(get_admin("/ready").await, "LIVE\n");
 }
+
+/// A browser reuses one HTTP/2 connection for every host its certificate
+/// covers; the gateway routes by the connection's SNI chain, so the second
+/// host finds no virtual host (page: 404 with a shared certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_certificate_connection_reuse() {
+    let mesh = start(
+        &[
+            "scenarios/_shared/helloworld.yaml",
+            "scenarios/shared-cert-connection-reuse/broken.yaml",
+        ],
+        "",
+    )
+    .await;
+    let mut first = get("https://service1.test.com/hello");
+    first.resolve.push("service1.test.com:443:1.2.3.4".into());
+    let mut conn = mesh.open(&From::Outside, &first).await.expect("connect");
+    assert!(conn.is_h2());
+    let r1 = conn.send(&first).await;
+    assert_eq!(r1.status, Some(200), "{r1:?}");
+    let r2 = conn.send(&get("https://service2.test.com/hello")).await;
+    assert_eq!(r2.status, Some(404), "{r2:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = mesh.logs.lines();
+    let l = lines
+        .iter()
+        .rev()
+        .find(|l| l.proxy.starts_with("istio-ingressgateway"))
+        .expect("gateway line");
+    assert!(
+        l.line.contains(" 404 NR route_not_found ")
+            && l.line.contains("\"service2.test.com\"")
+            && l.line.contains(" service1.test.com "),
+        "{}",
+        l.line
+    );
+    // Fix: one wildcard gateway; both hosts work on one connection.
+    let mesh = start(
+        &[
+            "scenarios/_shared/helloworld.yaml",
+            "scenarios/shared-cert-connection-reuse/fix-one-gateway.yaml",
+        ],
+        "",
+    )
+    .await;
+    let mut conn = mesh.open(&From::Outside, &first).await.expect("connect");
+    assert_eq!(conn.send(&first).await.status, Some(200));
+    assert_eq!(
+        conn.send(&get("https://service2.test.com/hello"))
+            .await
+            .status,
+        Some(200)
+    );
+}
+
+/// Tables are swapped atomically: an established connection keeps working
+/// and its next request follows the new routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_tables_apply_without_dropping_connections() {
+    let v1 = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - destination: {host: helloworld, subset: v1}\n";
+    let mut mesh = start(HELLO, v1).await;
+    let req = get("http://helloworld:5000/hello");
+    let mut conn = mesh.open(&sleep(), &req).await.expect("connect");
+    assert!(body(&conn.send(&req).await).contains("version: v1"));
+    mesh.push(world(
+        HELLO,
+        &v1.replace("subset: v1", "subset: v2"),
+        "1.28.0",
+    ));
+    let r = conn.send(&req).await;
+    assert_eq!(r.status, Some(200), "same connection still served");
+    assert!(body(&r).contains("version: v2"), "{}", body(&r));
+}
+
+/// TLS passthrough routed by SNI (page: Gateway with TLS passthrough, fix A).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_passthrough_by_sni() {
+    let se = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: httpbin-ext}\nspec:\n  hosts: [httpbin.org]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DNS\n";
+    let files = [
+        "scenarios/_shared/helloworld.yaml",
+        "scenarios/gateway-passthrough-http-route/broken.yaml",
+    ];
+    let mesh = start(&files, se).await;
+    let mut req = get("https://httpbin.example.com/");
+    req.resolve.push("httpbin.example.com:443:1.2.3.4".into());
+    let (r, _) = curl(&mesh, &From::Outside, &req).await;
+    assert_eq!(
+        r.exit_code, 7,
+        "no listener on 443 without tls routes: {r:?}"
+    );
+    let mesh = start(
+        &[
+            files[0],
+            files[1],
+            "scenarios/gateway-passthrough-http-route/fix-a-tls-route.yaml",
+        ],
+        se,
+    )
+    .await;
+    req.insecure = true; // the backend's certificate is for httpbin.org
+    let (r, logs) = curl(&mesh, &From::Outside, &req).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(body(&r).contains("external host httpbin.org"));
+    let l = line(&logs, "istio-ingressgateway");
+    assert!(
+        l.contains("\"- - -\" 0 - - - ")
+            && l.contains("outbound|443||httpbin.org")
+            && l.contains(" httpbin.example.com "),
+        "{l}"
+    );
+}

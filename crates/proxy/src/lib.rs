@@ -133,6 +133,11 @@ impl Proxy {
         self.inner.snapshot.load().warnings.clone()
     }
 
+    /// Whether a listener is bound on `port` (gateways).
+    pub fn listens_on(&self, port: u16) -> bool {
+        self.inner.snapshot.load().port_listener(port).is_some()
+    }
+
     /// How many table sets this proxy has received.
     pub fn config_version(&self) -> u64 {
         self.inner.version.load(Ordering::Relaxed)
