@@ -129,6 +129,8 @@ pub struct Pod {
     pub sidecar: bool,
     pub image: String,
     pub container_ports: Vec<(u16, Option<String>)>,
+    /// ConfigMaps mounted as volumes (configure built-in apps, e.g. nginx).
+    pub config_maps: Vec<String>,
     /// `kind/name` of the owner (Deployment, StatefulSet) or `Pod/name`.
     pub owner: String,
     pub origin: Origin,
@@ -500,6 +502,12 @@ impl World {
                 sidecar,
                 image,
                 container_ports,
+                config_maps: d
+                    .spec
+                    .volumes
+                    .iter()
+                    .filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone()))
+                    .collect(),
                 owner: d.owner,
                 origin: d.origin,
             });

@@ -23,12 +23,14 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppKind {
     Echo,
+    Nginx,
     Client,
 }
 
 pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
     match annotation {
         Some("client" | "sleep" | "curl") => return AppKind::Client,
+        Some("nginx") => return AppKind::Nginx,
         Some(_) => return AppKind::Echo,
         None => {}
     }
@@ -39,6 +41,8 @@ pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
         || image.contains("curlimages")
     {
         AppKind::Client
+    } else if img.starts_with("nginx") {
+        AppKind::Nginx
     } else {
         AppKind::Echo
     }

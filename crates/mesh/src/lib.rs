@@ -12,6 +12,7 @@
 //! * [`ca`] — mesh CA and fake public CA (rcgen).
 //! * [`apps`] — built-in applications.
 //! * [`mesh`] — starting everything.
+//! * [`nginx`] — built-in nginx with `proxy_pass` (HTTP/1.0 upstream by default).
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`logs`] — collected access logs.
 
@@ -21,5 +22,6 @@ pub mod curl;
 pub mod logs;
 pub mod mesh;
 pub mod network;
+pub mod nginx;
 
 pub use mesh::{Mesh, MeshOptions};

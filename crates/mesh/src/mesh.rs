@@ -117,10 +117,34 @@ impl Mesh {
                     .unwrap_or_else(|| "v1".into()),
                 host: None,
             });
+            // nginx with a mounted nginx.conf proxies; otherwise it serves.
+            let nginx_conf = if kind == AppKind::Nginx {
+                nginx_config(&world, pod)
+            } else {
+                None
+            };
+            if let Some(conf) = &nginx_conf {
+                ports.extend(conf.listen.iter().copied());
+                ports.sort_unstable();
+                ports.dedup();
+            }
             for port in ports {
                 let l = bind().await?;
                 net.set_pod_app(ip, port, l.local_addr()?);
-                tokio::spawn(apps::serve_echo(l, id.clone(), None));
+                match &nginx_conf {
+                    Some(conf) => {
+                        tokio::spawn(crate::nginx::serve(
+                            l,
+                            conf.clone(),
+                            id.clone(),
+                            net.clone(),
+                            ip,
+                        ));
+                    }
+                    None => {
+                        tokio::spawn(apps::serve_echo(l, id.clone(), None));
+                    }
+                }
             }
         }
 
@@ -311,6 +335,25 @@ impl Mesh {
         p.update(meshsim_compiler::compile_proxy(world, pod));
         true
     }
+}
+
+/// The nginx.conf of a pod: the first mounted ConfigMap value with nginx
+/// directives in it.
+fn nginx_config(
+    world: &World,
+    pod: &meshsim_compiler::world::Pod,
+) -> Option<Arc<crate::nginx::NginxConf>> {
+    pod.config_maps
+        .iter()
+        .filter_map(|cm| {
+            world
+                .config_maps
+                .iter()
+                .find(|c| c.meta.name == *cm && c.meta.ns() == pod.namespace)
+        })
+        .flat_map(|c| c.spec.values())
+        .find(|v| v.contains("proxy_pass") || v.contains("listen"))
+        .map(|text| Arc::new(crate::nginx::parse(text)))
 }
 
 /// Gateway `credentialName`s: from Secrets (`tls.crt`, `tls.key`,

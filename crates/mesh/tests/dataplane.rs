@@ -595,3 +595,65 @@ async fn gateway_passthrough_by_sni() {
         "{l}"
     );
 }
+
+/// nginx in front speaks HTTP/1.0 upstream: Envoy answers 426 (page:
+/// Envoy won't connect to my HTTP/1.0 service); `proxy_http_version 1.1` fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_http10_upstream_gets_426() {
+    let files = [
+        "scenarios/_shared/sleep.yaml",
+        "scenarios/_shared/helloworld.yaml",
+        "scenarios/http10-client-rejected/nginx.yaml",
+    ];
+    let mesh = start(&files, "").await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://frontend/hello")).await;
+    assert_eq!(r.status, Some(426), "{r:?} {logs:#?}");
+    assert!(
+        logs.iter().any(|l| l.proxy.starts_with("helloworld")
+            && l.line.contains("\"- - HTTP/1.1\" 426 DPE low_version")),
+        "{logs:#?}"
+    );
+    let mesh = start(
+        &[
+            files[0],
+            files[1],
+            files[2],
+            "scenarios/http10-client-rejected/fix-http11.yaml",
+        ],
+        "",
+    )
+    .await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://frontend/hello")).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    assert!(body(&r).contains("instance: helloworld-v"));
+}
+
+/// A VirtualService timeout: Envoy answers 504 UT `response_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_timeout_is_504_ut() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - timeout: 0.1s\n    route:\n    - destination: {host: helloworld}\n";
+    let mesh = start(HELLO, vs).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/delay/1")).await;
+    assert_eq!(r.status, Some(504));
+    assert_eq!(body(&r), "upstream request timeout");
+    assert!(
+        line(&logs, "sleep-0").contains(" 504 UT response_timeout "),
+        "{logs:#?}"
+    );
+}
+
+/// Mesh config `accessLogEncoding: JSON` with Istio's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_logs() {
+    let mc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    accessLogFile: /dev/stdout\n    accessLogEncoding: JSON\n";
+    let mesh = start(HELLO, mc).await;
+    let (_, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    let v: serde_json::Value = serde_json::from_str(line(&logs, "sleep-0")).expect("json line");
+    assert_eq!(v["response_code"], 200);
+    assert_eq!(v["response_flags"], "-");
+    assert_eq!(v["authority"], "helloworld:5000");
+    assert!(v["upstream_cluster"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("outbound|5000||helloworld")));
+    assert!(v["requested_server_name"].is_null());
+}

@@ -113,9 +113,11 @@ pub struct PodSpec {
     pub subdomain: Option<String>,
     #[serde(default)]
     pub host_network: Option<bool>,
-    // Scheduling, storage and lifecycle: no effect on the mesh.
+    /// Volumes: ConfigMaps mounted into the pod configure built-in apps
+    /// (an nginx.conf); other volume types do not shape the mesh.
     #[serde(default)]
-    pub volumes: Option<IgnoredAny>,
+    pub volumes: Vec<Volume>,
+    // Scheduling, storage and lifecycle: no effect on the mesh.
     #[serde(default)]
     pub termination_grace_period_seconds: Option<IgnoredAny>,
     #[serde(default)]
@@ -288,4 +290,42 @@ pub struct StatefulSetSpec {
     pub persistent_volume_claim_retention_policy: Option<IgnoredAny>,
     #[serde(default)]
     pub ordinals: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    #[serde(default)]
+    pub config_map: Option<ConfigMapVolume>,
+    #[serde(default)]
+    pub secret: Option<IgnoredAny>,
+    #[serde(default)]
+    pub empty_dir: Option<IgnoredAny>,
+    #[serde(default)]
+    pub host_path: Option<IgnoredAny>,
+    #[serde(default)]
+    pub persistent_volume_claim: Option<IgnoredAny>,
+    #[serde(default)]
+    pub projected: Option<IgnoredAny>,
+    #[serde(default)]
+    pub downward_api: Option<IgnoredAny>,
+    #[serde(default)]
+    pub csi: Option<IgnoredAny>,
+    #[serde(default)]
+    pub ephemeral: Option<IgnoredAny>,
+    #[serde(default)]
+    pub nfs: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapVolume {
+    pub name: String,
+    #[serde(default)]
+    pub items: Option<IgnoredAny>,
+    #[serde(default)]
+    pub default_mode: Option<IgnoredAny>,
+    #[serde(default)]
+    pub optional: Option<bool>,
 }
