@@ -64,6 +64,19 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Run scenarios (files or directories): each documented failure,
+    /// reproduced and fixed through real traffic. Ends with `N passed, M failed`.
+    Run {
+        /// Scenario files or directories (e.g. `scenarios/`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// `text` transcripts, or `json` for machines.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Scenarios run at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Start the mesh and send one request like curl, from inside a pod
     /// (through its sidecar) or from outside (to the ingress gateway).
     /// Prints the response like curl; the access-log lines of every proxy
@@ -171,6 +184,8 @@ impl From<FormatArg> for display::Format {
 }
 
 fn main() -> ExitCode {
+    // A proxy started as its own process (`fd-limit` scenarios) runs here.
+    meshsim_scenario::process::maybe_child();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -234,6 +249,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 world.virtual_services.len() + world.destination_rules.len() + world.gateways.len() + world.envoy_filters.len() + world.sidecars.len() + world.peer_authentications.len()
             ));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { paths, format, jobs } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = rt.block_on(meshsim_scenario::run_path(&paths, jobs));
+            if format == "json" {
+                write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"));
+            } else {
+                for s in &report.scenarios {
+                    write_stdout(&(s.transcript() + "\n"));
+                }
+                write_stdout(&format!("{} passed, {} failed\n", report.passed, report.failed));
+            }
+            Ok(if report.failed == 0 && !report.scenarios.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Curl { input, curl } => {
             let (world, diags) = load_world(&input)?;

@@ -65,6 +65,7 @@ pub async fn serve_echo(
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -138,4 +139,24 @@ async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>
         http::HeaderValue::from_static("text/plain"),
     );
     r
+}
+
+/// `GET /healthz/ready` → 200, as a gateway's status port answers health checks.
+pub async fn serve_readiness(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                if req.uri().path() != "/healthz/ready" {
+                    *r.status_mut() = StatusCode::NOT_FOUND;
+                }
+                Ok::<_, Infallible>(r)
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
 }

@@ -224,7 +224,7 @@ impl Mesh {
                 // No gateway listener on the target port: the pod refuses.
                 if !self
                     .proxy(&ing.proxy)
-                    .is_some_and(|p| p.listens_on(ing.target_port))
+                    .is_some_and(|p| ing.target_port == 15021 || p.listens_on(ing.target_port))
                 {
                     return Err(refused(0));
                 }

@@ -22,6 +22,10 @@ use crate::ca::Ca;
 use crate::logs::LogCollector;
 use crate::network::{Network, PodNet};
 
+/// On a Secret without data: meshsim issues a certificate for these names
+/// from the fake public CA (as `kubectl create secret tls` would install one).
+pub const GENERATE_CERT_ANNOTATION: &str = "meshsim.io/generate-cert";
+
 /// The address "outside" clients use for the ingress gateway (as in the
 /// page's `curl 1.2.3.4 -H "Host: ..."`).
 pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(1, 2, 3, 4);
@@ -287,7 +291,13 @@ impl Mesh {
                                 },
                             );
                         }
-                        tokio::spawn(proxy.clone().serve_port(l, tp));
+                        if tp == 15021 {
+                            // The gateway's status port: Envoy's readiness
+                            // endpoint, what load balancers health-check.
+                            tokio::spawn(apps::serve_readiness(l));
+                        } else {
+                            tokio::spawn(proxy.clone().serve_port(l, tp));
+                        }
                     }
                 }
             }
@@ -381,6 +391,11 @@ fn gateway_credentials(
     let mut out = HashMap::new();
     for (name, mut hs) in hosts {
         if let Some(secret) = world.secrets.iter().find(|s| s.meta.name == name) {
+            if let Some(names) = secret.meta.annotations.get(GENERATE_CERT_ANNOTATION) {
+                let names: Vec<String> = names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+                out.insert(name.clone(), Credential { cert: public_ca.server(&names)?, ca: vec![public_ca.root()] });
+                continue;
+            }
             let certs: Vec<CertificateDer<'static>> = secret
                 .spec
                 .data

@@ -162,6 +162,7 @@ pub async fn serve(
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let (conf, id, net) = (conf.clone(), id.clone(), net.clone());

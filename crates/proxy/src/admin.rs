@@ -20,6 +20,7 @@ impl Proxy {
     pub async fn serve_admin(self, listener: TcpListener) {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let p = self.clone();

@@ -410,8 +410,8 @@ impl HttpCtx {
     }
 
     fn request_id(&self) -> String {
-        let a = self.inner.random();
-        let b = self.inner.random();
+        let a = self.inner.random_id();
+        let b = self.inner.random_id();
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             a >> 32,

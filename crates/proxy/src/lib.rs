@@ -54,6 +54,23 @@ pub struct ServerStats {
     pub downstream_cx_protocol_error: AtomicU64,
 }
 
+/// What to do when the process runs out of file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdExhaustion {
+    /// Back off and keep serving (library use: never take the host down).
+    Retry,
+    /// What Envoy does: log the critical assert line and abort the process
+    /// (Envoy treats EMFILE like out-of-memory).
+    Abort,
+}
+
+/// The line Istio's page quotes, with the current time and pid.
+pub fn envoy_fd_assert_line() -> String {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let ts = now.trim_end_matches('Z').replacen('T', " ", 1);
+    format!("[{ts}][{}][critical][assert] assert failure: fd_ != -1: external/envoy/source/common/network/connection_impl.cc:58", std::process::id())
+}
+
 pub(crate) struct Inner {
     pub id: String,
     /// The proxy's own IP on the virtual network.
@@ -65,13 +82,32 @@ pub(crate) struct Inner {
     pub stats: StatsRegistry,
     pub server: ServerStats,
     rng: Mutex<rand::rngs::SmallRng>,
+    /// Request ids come from their own generator, so weighted picks depend
+    /// only on the seed and the number of picks.
+    id_rng: Mutex<rand::rngs::SmallRng>,
     pub version: AtomicU64,
+    pub fd_policy: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
+    /// An accept (or connect) failed: on descriptor exhaustion, behave as
+    /// configured; otherwise back off briefly.
+    pub async fn accept_failed(&self, e: &std::io::Error) {
+        let emfile = matches!(e.raw_os_error(), Some(24) | Some(23));
+        if emfile && self.fd_policy.load(Ordering::Relaxed) {
+            eprintln!("{}", envoy_fd_assert_line());
+            std::process::abort();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(if emfile { 50 } else { 5 })).await;
+    }
+
     /// A random number for weighted picks and request ids (seeded: runs repeat).
     pub fn random(&self) -> u64 {
         self.rng.lock().map(|mut r| r.random()).unwrap_or(0)
+    }
+
+    pub fn random_id(&self) -> u64 {
+        self.id_rng.lock().map(|mut r| r.random()).unwrap_or(0)
     }
 }
 
@@ -104,7 +140,9 @@ impl Proxy {
                 stats,
                 server: ServerStats::default(),
                 rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+                id_rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)),
                 version: AtomicU64::new(1),
+                fd_policy: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -131,6 +169,12 @@ impl Proxy {
     /// Problems found when the current tables were loaded.
     pub fn warnings(&self) -> Vec<String> {
         self.inner.snapshot.load().warnings.clone()
+    }
+
+    /// Sets what running out of file descriptors does.
+    pub fn set_fd_exhaustion(&self, policy: FdExhaustion) {
+        self.inner.fd_policy.store(policy == FdExhaustion::Abort, Ordering::Relaxed);
+        upstream::FD_ABORT.store(policy == FdExhaustion::Abort, Ordering::Relaxed);
     }
 
     /// Whether a listener is bound on `port` (gateways).

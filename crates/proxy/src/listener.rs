@@ -60,20 +60,19 @@ impl Proxy {
     /// header carrying the original source and destination.
     pub async fn serve_capture(self, listener: TcpListener, capture: Capture) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    self.inner.accept_failed(&e).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let p = self.clone();
             tokio::spawn(async move {
                 let mut stream = stream;
                 match read_proxy_header(&mut stream).await {
-                    Ok((src, dst)) => {
-                        p.inner
-                            .clone()
-                            .handle(Box::new(stream), src, dst, capture)
-                            .await
-                    }
+                    Ok((src, dst)) => p.inner.clone().handle(Box::new(stream), src, dst, capture).await,
                     Err(e) => tracing::debug!("{}: bad PROXY header: {e}", p.inner.id),
                 }
             });
@@ -84,8 +83,12 @@ impl Proxy {
     /// real localhost port): no header, the destination is the proxy's IP.
     pub async fn serve_port(self, listener: TcpListener, port: u16) {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    self.inner.accept_failed(&e).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let inner = self.inner.clone();

@@ -319,6 +319,10 @@ fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsT
     })
 }
 
+/// Process-wide: abort on descriptor exhaustion while connecting upstream
+/// (set by the proxy process mode, like Envoy).
+pub static FD_ABORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Opens a connection to `dst` with optional TLS. Returns the stream and
 /// the local address string for `%UPSTREAM_LOCAL_ADDRESS%`.
 pub async fn connect(
