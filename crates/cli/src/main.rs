@@ -250,8 +250,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { paths, format, jobs } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        Command::Run {
+            paths,
+            format,
+            jobs,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let report = rt.block_on(meshsim_scenario::run_path(&paths, jobs));
             if format == "json" {
                 write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"));
@@ -259,9 +265,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for s in &report.scenarios {
                     write_stdout(&(s.transcript() + "\n"));
                 }
-                write_stdout(&format!("{} passed, {} failed\n", report.passed, report.failed));
+                write_stdout(&format!(
+                    "{} passed, {} failed\n",
+                    report.passed, report.failed
+                ));
             }
-            Ok(if report.failed == 0 && !report.scenarios.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.failed == 0 && !report.scenarios.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Curl { input, curl } => {
             let (world, diags) = load_world(&input)?;

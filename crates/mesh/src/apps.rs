@@ -156,7 +156,9 @@ pub async fn serve_readiness(listener: TcpListener) {
                 }
                 Ok::<_, Infallible>(r)
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -454,7 +454,15 @@ impl Connection {
             (_, HttpVersion::Http10) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let host_header = if (t.scheme == "http" && t.port == 80) || (https && t.port == 443) {
+        let given_host = req.headers.iter().find_map(|h| {
+            h.split_once(':')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.trim().to_string())
+        });
+        let host_header = if let (true, Some(h)) = (h2, &given_host) {
+            // curl sends a Host header as :authority on HTTP/2.
+            h.clone()
+        } else if (t.scheme == "http" && t.port == 80) || (https && t.port == 443) {
             t.host.clone()
         } else {
             format!("{}:{}", t.host, t.port)

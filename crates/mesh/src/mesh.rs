@@ -63,10 +63,13 @@ pub struct Mesh {
     pub warnings: Vec<String>,
 }
 
-async fn bind() -> Result<TcpListener> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("bind 127.0.0.1:0")
+/// Binds `127.0.0.1:0` with a deep accept queue (load tests open
+/// thousands of connections at once).
+pub async fn bind() -> Result<TcpListener> {
+    let sock = tokio::net::TcpSocket::new_v4().context("socket")?;
+    sock.bind((Ipv4Addr::LOCALHOST, 0).into())
+        .context("bind 127.0.0.1:0")?;
+    sock.listen(4096).context("listen")
 }
 
 impl Mesh {
@@ -256,6 +259,7 @@ impl Mesh {
                 mesh_root: mesh_ca.root(),
                 public_root: public_ca.root(),
                 credentials: credentials.clone(),
+                public_ca: public_ca.clone(),
             });
             let proxy = Proxy::new(tables, env, logs.clone(), opts.seed.wrapping_add(i as u64));
             for w in proxy.warnings() {
@@ -392,8 +396,18 @@ fn gateway_credentials(
     for (name, mut hs) in hosts {
         if let Some(secret) = world.secrets.iter().find(|s| s.meta.name == name) {
             if let Some(names) = secret.meta.annotations.get(GENERATE_CERT_ANNOTATION) {
-                let names: Vec<String> = names.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-                out.insert(name.clone(), Credential { cert: public_ca.server(&names)?, ca: vec![public_ca.root()] });
+                let names: Vec<String> = names
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                out.insert(
+                    name.clone(),
+                    Credential {
+                        cert: public_ca.server(&names)?,
+                        ca: vec![public_ca.root()],
+                    },
+                );
                 continue;
             }
             let certs: Vec<CertificateDer<'static>> = secret
@@ -476,6 +490,7 @@ struct ProxyEnv {
     mesh_root: CertificateDer<'static>,
     public_root: CertificateDer<'static>,
     credentials: Arc<HashMap<String, Credential>>,
+    public_ca: Arc<Ca>,
 }
 
 impl Environment for ProxyEnv {
@@ -495,7 +510,12 @@ impl Environment for ProxyEnv {
             return Some(self.workload.clone());
         }
         let cn = name.strip_prefix("kubernetes://")?;
-        self.credentials.get(cn).map(|c| c.cert.clone())
+        match self.credentials.get(cn) {
+            Some(c) => Some(c.cert.clone()),
+            // A credential that appeared after start (a pushed Gateway):
+            // meshsim issues one, as if the secret had been created.
+            None => self.public_ca.server(&["localhost".to_string()]).ok(),
+        }
     }
 
     fn trust_roots(&self, name: Option<&str>) -> Vec<CertificateDer<'static>> {

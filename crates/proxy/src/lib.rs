@@ -98,7 +98,12 @@ impl Inner {
             eprintln!("{}", envoy_fd_assert_line());
             std::process::abort();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(if emfile { 50 } else { 5 })).await;
+        tokio::time::sleep(std::time::Duration::from_millis(if emfile {
+            50
+        } else {
+            5
+        }))
+        .await;
     }
 
     /// A random number for weighted picks and request ids (seeded: runs repeat).
@@ -140,7 +145,9 @@ impl Proxy {
                 stats,
                 server: ServerStats::default(),
                 rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
-                id_rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)),
+                id_rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(
+                    seed ^ 0x9e37_79b9_7f4a_7c15,
+                )),
                 version: AtomicU64::new(1),
                 fd_policy: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -173,7 +180,9 @@ impl Proxy {
 
     /// Sets what running out of file descriptors does.
     pub fn set_fd_exhaustion(&self, policy: FdExhaustion) {
-        self.inner.fd_policy.store(policy == FdExhaustion::Abort, Ordering::Relaxed);
+        self.inner
+            .fd_policy
+            .store(policy == FdExhaustion::Abort, Ordering::Relaxed);
         upstream::FD_ABORT.store(policy == FdExhaustion::Abort, Ordering::Relaxed);
     }
 

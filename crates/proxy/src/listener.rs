@@ -72,7 +72,12 @@ impl Proxy {
             tokio::spawn(async move {
                 let mut stream = stream;
                 match read_proxy_header(&mut stream).await {
-                    Ok((src, dst)) => p.inner.clone().handle(Box::new(stream), src, dst, capture).await,
+                    Ok((src, dst)) => {
+                        p.inner
+                            .clone()
+                            .handle(Box::new(stream), src, dst, capture)
+                            .await
+                    }
                     Err(e) => tracing::debug!("{}: bad PROXY header: {e}", p.inner.id),
                 }
             });
@@ -403,7 +408,7 @@ impl Inner {
 
     async fn run_filters(
         self: Arc<Self>,
-        io: BoxIo,
+        mut io: BoxIo,
         fc: &FilterChain,
         info: ConnInfo,
         snap: Arc<Snapshot>,
@@ -421,6 +426,13 @@ impl Inner {
                 }
                 NetworkFilterConfig::Opaque(cfg) => {
                     if f.name == "envoy.filters.network.rbac" && crate::tcp::rbac_denies(cfg) {
+                        // Envoy's RBAC filter decides on the first data, then
+                        // closes without a response.
+                        let mut first = [0u8; 4096];
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), io.read(&mut first))
+                                .await;
+                        let _ = io.shutdown().await;
                         crate::tcp::log_rbac_denied(&self, &info);
                         return;
                     }

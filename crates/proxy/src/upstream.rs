@@ -445,9 +445,13 @@ pub async fn acquire(
     let mut pending = false;
     let result = loop {
         let idle = cluster.idle.lock().ok().and_then(|mut q| {
-            let pos = q.iter().position(|i| match &i.sender {
-                Sender::H1(s) => !s.is_closed(),
-                Sender::H2(s) => !s.is_closed(),
+            // The load balancer picked the host first; only its pool counts.
+            let pos = q.iter().position(|i| {
+                i.endpoint == endpoint
+                    && match &i.sender {
+                        Sender::H1(s) => !s.is_closed(),
+                        Sender::H2(s) => !s.is_closed(),
+                    }
             })?;
             q.remove(pos)
         });

@@ -15,15 +15,28 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn new(what: impl Into<String>, ok: bool, expected: impl Into<String>, observed: impl Into<String>) -> Self {
-        Self { what: what.into(), ok, expected: expected.into(), observed: observed.into() }
+    pub fn new(
+        what: impl Into<String>,
+        ok: bool,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            ok,
+            expected: expected.into(),
+            observed: observed.into(),
+        }
     }
 
     pub fn render(&self) -> String {
         if self.ok {
             format!("  PASS {}: {}", self.what, self.observed)
         } else {
-            format!("  FAIL {}: expected {}, observed {}", self.what, self.expected, self.observed)
+            format!(
+                "  FAIL {}: expected {}, observed {}",
+                self.what, self.expected, self.observed
+            )
         }
     }
 }
@@ -44,7 +57,9 @@ pub fn count_matches(rule: &str, n: u64) -> bool {
     } else {
         ("=", rule)
     };
-    let Ok(v) = num.trim().parse::<u64>() else { return false };
+    let Ok(v) = num.trim().parse::<u64>() else {
+        return false;
+    };
     match op {
         ">=" => n >= v,
         "<=" => n <= v,
@@ -64,8 +79,17 @@ pub fn describe(r: &CurlResponse) -> String {
         (Some(e), _) => e.clone(),
         (None, Some(s)) => {
             let b = body(r);
-            let first = b.lines().next().unwrap_or("").chars().take(100).collect::<String>();
-            format!("HTTP/{} {s}  {first}", r.http_version.as_deref().unwrap_or("1.1"))
+            let first = b
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(100)
+                .collect::<String>();
+            format!(
+                "HTTP/{} {s}  {first}",
+                r.http_version.as_deref().unwrap_or("1.1")
+            )
         }
         (None, None) => "no response".into(),
     }
@@ -88,7 +112,9 @@ pub fn log_matches(l: &LogLine, e: &LogExpect) -> bool {
         && log_field_ok(&e.cluster, en.upstream_cluster.as_deref())
         && log_field_ok(&e.route, en.route_name.as_deref())
         && log_field_ok(&e.sni, en.requested_server_name.as_deref())
-        && e.contains.as_ref().is_none_or(|c| l.line.contains(c.as_str()))
+        && e.contains
+            .as_ref()
+            .is_none_or(|c| l.line.contains(c.as_str()))
 }
 
 pub fn describe_log_expect(e: &LogExpect) -> String {
@@ -96,7 +122,14 @@ pub fn describe_log_expect(e: &LogExpect) -> String {
     if let Some(s) = e.status {
         parts.push(format!("status {s}"));
     }
-    for (k, v) in [("flags", &e.flags), ("details", &e.details), ("cluster", &e.cluster), ("route", &e.route), ("sni", &e.sni), ("containing", &e.contains)] {
+    for (k, v) in [
+        ("flags", &e.flags),
+        ("details", &e.details),
+        ("cluster", &e.cluster),
+        ("route", &e.route),
+        ("sni", &e.sni),
+        ("containing", &e.contains),
+    ] {
         if let Some(v) = v {
             parts.push(format!("{k} {v}"));
         }

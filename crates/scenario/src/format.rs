@@ -180,6 +180,9 @@ pub struct Expect {
     pub crashed: Option<bool>,
     #[serde(default)]
     pub stderr_contains: Option<String>,
+    /// The process step: how many requests got a 200 (`"=1100"`).
+    #[serde(default)]
+    pub answered: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

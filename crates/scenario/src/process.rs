@@ -67,8 +67,14 @@ struct ChildEnv {
 impl Environment for ChildEnv {
     fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
         Box::pin(async move {
-            let real = if dst.ip().is_loopback() { self.apps.get(&dst.port()).copied() } else { None };
-            let real = real.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "no route"))?;
+            let real = if dst.ip().is_loopback() {
+                self.apps.get(&dst.port()).copied()
+            } else {
+                None
+            };
+            let real = real.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "no route")
+            })?;
             let s = tokio::net::TcpStream::connect(real).await?;
             let local = s.local_addr()?;
             Ok((Box::new(s) as BoxIo, local))
@@ -88,19 +94,34 @@ impl Environment for ChildEnv {
 fn child(cfg: &str) -> Result<()> {
     let cfg: ChildConfig = serde_json::from_str(cfg).context("proxy process config")?;
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
-    rlimit::setrlimit(rlimit::Resource::NOFILE, cfg.fd_limit, hard.max(cfg.fd_limit)).context("setrlimit(RLIMIT_NOFILE)")?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rlimit::setrlimit(
+        rlimit::Resource::NOFILE,
+        cfg.fd_limit,
+        hard.max(cfg.fd_limit),
+    )
+    .context("setrlimit(RLIMIT_NOFILE)")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let loaded = meshsim_model::load_paths(&cfg.files);
-        let settings = Settings { istio_version: IstioVersion::parse(&cfg.istio_version).unwrap_or(IstioVersion::DEFAULT), ..Settings::default() };
+        let settings = Settings {
+            istio_version: IstioVersion::parse(&cfg.istio_version).unwrap_or(IstioVersion::DEFAULT),
+            ..Settings::default()
+        };
         let (world, _) = World::build(&loaded.resources, settings);
         let pod = meshsim_compiler::find_proxy(&world, &cfg.proxy).map_err(|e| anyhow!(e))?;
         let tables = meshsim_compiler::compile_proxy(&world, pod);
         let ca = meshsim_mesh::ca::Ca::new("meshsim mesh CA (process)")?;
-        let env = Arc::new(ChildEnv { apps: cfg.apps.clone(), workload: ca.workload(&pod.identity("cluster.local"))?, root: ca.root() });
+        let env = Arc::new(ChildEnv {
+            apps: cfg.apps.clone(),
+            workload: ca.workload(&pod.identity("cluster.local"))?,
+            root: ca.root(),
+        });
         let proxy = Proxy::new(tables, env, Arc::new(Discard), 1);
         proxy.set_fd_exhaustion(FdExhaustion::Abort);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let l = meshsim_mesh::mesh::bind().await?;
         println!("READY {}", l.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;
@@ -119,19 +140,49 @@ pub struct Outcome {
 /// Starts the proxy process for `spec.proxy`, holds `spec.connections`
 /// concurrent connections with a request each against it, and reports
 /// whether it survived.
-pub async fn run_under_load(mesh: &Mesh, files: &[PathBuf], settings: &Settings, spec: &ProcessSpec) -> Result<Outcome> {
+pub async fn run_under_load(
+    mesh: &Mesh,
+    files: &[PathBuf],
+    settings: &Settings,
+    spec: &ProcessSpec,
+) -> Result<Outcome> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let pod = meshsim_compiler::find_proxy(&mesh.world, &spec.proxy).map_err(|e| anyhow!(e))?;
     let pod_ip = IpAddr::V4(pod.ip);
-    let apps: BTreeMap<u16, SocketAddr> = mesh.net.pod(pod_ip).map(|p| p.apps.into_iter().collect()).unwrap_or_default();
-    let Some((&port, _)) = apps.iter().next() else { bail!("{} runs no application", spec.proxy) };
-    let cfg = ChildConfig { files: files.to_vec(), istio_version: settings.istio_version.to_string(), proxy: spec.proxy.clone(), apps, fd_limit: spec.fd_limit };
+    let apps: BTreeMap<u16, SocketAddr> = mesh
+        .net
+        .pod(pod_ip)
+        .map(|p| p.apps.into_iter().collect())
+        .unwrap_or_default();
+    let Some((&port, _)) = apps.iter().next() else {
+        bail!("{} runs no application", spec.proxy)
+    };
+    let cfg = ChildConfig {
+        files: files.to_vec(),
+        istio_version: settings.istio_version.to_string(),
+        proxy: spec.proxy.clone(),
+        apps,
+        fd_limit: spec.fd_limit,
+    };
     let exe = std::env::current_exe()?;
-    let mut child = tokio::process::Command::new(exe).env(ENV, serde_json::to_string(&cfg)?).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true).spawn().context("start proxy process")?;
+    let mut child = tokio::process::Command::new(exe)
+        .env(ENV, serde_json::to_string(&cfg)?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start proxy process")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.context("proxy process did not start")??.unwrap_or_default();
-    let addr: SocketAddr = ready.strip_prefix("READY ").and_then(|a| a.parse().ok()).ok_or_else(|| anyhow!("proxy process said {ready:?}"))?;
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("proxy process did not start")??
+        .unwrap_or_default();
+    let addr: SocketAddr = ready
+        .strip_prefix("READY ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| anyhow!("proxy process said {ready:?}"))?;
     let mut stderr_pipe = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
     let stderr_task = tokio::spawn(async move {
         let mut s = String::new();
@@ -147,12 +198,30 @@ pub async fn run_under_load(mesh: &Mesh, files: &[PathBuf], settings: &Settings,
             let mut ok = false;
             let mut conn = tokio::net::TcpStream::connect(addr).await.ok();
             if let Some(s) = conn.as_mut() {
-                let src = SocketAddr::new(IpAddr::from([10, 99, (i >> 8) as u8, (i & 0xff) as u8]), 40000);
-                let req = b"GET / HTTP/1.1\r\nhost: load\r\nuser-agent: fortio.org/fortio-1.60\r\n\r\n";
-                if s.write_all(&proxy_header(src, SocketAddr::new(pod_ip, port))).await.is_ok() && s.write_all(req).await.is_ok() {
+                let src = SocketAddr::new(
+                    IpAddr::from([10, 99, (i >> 8) as u8, (i & 0xff) as u8]),
+                    40000,
+                );
+                let req =
+                    b"GET / HTTP/1.1\r\nhost: load\r\nuser-agent: fortio.org/fortio-1.60\r\n\r\n";
+                if s.write_all(&proxy_header(src, SocketAddr::new(pod_ip, port)))
+                    .await
+                    .is_ok()
+                    && s.write_all(req).await.is_ok()
+                {
                     let mut buf = [0u8; 64];
-                    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
-                        ok = buf[..n].starts_with(b"HTTP/1.1 200");
+                    match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                        Ok(Ok(n)) => {
+                            ok = buf[..n].starts_with(b"HTTP/1.1 200");
+                            if !ok && std::env::var_os("MESHSIM_DEBUG").is_some() {
+                                eprintln!("non-200: {:?}", String::from_utf8_lossy(&buf[..n]));
+                            }
+                        }
+                        r => {
+                            if std::env::var_os("MESHSIM_DEBUG").is_some() {
+                                eprintln!("read: {r:?}");
+                            }
+                        }
                     }
                 }
             }
@@ -174,5 +243,10 @@ pub async fn run_under_load(mesh: &Mesh, files: &[PathBuf], settings: &Settings,
         }
     };
     let stderr = stderr_task.await.unwrap_or_default();
-    Ok(Outcome { crashed, exit, stderr, ok })
+    Ok(Outcome {
+        crashed,
+        exit,
+        stderr,
+        ok,
+    })
 }

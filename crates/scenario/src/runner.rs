@@ -58,7 +58,11 @@ impl ScenarioReport {
         if let Some(e) = &self.error {
             s.push_str(&format!("ERROR: {e}\n"));
         }
-        s.push_str(&format!("=> {} ({:.1}s)\n", if self.passed { "PASSED" } else { "FAILED" }, self.seconds));
+        s.push_str(&format!(
+            "=> {} ({:.1}s)\n",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.seconds
+        ));
         s
     }
 }
@@ -82,7 +86,10 @@ pub fn discover(path: &Path) -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(path) {
-        let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let mut dirs: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
         dirs.sort();
         for d in dirs {
             out.extend(discover(&d));
@@ -110,7 +117,11 @@ pub async fn run_path(paths: &[PathBuf], parallel: usize) -> Report {
         }
     }
     let passed = scenarios.iter().filter(|s| s.passed).count();
-    Report { failed: scenarios.len() - passed, passed, scenarios }
+    Report {
+        failed: scenarios.len() - passed,
+        passed,
+        scenarios,
+    }
 }
 
 pub fn parse(path: &Path) -> Result<Scenario> {
@@ -123,7 +134,10 @@ pub fn parse(path: &Path) -> Result<Scenario> {
         })
     });
     r.map_err(|e| {
-        let loc = e.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_default();
+        let loc = e
+            .location()
+            .map(|l| format!("{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
         anyhow!("{}:{loc}: {field}: {}", path.display(), e.without_snippet())
     })
 }
@@ -131,7 +145,16 @@ pub fn parse(path: &Path) -> Result<Scenario> {
 /// Runs one scenario file.
 pub async fn run_scenario(path: &Path) -> ScenarioReport {
     let started = Instant::now();
-    let mut report = ScenarioReport { name: path.display().to_string(), path: path.display().to_string(), section: String::new(), summary: String::new(), steps: vec![], error: None, passed: false, seconds: 0.0 };
+    let mut report = ScenarioReport {
+        name: path.display().to_string(),
+        path: path.display().to_string(),
+        section: String::new(),
+        summary: String::new(),
+        steps: vec![],
+        error: None,
+        passed: false,
+        seconds: 0.0,
+    };
     match parse(path) {
         Ok(sc) => {
             report.name = sc.name.clone();
@@ -144,7 +167,8 @@ pub async fn run_scenario(path: &Path) -> ScenarioReport {
         }
         Err(e) => report.error = Some(format!("{e:#}")),
     }
-    report.passed = report.error.is_none() && report.steps.iter().all(|s| s.verdicts.iter().all(|v| v.ok));
+    report.passed =
+        report.error.is_none() && report.steps.iter().all(|s| s.verdicts.iter().all(|v| v.ok));
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -173,7 +197,11 @@ fn load_world(files: &[PathBuf], settings: &Settings) -> Result<World> {
         bail!("invalid resources:\n{}", errs.join("\n"));
     }
     let (w, diags) = World::build(&loaded.resources, settings.clone());
-    let errs: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+    let errs: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
     if !errs.is_empty() {
         bail!("invalid resources:\n{}", errs.join("\n"));
     }
@@ -181,45 +209,97 @@ fn load_world(files: &[PathBuf], settings: &Settings) -> Result<World> {
 }
 
 fn pods_of(w: &World) -> Vec<(String, std::net::Ipv4Addr, bool)> {
-    w.pods.iter().map(|p| (p.id(), p.ip, p.is_proxy())).collect()
+    w.pods
+        .iter()
+        .map(|p| (p.id(), p.ip, p.is_proxy()))
+        .collect()
+}
+
+/// ConfigMaps configure applications (nginx.conf): a change restarts them.
+fn config_maps_of(w: &World) -> Vec<String> {
+    w.config_maps
+        .iter()
+        .map(|c| format!("{}/{}: {:?}", c.meta.ns(), c.meta.name, c.spec))
+        .collect()
 }
 
 fn parse_dur(s: &str) -> Result<Duration> {
-    YamlDuration::parse(s).map(|d| Duration::from_millis(d.millis)).map_err(|e| anyhow!(e))
+    YamlDuration::parse(s)
+        .map(|d| Duration::from_millis(d.millis))
+        .map_err(|e| anyhow!(e))
 }
 
 impl Runner {
     async fn run(sc: &Scenario, dir: &Path, report: &mut ScenarioReport) -> Result<()> {
         let version = match &sc.istio_version {
-            Some(v) => IstioVersion::parse(v).ok_or_else(|| anyhow!("istioVersion {v:?}: expected MAJOR.MINOR[.PATCH]"))?,
+            Some(v) => IstioVersion::parse(v)
+                .ok_or_else(|| anyhow!("istioVersion {v:?}: expected MAJOR.MINOR[.PATCH]"))?,
             None => IstioVersion::DEFAULT,
         };
-        let settings = Settings { istio_version: version, ..Settings::default() };
+        let settings = Settings {
+            istio_version: version,
+            ..Settings::default()
+        };
         let files: Vec<PathBuf> = sc.resources.iter().map(|f| dir.join(f)).collect();
         let world = load_world(&files, &settings)?;
         let seed = sc.seed.unwrap_or(1);
-        let mesh = Mesh::start(world, MeshOptions { seed, echo_logs: false }).await?;
+        let mesh = Mesh::start(
+            world,
+            MeshOptions {
+                seed,
+                echo_logs: false,
+            },
+        )
+        .await?;
         let mut r = Runner {
             dir: dir.to_path_buf(),
             files,
             settings,
             seed,
-            push_delay: sc.push_delay.as_deref().map(parse_dur).transpose()?.unwrap_or_default(),
+            push_delay: sc
+                .push_delay
+                .as_deref()
+                .map(parse_dur)
+                .transpose()?
+                .unwrap_or_default(),
             mesh: Arc::new(mesh),
             cp: Arc::new(Mutex::new(ControlPlane::default())),
         };
         r.sync_all();
-        let mut setup = StepReport { name: "start the mesh".into(), transcript: vec![], verdicts: vec![] };
-        setup.transcript.push(format!("$ kubectl apply -f {}", sc.resources.join(" -f ")));
-        setup.transcript.push(format!("  istio {version}; proxies: {}", r.mesh.proxies.keys().cloned().collect::<Vec<_>>().join(", ")));
+        let mut setup = StepReport {
+            name: "start the mesh".into(),
+            transcript: vec![],
+            verdicts: vec![],
+        };
+        setup
+            .transcript
+            .push(format!("$ kubectl apply -f {}", sc.resources.join(" -f ")));
+        setup.transcript.push(format!(
+            "  istio {version}; proxies: {}",
+            r.mesh
+                .proxies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         for w in &r.mesh.warnings {
             setup.transcript.push(format!("  warning: {w}"));
         }
         report.steps.push(setup);
         for step in &sc.steps {
-            let mut sr = StepReport { name: step.name.clone(), transcript: vec![], verdicts: vec![] };
+            let mut sr = StepReport {
+                name: step.name.clone(),
+                transcript: vec![],
+                verdicts: vec![],
+            };
             if let Err(e) = r.step(step, &mut sr).await {
-                sr.verdicts.push(Verdict::new("step", false, "the step to run", format!("{e:#}")));
+                sr.verdicts.push(Verdict::new(
+                    "step",
+                    false,
+                    "the step to run",
+                    format!("{e:#}"),
+                ));
             }
             report.steps.push(sr);
         }
@@ -238,12 +318,30 @@ impl Runner {
 
     fn proxy_status(&self) -> BTreeMap<String, &'static str> {
         let cp = self.cp.lock().unwrap_or_else(|e| e.into_inner());
-        self.mesh.proxies.keys().map(|id| (id.clone(), if cp.acked.get(id).copied().unwrap_or(0) >= cp.version { "SYNCED" } else { "STALE" })).collect()
+        self.mesh
+            .proxies
+            .keys()
+            .map(|id| {
+                (
+                    id.clone(),
+                    if cp.acked.get(id).copied().unwrap_or(0) >= cp.version {
+                        "SYNCED"
+                    } else {
+                        "STALE"
+                    },
+                )
+            })
+            .collect()
     }
 
     /// `kubectl apply/delete`: recompute the world; push tables (after the
     /// control-plane delay) or, when workloads change, restart the mesh.
-    async fn change(&mut self, apply: &[String], delete: &[String], sr: &mut StepReport) -> Result<()> {
+    async fn change(
+        &mut self,
+        apply: &[String],
+        delete: &[String],
+        sr: &mut StepReport,
+    ) -> Result<()> {
         for f in apply {
             let p = self.dir.join(f);
             self.files.retain(|x| x != &p);
@@ -260,11 +358,23 @@ impl Runner {
             sr.transcript.push(format!("$ kubectl delete -f {f}"));
         }
         let world = load_world(&self.files, &self.settings)?;
-        if pods_of(&world) != pods_of(&self.mesh.world) || world.services.len() != self.mesh.world.services.len() {
-            let mesh = Mesh::start(world, MeshOptions { seed: self.seed, echo_logs: false }).await?;
+        let apps_changed = config_maps_of(&world) != config_maps_of(&self.mesh.world);
+        if pods_of(&world) != pods_of(&self.mesh.world)
+            || world.services.len() != self.mesh.world.services.len()
+            || apps_changed
+        {
+            let mesh = Mesh::start(
+                world,
+                MeshOptions {
+                    seed: self.seed,
+                    echo_logs: false,
+                },
+            )
+            .await?;
             self.mesh = Arc::new(mesh);
             self.sync_all();
-            sr.transcript.push("  (workloads changed: the mesh was restarted with the new objects)".into());
+            sr.transcript
+                .push("  (workloads changed: the mesh was restarted with the new objects)".into());
             return Ok(());
         }
         let version = {
@@ -280,9 +390,17 @@ impl Runner {
             self.sync_all();
             sr.transcript.push("  pushed to every proxy".into());
         } else {
-            sr.transcript.push(format!("  istiod pushes to each proxy after {:?}", self.push_delay));
+            sr.transcript.push(format!(
+                "  istiod pushes to each proxy after {:?}",
+                self.push_delay
+            ));
             for id in self.mesh.proxies.keys().cloned() {
-                let (mesh, world, cp, delay) = (self.mesh.clone(), world.clone(), self.cp.clone(), self.push_delay);
+                let (mesh, world, cp, delay) = (
+                    self.mesh.clone(),
+                    world.clone(),
+                    self.cp.clone(),
+                    self.push_delay,
+                );
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     mesh.push_to(&world, &id);
@@ -304,7 +422,8 @@ impl Runner {
         let w = &self.mesh.world;
         let pod = meshsim_compiler::find_proxy(w, s).or_else(|_| {
             let (n, ns) = s.split_once('.').unwrap_or((s, "default"));
-            w.pod(n.trim_start_matches("pod/"), ns).ok_or_else(|| format!("no pod {s}"))
+            w.pod(n.trim_start_matches("pod/"), ns)
+                .ok_or_else(|| format!("no pod {s}"))
         });
         let pod = pod.map_err(|e| anyhow!("from {s}: {e}"))?;
         Ok(From::Pod(pod.name.clone(), pod.namespace.clone()))
@@ -333,7 +452,10 @@ impl Runner {
     }
 
     fn curl_line(r: &RequestSpec) -> String {
-        let mut s = format!("$ curl --from {}", r.from.as_deref().unwrap_or("deploy/sleep"));
+        let mut s = format!(
+            "$ curl --from {}",
+            r.from.as_deref().unwrap_or("deploy/sleep")
+        );
         for h in &r.headers {
             s.push_str(&format!(" -H '{h}'"));
         }
@@ -372,11 +494,24 @@ impl Runner {
         let mut responses: Vec<CurlResponse> = Vec::new();
         let before = self.mesh.logs.len();
         let mut crashed: Option<(bool, String)> = None;
+        let mut answered: Option<u64> = None;
         if let Some(v) = &step.upgrade {
-            self.settings.istio_version = IstioVersion::parse(v).ok_or_else(|| anyhow!("upgrade {v:?}: expected MAJOR.MINOR[.PATCH]"))?;
-            sr.transcript.push(format!("$ istioctl upgrade --set tag={v}   (proxies restart on {v})"));
+            self.settings.istio_version = IstioVersion::parse(v)
+                .ok_or_else(|| anyhow!("upgrade {v:?}: expected MAJOR.MINOR[.PATCH]"))?;
+            sr.transcript.push(format!(
+                "$ istioctl upgrade --set tag={v}   (proxies restart on {v})"
+            ));
             let world = load_world(&self.files, &self.settings)?;
-            self.mesh = Arc::new(Mesh::start(world, MeshOptions { seed: self.seed, echo_logs: false }).await?);
+            self.mesh = Arc::new(
+                Mesh::start(
+                    world,
+                    MeshOptions {
+                        seed: self.seed,
+                        echo_logs: false,
+                    },
+                )
+                .await?,
+            );
             self.sync_all();
         }
         if !step.apply.is_empty() || !step.delete.is_empty() {
@@ -389,10 +524,15 @@ impl Runner {
         }
         if step.wait_synced {
             let t0 = Instant::now();
-            while self.proxy_status().values().any(|s| *s != "SYNCED") && t0.elapsed() < Duration::from_secs(30) {
+            while self.proxy_status().values().any(|s| *s != "SYNCED")
+                && t0.elapsed() < Duration::from_secs(30)
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            sr.transcript.push(format!("$ istioctl proxy-status   (all SYNCED after {:.1}s)", t0.elapsed().as_secs_f64()));
+            sr.transcript.push(format!(
+                "$ istioctl proxy-status   (all SYNCED after {:.1}s)",
+                t0.elapsed().as_secs_f64()
+            ));
         }
         if let Some(r) = &step.request {
             let from = self.from(r.from.as_deref())?;
@@ -405,14 +545,21 @@ impl Runner {
         }
         if let Some(s) = &step.session {
             let from = self.from(s.from.as_deref())?;
-            let first = s.requests.first().ok_or_else(|| anyhow!("session needs requests"))?;
+            let first = s
+                .requests
+                .first()
+                .ok_or_else(|| anyhow!("session needs requests"))?;
             let req0 = Self::curl_request(first)?;
-            sr.transcript.push(format!("$ (one connection, as a browser reuses it) {}", Self::curl_line(first)));
+            sr.transcript.push(format!(
+                "$ (one connection, as a browser reuses it) {}",
+                Self::curl_line(first)
+            ));
             match self.mesh.open(&from, &req0).await {
                 Ok(mut conn) => {
                     for r in &s.requests {
                         if !std::ptr::eq(r, first) {
-                            sr.transcript.push(format!("  then on the same connection: {}", r.url));
+                            sr.transcript
+                                .push(format!("  then on the same connection: {}", r.url));
                         }
                         responses.push(conn.send(&Self::curl_request(r)?).await);
                     }
@@ -422,11 +569,18 @@ impl Runner {
         }
         if let Some(l) = &step.load {
             let from = self.from(l.from.as_deref())?;
-            sr.transcript.push(format!("$ load: {} connections x {} requests: {}", l.connections, l.requests, l.url));
-            let req = Self::curl_request(&RequestSpec { url: l.url.clone(), ..Default::default() })?;
+            sr.transcript.push(format!(
+                "$ load: {} connections x {} requests: {}",
+                l.connections, l.requests, l.url
+            ));
+            let req = Self::curl_request(&RequestSpec {
+                url: l.url.clone(),
+                ..Default::default()
+            })?;
             let mut tasks = Vec::new();
             for _ in 0..l.connections {
-                let (mesh, from, req, n) = (self.mesh.clone(), from.clone(), req.clone(), l.requests);
+                let (mesh, from, req, n) =
+                    (self.mesh.clone(), from.clone(), req.clone(), l.requests);
                 tasks.push(tokio::spawn(async move {
                     let mut v = Vec::new();
                     for _ in 0..n {
@@ -440,16 +594,37 @@ impl Runner {
             }
         }
         if let Some(p) = &step.process {
-            sr.transcript.push(format!("$ ulimit -n {} && meshsim proxy {}   # then {} concurrent connections", p.fd_limit, p.proxy, p.connections));
-            let outcome = crate::process::run_under_load(&self.mesh, &self.files, &self.settings, p).await?;
-            for l in outcome.stderr.lines().filter(|l| l.contains("critical")).take(3) {
+            sr.transcript.push(format!(
+                "$ ulimit -n {} && meshsim proxy {}   # then {} concurrent connections",
+                p.fd_limit, p.proxy, p.connections
+            ));
+            let outcome =
+                crate::process::run_under_load(&self.mesh, &self.files, &self.settings, p).await?;
+            for l in outcome
+                .stderr
+                .lines()
+                .filter(|l| l.contains("critical"))
+                .take(3)
+            {
                 sr.transcript.push(format!("  {l}"));
             }
-            sr.transcript.push(format!("  process: {}; {} of {} requests answered 200", outcome.exit, outcome.ok, p.connections));
+            sr.transcript.push(format!(
+                "  process: {}; {} of {} requests answered 200",
+                outcome.exit, outcome.ok, p.connections
+            ));
             crashed = Some((outcome.crashed, outcome.stderr));
+            answered = Some(outcome.ok as u64);
         }
         let logs = self.settle(before).await;
         self.transcribe(&responses, &logs, sr);
+        if let (Some(rule), Some(n)) = (&step.expect.answered, answered) {
+            sr.verdicts.push(Verdict::new(
+                "requests answered 200",
+                count_matches(rule, n),
+                rule.clone(),
+                n.to_string(),
+            ));
+        }
         self.check(&step.expect, &responses, &logs, crashed, sr);
         Ok(())
     }
@@ -482,64 +657,181 @@ impl Runner {
             sr.transcript.push(format!("  {}", prefixed(l)));
         }
         if logs.len() > shown.len() {
-            sr.transcript.push(format!("  ... and {} more access-log lines", logs.len() - shown.len()));
+            sr.transcript.push(format!(
+                "  ... and {} more access-log lines",
+                logs.len() - shown.len()
+            ));
         }
     }
 
-    fn check(&self, e: &Expect, responses: &[CurlResponse], logs: &[LogLine], crashed: Option<(bool, String)>, sr: &mut StepReport) {
-        let StepReport { verdicts: v, transcript, .. } = sr;
-        let sr = &mut StepTranscript { transcript };
+    fn check(
+        &self,
+        e: &Expect,
+        responses: &[CurlResponse],
+        logs: &[LogLine],
+        crashed: Option<(bool, String)>,
+        sr: &mut StepReport,
+    ) {
+        let StepReport {
+            verdicts: v,
+            transcript,
+            ..
+        } = sr;
         if let Some(s) = e.status {
-            let observed: Vec<String> = responses.iter().map(|r| r.status.map(|s| s.to_string()).unwrap_or_else(|| r.error.clone().unwrap_or_default())).collect();
+            let observed: Vec<String> = responses
+                .iter()
+                .map(|r| {
+                    r.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| r.error.clone().unwrap_or_default())
+                })
+                .collect();
             let ok = !responses.is_empty() && responses.iter().all(|r| r.status == Some(s));
-            v.push(Verdict::new("status", ok, s.to_string(), summarize(&observed)));
+            v.push(Verdict::new(
+                "status",
+                ok,
+                s.to_string(),
+                summarize(&observed),
+            ));
         }
         for (i, re) in e.responses.iter().enumerate() {
             let r = responses.get(i);
             if let Some(s) = re.status {
-                v.push(Verdict::new(format!("response {} status", i + 1), r.and_then(|r| r.status) == Some(s), s.to_string(), r.map(describe).unwrap_or_else(|| "no response".into())));
+                v.push(Verdict::new(
+                    format!("response {} status", i + 1),
+                    r.and_then(|r| r.status) == Some(s),
+                    s.to_string(),
+                    r.map(describe).unwrap_or_else(|| "no response".into()),
+                ));
             }
             if let Some(b) = &re.body_contains {
-                v.push(Verdict::new(format!("response {} body", i + 1), r.is_some_and(|r| expect::body(r).contains(b.as_str())), format!("containing {b:?}"), r.map(describe).unwrap_or_default()));
+                v.push(Verdict::new(
+                    format!("response {} body", i + 1),
+                    r.is_some_and(|r| expect::body(r).contains(b.as_str())),
+                    format!("containing {b:?}"),
+                    r.map(describe).unwrap_or_default(),
+                ));
             }
             if let Some(c) = &re.client_error {
-                v.push(Verdict::new(format!("response {} client error", i + 1), r.and_then(|r| r.error.as_ref()).is_some_and(|x| x.contains(c.as_str())), format!("containing {c:?}"), r.map(describe).unwrap_or_default()));
+                v.push(Verdict::new(
+                    format!("response {} client error", i + 1),
+                    r.and_then(|r| r.error.as_ref())
+                        .is_some_and(|x| x.contains(c.as_str())),
+                    format!("containing {c:?}"),
+                    r.map(describe).unwrap_or_default(),
+                ));
             }
         }
         for (k, want) in &e.header {
-            let got: Vec<String> = responses.iter().map(|r| r.header(k).unwrap_or("-").to_string()).collect();
-            v.push(Verdict::new(format!("header {k}"), !got.is_empty() && got.iter().all(|g| g == want), want.clone(), summarize(&got)));
+            let got: Vec<String> = responses
+                .iter()
+                .map(|r| r.header(k).unwrap_or("-").to_string())
+                .collect();
+            v.push(Verdict::new(
+                format!("header {k}"),
+                !got.is_empty() && got.iter().all(|g| g == want),
+                want.clone(),
+                summarize(&got),
+            ));
         }
         if let Some(b) = &e.body_contains {
-            let ok = !responses.is_empty() && responses.iter().all(|r| expect::body(r).contains(b.as_str()));
-            v.push(Verdict::new("body", ok, format!("containing {b:?}"), responses.first().map(describe).unwrap_or_default()));
+            let ok = !responses.is_empty()
+                && responses
+                    .iter()
+                    .all(|r| expect::body(r).contains(b.as_str()));
+            v.push(Verdict::new(
+                "body",
+                ok,
+                format!("containing {b:?}"),
+                responses.first().map(describe).unwrap_or_default(),
+            ));
         }
         if let Some(b) = &e.body_not_contains {
-            let ok = responses.iter().all(|r| !expect::body(r).contains(b.as_str()));
-            v.push(Verdict::new("body", ok, format!("not containing {b:?}"), responses.first().map(describe).unwrap_or_default()));
+            let ok = responses
+                .iter()
+                .all(|r| !expect::body(r).contains(b.as_str()));
+            v.push(Verdict::new(
+                "body",
+                ok,
+                format!("not containing {b:?}"),
+                responses.first().map(describe).unwrap_or_default(),
+            ));
         }
         if let Some(c) = &e.client_error {
-            let errs: Vec<String> = responses.iter().map(|r| r.error.clone().unwrap_or_else(|| format!("HTTP {}", r.status.unwrap_or(0)))).collect();
-            let ok = !responses.is_empty() && responses.iter().all(|r| r.error.as_ref().is_some_and(|x| x.contains(c.as_str())));
-            v.push(Verdict::new("client error", ok, format!("containing {c:?}"), summarize(&errs)));
+            let errs: Vec<String> = responses
+                .iter()
+                .map(|r| {
+                    r.error
+                        .clone()
+                        .unwrap_or_else(|| format!("HTTP {}", r.status.unwrap_or(0)))
+                })
+                .collect();
+            let ok = !responses.is_empty()
+                && responses
+                    .iter()
+                    .all(|r| r.error.as_ref().is_some_and(|x| x.contains(c.as_str())));
+            v.push(Verdict::new(
+                "client error",
+                ok,
+                format!("containing {c:?}"),
+                summarize(&errs),
+            ));
         }
         for le in &e.logs {
             let matching = logs.iter().filter(|l| expect::log_matches(l, le)).count();
-            let of_proxy: Vec<String> = logs.iter().filter(|l| l.proxy.starts_with(&le.proxy)).map(|l| l.line.trim_end().to_string()).collect();
-            let observed = if of_proxy.is_empty() { format!("no line from {}", le.proxy) } else { of_proxy.last().cloned().unwrap_or_default() };
-            if le.absent {
-                v.push(Verdict::new(format!("log {} (absent)", le.proxy), matching == 0, format!("no {}", expect::describe_log_expect(le)), if matching == 0 { "none".into() } else { observed }));
+            let of_proxy: Vec<String> = logs
+                .iter()
+                .filter(|l| l.proxy.starts_with(&le.proxy))
+                .map(|l| l.line.trim_end().to_string())
+                .collect();
+            let observed = if of_proxy.is_empty() {
+                format!("no line from {}", le.proxy)
             } else {
-                v.push(Verdict::new(format!("log {}", le.proxy), matching > 0, expect::describe_log_expect(le), observed));
+                of_proxy.last().cloned().unwrap_or_default()
+            };
+            if le.absent {
+                v.push(Verdict::new(
+                    format!("log {} (absent)", le.proxy),
+                    matching == 0,
+                    format!("no {}", expect::describe_log_expect(le)),
+                    if matching == 0 {
+                        "none".into()
+                    } else {
+                        observed
+                    },
+                ));
+            } else {
+                v.push(Verdict::new(
+                    format!("log {}", le.proxy),
+                    matching > 0,
+                    expect::describe_log_expect(le),
+                    observed,
+                ));
             }
         }
         for (status, rule) in &e.status_counts {
-            let n = responses.iter().filter(|r| r.status.map(|s| s.to_string()).as_deref() == Some(status.as_str())).count() as u64;
-            v.push(Verdict::new(format!("count of {status}"), count_matches(rule, n), rule.clone(), format!("{n} of {}", responses.len())));
+            let n = responses
+                .iter()
+                .filter(|r| r.status.map(|s| s.to_string()).as_deref() == Some(status.as_str()))
+                .count() as u64;
+            v.push(Verdict::new(
+                format!("count of {status}"),
+                count_matches(rule, n),
+                rule.clone(),
+                format!("{n} of {}", responses.len()),
+            ));
         }
         for (flag, rule) in &e.flag_counts {
-            let n = logs.iter().filter(|l| l.entry.flags_string().split(',').any(|f| f == flag)).count() as u64;
-            v.push(Verdict::new(format!("log lines flagged {flag}"), count_matches(rule, n), rule.clone(), n.to_string()));
+            let n = logs
+                .iter()
+                .filter(|l| l.entry.flags_string().split(',').any(|f| f == flag))
+                .count() as u64;
+            v.push(Verdict::new(
+                format!("log lines flagged {flag}"),
+                count_matches(rule, n),
+                rule.clone(),
+                n.to_string(),
+            ));
         }
         if !e.split.is_empty() {
             let tol = e.tolerance.unwrap_or(0.1);
@@ -547,45 +839,102 @@ impl Runner {
             let mut worst = 0.0f64;
             let mut shares = Vec::new();
             for (needle, want) in &e.split {
-                let share = responses.iter().filter(|r| expect::body(r).contains(needle.as_str())).count() as f64 / total;
+                let share = responses
+                    .iter()
+                    .filter(|r| expect::body(r).contains(needle.as_str()))
+                    .count() as f64
+                    / total;
                 worst = worst.max((share - want).abs());
                 shares.push(format!("{needle:?} {share:.2} (weight {want:.2})"));
                 if e.split_deviates_at_least.is_none() {
-                    v.push(Verdict::new(format!("share of {needle:?}"), (share - want).abs() <= tol, format!("{want:.2} ± {tol:.2}"), format!("{share:.2} of {}", responses.len())));
+                    v.push(Verdict::new(
+                        format!("share of {needle:?}"),
+                        (share - want).abs() <= tol,
+                        format!("{want:.2} ± {tol:.2}"),
+                        format!("{share:.2} of {}", responses.len()),
+                    ));
                 }
             }
-            sr_note(&mut sr.transcript, format!("  observed split over {} requests: {}", responses.len(), shares.join(", ")));
+            transcript.push(format!(
+                "  observed split over {} requests: {}",
+                responses.len(),
+                shares.join(", ")
+            ));
             if let Some(d) = e.split_deviates_at_least {
-                v.push(Verdict::new("split far from the weights", worst >= d, format!("some share off by >= {d:.2}"), format!("largest deviation {worst:.2}")));
+                v.push(Verdict::new(
+                    "split far from the weights",
+                    worst >= d,
+                    format!("some share off by >= {d:.2}"),
+                    format!("largest deviation {worst:.2}"),
+                ));
             }
         }
         if !e.bodies_include_all.is_empty() {
             for needle in &e.bodies_include_all {
-                let n = responses.iter().filter(|r| expect::body(r).contains(needle.as_str())).count();
-                v.push(Verdict::new(format!("some responses contain {needle:?}"), n > 0, "at least one", format!("{n} of {}", responses.len())));
+                let n = responses
+                    .iter()
+                    .filter(|r| expect::body(r).contains(needle.as_str()))
+                    .count();
+                v.push(Verdict::new(
+                    format!("some responses contain {needle:?}"),
+                    n > 0,
+                    "at least one",
+                    format!("{n} of {}", responses.len()),
+                ));
             }
         }
         if !e.proxy_status.is_empty() {
             let st = self.proxy_status();
             for (id, want) in &e.proxy_status {
                 let got = st.get(id).copied().unwrap_or("unknown proxy");
-                v.push(Verdict::new(format!("proxy-status {id}"), got == want, want.clone(), got));
+                v.push(Verdict::new(
+                    format!("proxy-status {id}"),
+                    got == want,
+                    want.clone(),
+                    got,
+                ));
             }
         }
         for (id, counters) in &e.stats {
             let stats = self.mesh.proxy(id).map(|p| p.stats()).unwrap_or_default();
             for (name, rule) in counters {
-                let n: u64 = stats.iter().filter(|(k, _)| k == name || k.ends_with(name.as_str())).map(|(_, v)| *v).sum();
-                v.push(Verdict::new(format!("{id} stat {name}"), count_matches(rule, n), rule.clone(), n.to_string()));
+                let n: u64 = stats
+                    .iter()
+                    .filter(|(k, _)| k == name || k.ends_with(name.as_str()))
+                    .map(|(_, v)| *v)
+                    .sum();
+                v.push(Verdict::new(
+                    format!("{id} stat {name}"),
+                    count_matches(rule, n),
+                    rule.clone(),
+                    n.to_string(),
+                ));
             }
         }
         for (id, patches) in &e.patches {
-            let outcomes = self.mesh.proxy(id).map(|p| p.tables().envoy_filter_patches).unwrap_or_default();
+            let outcomes = self
+                .mesh
+                .proxy(id)
+                .map(|p| p.tables().envoy_filter_patches)
+                .unwrap_or_default();
             for (ef, want) in patches {
-                let got: Vec<&meshsim_tables::PatchOutcome> = outcomes.iter().filter(|o| &o.envoy_filter == ef).collect();
+                let got: Vec<&meshsim_tables::PatchOutcome> =
+                    outcomes.iter().filter(|o| &o.envoy_filter == ef).collect();
                 let applied = got.iter().any(|o| o.applied);
-                let detail = got.iter().map(|o| o.detail.clone()).collect::<Vec<_>>().join("; ");
-                v.push(Verdict::new(format!("EnvoyFilter {ef} on {id}"), !got.is_empty() && applied == *want, if *want { "applied" } else { "not applied" }, format!("{} ({detail})", if applied { "applied" } else { "not applied" })));
+                let detail = got
+                    .iter()
+                    .map(|o| o.detail.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                v.push(Verdict::new(
+                    format!("EnvoyFilter {ef} on {id}"),
+                    !got.is_empty() && applied == *want,
+                    if *want { "applied" } else { "not applied" },
+                    format!(
+                        "{} ({detail})",
+                        if applied { "applied" } else { "not applied" }
+                    ),
+                ));
             }
         }
         for c in &e.config {
@@ -595,30 +944,58 @@ impl Runner {
                 "clusters" => meshsim_tables::display::Kind::Clusters,
                 _ => meshsim_tables::display::Kind::All,
             };
-            let text = self.mesh.proxy(&c.proxy).and_then(|p| meshsim_tables::display::render(&p.tables(), kind, meshsim_tables::display::Format::Table, &Default::default()).ok()).unwrap_or_default();
+            let text = self
+                .mesh
+                .proxy(&c.proxy)
+                .and_then(|p| {
+                    meshsim_tables::display::render(
+                        &p.tables(),
+                        kind,
+                        meshsim_tables::display::Format::Table,
+                        &Default::default(),
+                    )
+                    .ok()
+                })
+                .unwrap_or_default();
             if let Some(s) = &c.contains {
-                v.push(Verdict::new(format!("proxy-config {} {}", c.kind, c.proxy), text.contains(s.as_str()), format!("containing {s:?}"), first_lines(&text)));
+                v.push(Verdict::new(
+                    format!("proxy-config {} {}", c.kind, c.proxy),
+                    text.contains(s.as_str()),
+                    format!("containing {s:?}"),
+                    first_lines(&text),
+                ));
             }
             if let Some(s) = &c.not_contains {
-                v.push(Verdict::new(format!("proxy-config {} {}", c.kind, c.proxy), !text.contains(s.as_str()), format!("not containing {s:?}"), first_lines(&text)));
+                v.push(Verdict::new(
+                    format!("proxy-config {} {}", c.kind, c.proxy),
+                    !text.contains(s.as_str()),
+                    format!("not containing {s:?}"),
+                    first_lines(&text),
+                ));
             }
         }
         if let Some(want) = e.crashed {
             let (got, stderr) = crashed.clone().unwrap_or((false, String::new()));
-            v.push(Verdict::new("proxy process crashed", got == want, want.to_string(), got.to_string()));
+            v.push(Verdict::new(
+                "proxy process crashed",
+                got == want,
+                want.to_string(),
+                got.to_string(),
+            ));
             if let Some(s) = &e.stderr_contains {
-                v.push(Verdict::new("proxy process stderr", stderr.contains(s.as_str()), format!("containing {s:?}"), stderr.lines().find(|l| l.contains("critical")).unwrap_or("(no critical line)").to_string()));
+                v.push(Verdict::new(
+                    "proxy process stderr",
+                    stderr.contains(s.as_str()),
+                    format!("containing {s:?}"),
+                    stderr
+                        .lines()
+                        .find(|l| l.contains("critical"))
+                        .unwrap_or("(no critical line)")
+                        .to_string(),
+                ));
             }
         }
     }
-}
-
-struct StepTranscript<'a> {
-    transcript: &'a mut Vec<String>,
-}
-
-fn sr_note(t: &mut Vec<String>, line: String) {
-    t.push(line);
 }
 
 fn summarize(v: &[String]) -> String {
@@ -629,7 +1006,10 @@ fn summarize(v: &[String]) -> String {
     if by.len() == 1 && v.len() == 1 {
         return v[0].clone();
     }
-    by.iter().map(|(k, n)| format!("{n} x {k}")).collect::<Vec<_>>().join(", ")
+    by.iter()
+        .map(|(k, n)| format!("{n} x {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn first_lines(text: &str) -> String {
