@@ -111,6 +111,22 @@ async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>
         let s: f64 = secs.parse().unwrap_or(0.0);
         tokio::time::sleep(Duration::from_secs_f64(s.clamp(0.0, 10.0))).await;
     }
+    // `/page?frame=URL`: an HTML page embedding URL, so a real browser
+    // makes a second request (reusing its connection when it may).
+    if path == "/page" {
+        let frame = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("frame=")))
+            .unwrap_or("");
+        let html = format!("<html><body><p>Hello version: {}, instance: {}</p><iframe src=\"{frame}\"></iframe></body></html>\n", id.version, id.pod);
+        let mut r = Response::new(Full::new(Bytes::from(html)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/html"),
+        );
+        return r;
+    }
     let mut out = String::new();
     match &id.host {
         Some(h) => {

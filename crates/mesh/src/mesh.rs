@@ -337,6 +337,30 @@ impl Mesh {
         self.world = world;
     }
 
+    /// Opens a real localhost port that enters the mesh as pod `from`
+    /// connecting to `dst` (its sidecar captures it, as iptables would):
+    /// how a real client — curl, nginx, a browser — talks from inside a pod.
+    pub async fn expose(&self, from: IpAddr, dst: SocketAddr) -> Result<SocketAddr> {
+        let l = bind().await?;
+        let addr = l.local_addr()?;
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = l.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
+                let net = net.clone();
+                tokio::spawn(async move {
+                    if let Ok((mut up, _)) = net.connect_app(from, dst).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        });
+        Ok(addr)
+    }
+
     /// Pushes tables to one proxy only (a control plane that has reached
     /// some proxies but not others).
     pub fn push_to(&self, world: &World, proxy_id: &str) -> bool {
