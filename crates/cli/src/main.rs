@@ -77,6 +77,23 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         jobs: usize,
     },
+    /// `istioctl proxy-status`: start the mesh, apply more files through a
+    /// control plane that pushes after `--push-delay`, and show which
+    /// proxies are SYNCED or STALE `--after` the apply.
+    #[command(name = "proxy-status", alias = "ps")]
+    ProxyStatus {
+        #[command(flatten)]
+        input: Input,
+        /// Files applied after the mesh started.
+        #[arg(long)]
+        apply: Vec<PathBuf>,
+        /// Delay before each proxy receives the change (e.g. 2s).
+        #[arg(long, default_value = "0s")]
+        push_delay: String,
+        /// When to look, after the apply (e.g. 500ms).
+        #[arg(long, default_value = "0s")]
+        after: String,
+    },
     /// Start the mesh and send one request like curl, from inside a pod
     /// (through its sidecar) or from outside (to the ingress gateway).
     /// Prints the response like curl; the access-log lines of every proxy
@@ -275,6 +292,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::ProxyStatus { input, apply, push_delay, after } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.iter().any(Diagnostic::is_error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            let dur = |s: &str| meshsim_model::common::Duration::parse(s).map(|d| std::time::Duration::from_millis(d.millis)).map_err(|e| anyhow::anyhow!(e));
+            let (delay, after) = (dur(&push_delay)?, dur(&after)?);
+            let mut all = input.clone();
+            all.files.extend(apply.iter().cloned());
+            let (next, diags) = load_world(&all)?;
+            print_diagnostics(&diags);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let table = rt.block_on(async move {
+                let version = world.settings.istio_version.to_string();
+                let mesh = std::sync::Arc::new(meshsim_mesh::Mesh::start(world, meshsim_mesh::MeshOptions::default()).await?);
+                let next = std::sync::Arc::new(next);
+                if !apply.is_empty() {
+                    for id in mesh.proxies.keys().cloned() {
+                        let (mesh, next) = (mesh.clone(), next.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            mesh.push_to(&next, &id);
+                        });
+                    }
+                }
+                tokio::time::sleep(after).await;
+                let rows: Vec<meshsim_mesh::status::ProxyStatus> = mesh.proxies.iter().map(|(id, p)| meshsim_mesh::status::ProxyStatus { id: id.clone(), synced: apply.is_empty() || p.config_version() > 1, version: version.clone() }).collect();
+                anyhow::Ok(meshsim_mesh::status::table(&rows))
+            })?;
+            write_stdout(&table);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Curl { input, curl } => {
             let (world, diags) = load_world(&input)?;

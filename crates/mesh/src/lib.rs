@@ -14,6 +14,7 @@
 //! * [`mesh`] — starting everything.
 //! * [`nginx`] — built-in nginx with `proxy_pass` (HTTP/1.0 upstream by default).
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
+//! * [`status`] — `proxy-status` (SYNCED / STALE).
 //! * [`logs`] — collected access logs.
 
 pub mod apps;
@@ -23,5 +24,6 @@ pub mod logs;
 pub mod mesh;
 pub mod network;
 pub mod nginx;
+pub mod status;
 
 pub use mesh::{Mesh, MeshOptions};
