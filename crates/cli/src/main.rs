@@ -293,22 +293,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::ProxyStatus { input, apply, push_delay, after } => {
+        Command::ProxyStatus {
+            input,
+            apply,
+            push_delay,
+            after,
+        } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
             if diags.iter().any(Diagnostic::is_error) {
                 return Ok(ExitCode::FAILURE);
             }
-            let dur = |s: &str| meshsim_model::common::Duration::parse(s).map(|d| std::time::Duration::from_millis(d.millis)).map_err(|e| anyhow::anyhow!(e));
+            let dur = |s: &str| {
+                meshsim_model::common::Duration::parse(s)
+                    .map(|d| std::time::Duration::from_millis(d.millis))
+                    .map_err(|e| anyhow::anyhow!(e))
+            };
             let (delay, after) = (dur(&push_delay)?, dur(&after)?);
             let mut all = input.clone();
             all.files.extend(apply.iter().cloned());
             let (next, diags) = load_world(&all)?;
             print_diagnostics(&diags);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             let table = rt.block_on(async move {
                 let version = world.settings.istio_version.to_string();
-                let mesh = std::sync::Arc::new(meshsim_mesh::Mesh::start(world, meshsim_mesh::MeshOptions::default()).await?);
+                let mesh = std::sync::Arc::new(
+                    meshsim_mesh::Mesh::start(world, meshsim_mesh::MeshOptions::default()).await?,
+                );
                 let next = std::sync::Arc::new(next);
                 if !apply.is_empty() {
                     for id in mesh.proxies.keys().cloned() {
@@ -320,7 +333,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 tokio::time::sleep(after).await;
-                let rows: Vec<meshsim_mesh::status::ProxyStatus> = mesh.proxies.iter().map(|(id, p)| meshsim_mesh::status::ProxyStatus { id: id.clone(), synced: apply.is_empty() || p.config_version() > 1, version: version.clone() }).collect();
+                let rows: Vec<meshsim_mesh::status::ProxyStatus> = mesh
+                    .proxies
+                    .iter()
+                    .map(|(id, p)| meshsim_mesh::status::ProxyStatus {
+                        id: id.clone(),
+                        synced: apply.is_empty() || p.config_version() > 1,
+                        version: version.clone(),
+                    })
+                    .collect();
                 anyhow::Ok(meshsim_mesh::status::table(&rows))
             })?;
             write_stdout(&table);

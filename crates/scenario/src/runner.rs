@@ -885,7 +885,14 @@ impl Runner {
         }
         if !e.proxy_status.is_empty() {
             let st = self.proxy_status();
-            let rows: Vec<meshsim_mesh::status::ProxyStatus> = st.iter().map(|(id, s)| meshsim_mesh::status::ProxyStatus { id: id.clone(), synced: *s == "SYNCED", version: self.settings.istio_version.to_string() }).collect();
+            let rows: Vec<meshsim_mesh::status::ProxyStatus> = st
+                .iter()
+                .map(|(id, s)| meshsim_mesh::status::ProxyStatus {
+                    id: id.clone(),
+                    synced: *s == "SYNCED",
+                    version: self.settings.istio_version.to_string(),
+                })
+                .collect();
             transcript.push("$ istioctl proxy-status".into());
             for l in meshsim_mesh::status::table(&rows).lines() {
                 transcript.push(format!("  {l}"));
