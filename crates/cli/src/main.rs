@@ -324,8 +324,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 let next = std::sync::Arc::new(next);
                 if !apply.is_empty() {
-                    for id in mesh.proxies.keys().cloned() {
-                        let (mesh, next) = (mesh.clone(), next.clone());
+                    for id in mesh.proxies.keys() {
+                        let (mesh, next, id) = (mesh.clone(), next.clone(), id.clone());
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
                             mesh.push_to(&next, &id);
