@@ -51,4 +51,45 @@ mod tests {
         };
         assert_eq!(pick_weighted(&zero, 5), None);
     }
+
+    /// Over many seeds, 100 picks of a 90/10 split land within 0.1 of the
+    /// weights almost always, while 10 picks often miss 90%: why the page
+    /// asks for ~100 requests.
+    #[test]
+    fn statistical_check_over_seeds() {
+        use rand::{Rng, SeedableRng};
+        let wc = WeightedClusters {
+            clusters: vec![
+                ClusterWeight {
+                    name: "v1".into(),
+                    weight: 90,
+                },
+                ClusterWeight {
+                    name: "v2".into(),
+                    weight: 10,
+                },
+            ],
+        };
+        let share = |seed: u64, n: usize| {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let v1 = (0..n)
+                .filter(|_| pick_weighted(&wc, rng.random()) == Some(0))
+                .count();
+            v1 as f64 / n as f64
+        };
+        let seeds = 0..500u64;
+        let close_100 = seeds
+            .clone()
+            .filter(|s| (share(*s, 100) - 0.9).abs() <= 0.1)
+            .count();
+        let close_10 = seeds.filter(|s| (share(*s, 10) - 0.9).abs() < 0.05).count();
+        assert!(
+            close_100 >= 490,
+            "100 samples within 0.1 for {close_100}/500 seeds"
+        );
+        assert!(
+            close_10 < 300,
+            "10 samples are often off: only {close_10}/500 hit 0.9"
+        );
+    }
 }
