@@ -38,7 +38,15 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// The route table a connection used last, with the snapshot it came from:
+/// while no push happens, requests reuse it without any lookup by name.
+struct CachedRoutes {
+    snap: Arc<crate::snapshot::Snapshot>,
+    table: Option<Arc<crate::snapshot::RouteTable>>,
+}
+
 struct HttpCtx {
+    cache: arc_swap::ArcSwapOption<CachedRoutes>,
     inner: Arc<Inner>,
     hcm: HttpConnectionManager,
     info: ConnInfo,
@@ -89,6 +97,7 @@ pub(crate) async fn serve(
         io = Box::new(Rewind::new(buf, io));
     }
     let ctx = Arc::new(HttpCtx {
+        cache: arc_swap::ArcSwapOption::empty(),
         inner,
         hcm,
         info,
@@ -348,28 +357,28 @@ impl HttpCtx {
             headers: &parts.headers,
             authority: &authority,
         };
-        let rc = match &self.hcm.rds {
-            Some(r) => snap.route_config(&r.route_config_name),
-            None => self.hcm.route_config.as_ref(),
-        };
-        let outcome = match rc {
+        let table = self.route_table(&snap);
+        let outcome = match &table {
             None => Outcome::local(
                 404,
                 "",
                 vec![Flag::NoRouteFound],
                 "route_configuration_not_found",
             ),
-            Some(rc) => match find_virtual_host(rc, &authority).and_then(|vi| {
-                let vh = &rc.virtual_hosts[vi];
-                find_route(vh, &view).map(|ri| &vh.routes[ri])
-            }) {
-                None => Outcome::local(404, "", vec![Flag::NoRouteFound], "route_not_found"),
-                Some(route) => {
-                    entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
-                    self.route(&snap, route, &parts, &authority, &path, body)
-                        .await
+            Some(t) => {
+                let found = find_virtual_host(&t.config, &authority).and_then(|vi| {
+                    find_route(&t.config.virtual_hosts[vi], &view).map(|ri| (vi, ri))
+                });
+                match found {
+                    None => Outcome::local(404, "", vec![Flag::NoRouteFound], "route_not_found"),
+                    Some((vi, ri)) => {
+                        let route = &t.config.virtual_hosts[vi].routes[ri];
+                        entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
+                        self.route(route, &t.targets[vi][ri], &parts, &authority, &path, body)
+                            .await
+                    }
                 }
-            },
+            }
         };
         let Outcome {
             mut response,
@@ -409,6 +418,29 @@ impl HttpCtx {
         Response::from_parts(rparts, logged.boxed())
     }
 
+    /// This connection's route table in the current snapshot (RDS updates
+    /// apply to the next request, as in Envoy).
+    fn route_table(
+        &self,
+        snap: &Arc<crate::snapshot::Snapshot>,
+    ) -> Option<Arc<crate::snapshot::RouteTable>> {
+        if let Some(c) = &*self.cache.load() {
+            if Arc::ptr_eq(&c.snap, snap) {
+                return c.table.clone();
+            }
+        }
+        let table = match (&self.hcm.rds, &self.hcm.route_config) {
+            (Some(r), _) => snap.route_table(&r.route_config_name),
+            (None, Some(rc)) => Some(snap.resolve_inline(rc)),
+            (None, None) => None,
+        };
+        self.cache.store(Some(Arc::new(CachedRoutes {
+            snap: snap.clone(),
+            table: table.clone(),
+        })));
+        table
+    }
+
     fn request_id(&self) -> String {
         let a = self.inner.random_id();
         let b = self.inner.random_id();
@@ -424,8 +456,8 @@ impl HttpCtx {
 
     async fn route(
         &self,
-        snap: &Arc<crate::snapshot::Snapshot>,
         route: &Route,
+        targets: &[Option<Arc<upstream::ClusterRt>>],
         parts: &http::request::Parts,
         authority: &str,
         path: &str,
@@ -465,16 +497,18 @@ impl HttpCtx {
             }
             RouteAction::Route(t) => t,
         };
-        let cluster_name = match &target.destination {
-            ClusterSpecifier::Cluster(c) => c.clone(),
+        // Clusters were resolved at push time; a weighted pick indexes them.
+        let (idx, cluster_name) = match &target.destination {
+            ClusterSpecifier::Cluster(c) => (0, c.as_str()),
             ClusterSpecifier::WeightedClusters(w) => match pick_weighted(w, self.inner.random()) {
-                Some(i) => w.clusters[i].name.clone(),
+                Some(i) => (i, w.clusters[i].name.as_str()),
                 None => {
                     return Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found")
                 }
             },
         };
-        let Some(cluster) = snap.cluster(&cluster_name).cloned() else {
+        let cluster_name = cluster_name.to_string();
+        let Some(cluster) = targets.get(idx).cloned().flatten() else {
             let mut o = Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found");
             o.cluster = Some(cluster_name);
             return o;

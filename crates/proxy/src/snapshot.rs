@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use meshsim_tables::{Listener, ProxyTables, RouteConfiguration, TrafficDirection};
+use meshsim_tables::{
+    ClusterSpecifier, Listener, ProxyTables, RouteAction, RouteConfiguration, TrafficDirection,
+};
 
 use crate::env::Environment;
 use crate::tls;
@@ -35,6 +37,42 @@ impl StatsRegistry {
 /// Server TLS contexts per (listener, chain), built at push time.
 pub type ChainTls = HashMap<(usize, usize), Result<Arc<rustls::ServerConfig>, String>>;
 
+/// A route configuration whose routes point at cluster handles, resolved
+/// when the tables are pushed.
+pub struct RouteTable {
+    pub config: RouteConfiguration,
+    /// `[virtual host][route]` → the route's clusters: one, or one per
+    /// weighted cluster in order; `None` where the cluster does not exist
+    /// (Envoy answers 503 NC).
+    pub targets: Vec<Vec<Vec<Option<Arc<ClusterRt>>>>>,
+}
+
+impl RouteTable {
+    pub fn build(config: RouteConfiguration, clusters: &HashMap<String, Arc<ClusterRt>>) -> Self {
+        let targets = config
+            .virtual_hosts
+            .iter()
+            .map(|vh| {
+                vh.routes
+                    .iter()
+                    .map(|r| match &r.action {
+                        RouteAction::Route(t) => match &t.destination {
+                            ClusterSpecifier::Cluster(c) => vec![clusters.get(c).cloned()],
+                            ClusterSpecifier::WeightedClusters(w) => w
+                                .clusters
+                                .iter()
+                                .map(|c| clusters.get(&c.name).cloned())
+                                .collect(),
+                        },
+                        _ => vec![],
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { config, targets }
+    }
+}
+
 pub struct Snapshot {
     pub tables: ProxyTables,
     /// Per-port listeners handed connections by `virtualOutbound`:
@@ -44,6 +82,7 @@ pub struct Snapshot {
     pub virtual_outbound: Option<usize>,
     pub virtual_inbound: Option<usize>,
     routes: HashMap<String, usize>,
+    route_tables: Vec<Arc<RouteTable>>,
     clusters: HashMap<String, Arc<ClusterRt>>,
     pub chain_tls: ChainTls,
     /// Problems found while resolving (missing secrets, bad TLS): reported
@@ -104,6 +143,11 @@ impl Snapshot {
                 Err(e) => warnings.push(format!("cluster {}: {e}", c.name)),
             }
         }
+        let route_tables = tables
+            .route_configs
+            .iter()
+            .map(|rc| Arc::new(RouteTable::build(rc.clone(), &clusters)))
+            .collect();
         let mut chain_tls = HashMap::new();
         for (li, l) in tables.listeners.iter().enumerate() {
             let chains = l
@@ -128,6 +172,7 @@ impl Snapshot {
             virtual_outbound,
             virtual_inbound,
             routes,
+            route_tables,
             clusters,
             chain_tls,
             warnings,
@@ -162,6 +207,19 @@ impl Snapshot {
         self.routes
             .get(name)
             .map(|i| &self.tables.route_configs[*i])
+    }
+
+    /// The resolved route table for an RDS name.
+    pub fn route_table(&self, name: &str) -> Option<Arc<RouteTable>> {
+        self.routes
+            .get(name)
+            .and_then(|i| self.route_tables.get(*i))
+            .cloned()
+    }
+
+    /// Resolves an inline route configuration against this snapshot's clusters.
+    pub fn resolve_inline(&self, rc: &RouteConfiguration) -> Arc<RouteTable> {
+        Arc::new(RouteTable::build(rc.clone(), &self.clusters))
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRt>> {
