@@ -111,15 +111,7 @@ pub fn build(ctx: &Ctx<'_>) -> GatewayOutput {
                 name: String::new(),
                 filter_chain_match: FilterChainMatch::default(),
                 transport_socket: None,
-                filters: vec![filters::hcm(
-                    format!("outbound_0.0.0.0_{port}"),
-                    Some(rds.clone()),
-                    None,
-                    ctx.version,
-                    false,
-                    accept10,
-                    true,
-                )],
+                filters: vec![gateway_hcm(ctx, port, &rds, accept10)],
             });
             out.route_configs.push(route_config(ctx, rds, &plain_http));
         }
@@ -139,15 +131,7 @@ pub fn build(ctx: &Ctx<'_>) -> GatewayOutput {
                     name: String::new(),
                     filter_chain_match: m,
                     transport_socket: Some(server_tls(s, &["h2", "http/1.1"])),
-                    filters: vec![filters::hcm(
-                        format!("outbound_0.0.0.0_{port}"),
-                        Some(rds.clone()),
-                        None,
-                        ctx.version,
-                        false,
-                        accept10,
-                        true,
-                    )],
+                    filters: vec![gateway_hcm(ctx, port, &rds, accept10)],
                 });
                 out.route_configs.push(route_config(ctx, rds, &[s]));
             } else {
@@ -338,6 +322,20 @@ fn https_redirect_route() -> Route {
         headers: HeaderMutations::default(),
         metadata: None,
     }
+}
+
+/// A gateway's HTTP connection manager (RDS, client address from the
+/// downstream connection).
+fn gateway_hcm(ctx: &Ctx<'_>, port: u16, rds: &str, accept10: bool) -> NetworkFilter {
+    filters::hcm(
+        format!("outbound_0.0.0.0_{port}"),
+        Some(rds.to_string()),
+        None,
+        ctx.version,
+        false,
+        accept10,
+        true,
+    )
 }
 
 /// gateway.go `buildGatewayVirtualHostDomains`.

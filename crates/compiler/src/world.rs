@@ -584,14 +584,7 @@ impl World {
                                 .map(|tp| (sp.port, tp))
                         })
                         .collect();
-                    endpoints.push(ServiceEndpoint {
-                        pod: Some(i),
-                        address: pod.ip.to_string(),
-                        ports: pmap,
-                        labels: pod.labels.clone(),
-                        sidecar: pod.is_proxy(),
-                        service_account: Some(pod.service_account.clone()),
-                    });
+                    endpoints.push(pod_endpoint(i, pod, pmap));
                 }
             }
             self.services.push(Service {
@@ -684,14 +677,7 @@ impl World {
                                 )
                             })
                             .collect();
-                        endpoints.push(ServiceEndpoint {
-                            pod: Some(i),
-                            address: pod.ip.to_string(),
-                            ports: pmap,
-                            labels: pod.labels.clone(),
-                            sidecar: pod.is_proxy(),
-                            service_account: Some(pod.service_account.clone()),
-                        });
+                        endpoints.push(pod_endpoint(i, pod, pmap));
                     }
                 }
                 if endpoints.is_empty()
@@ -783,6 +769,18 @@ pub fn resolve_short_name(host: &str, ns: &str, domain: &str) -> String {
         host.to_string()
     } else {
         format!("{host}.{ns}.svc.{domain}")
+    }
+}
+
+/// A pod as a service endpoint (`pmap`: service port → pod port).
+fn pod_endpoint(i: usize, pod: &Pod, pmap: BTreeMap<u16, u16>) -> ServiceEndpoint {
+    ServiceEndpoint {
+        pod: Some(i),
+        address: pod.ip.to_string(),
+        ports: pmap,
+        labels: pod.labels.clone(),
+        sidecar: pod.is_proxy(),
+        service_account: Some(pod.service_account.clone()),
     }
 }
 
