@@ -657,3 +657,27 @@ async fn json_access_logs() {
         .is_some_and(|c| c.starts_with("outbound|5000||helloworld")));
     assert!(v["requested_server_name"].is_null());
 }
+
+/// VirtualService rewrites: prefix and regex, seen by the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_reach_the_application() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - match:\n    - uri: {prefix: /old}\n    rewrite: {uri: /new}\n    route:\n    - destination: {host: helloworld}\n  - match:\n    - uri: {prefix: /v1/}\n    rewrite:\n      uriRegexRewrite: {match: \"^/v1/(.*)$\", rewrite: \"/api/\\\\1\"}\n    route:\n    - destination: {host: helloworld}\n";
+    let mesh = start(HELLO, vs).await;
+    let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/old/x?q=1")).await;
+    assert!(body(&r).contains("GET /new/x?q=1 HTTP/1.1"), "{}", body(&r));
+    let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/v1/users")).await;
+    assert!(body(&r).contains("GET /api/users HTTP/1.1"), "{}", body(&r));
+}
+
+/// Istio fields meshsim does not simulate are reported, not dropped.
+#[test]
+fn unsimulated_fields_are_reported() {
+    let y = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  tcp:\n  - match:\n    - sourceSubnet: 10.0.0.0/8\n    route:\n    - destination: {host: a}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: b}\nspec:\n  hosts: [b.example.com]\n  subjectAltNames: [x]\n  ports: [{number: 443, name: tls, protocol: TLS}]\n";
+    let l = meshsim_model::parse_str("u.yaml", y);
+    let paths: Vec<&str> = l.diagnostics.iter().map(|d| d.path.as_str()).collect();
+    assert!(
+        paths.contains(&"spec.tcp[0].match[0].sourceSubnet"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"spec.subjectAltNames"), "{paths:?}");
+}

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::common::{de_opt_port, PolicyTargetReference, WorkloadSelector};
+use crate::common::{de_opt_port, NotSimulated, Unsimulated, WorkloadSelector};
+use crate::report_unsimulated;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -13,11 +14,17 @@ pub struct EnvoyFilterSpec {
     #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
     #[serde(default)]
-    pub target_refs: Vec<PolicyTargetReference>,
+    pub target_refs: NotSimulated,
     #[serde(default)]
     pub config_patches: Vec<EnvoyConfigObjectPatch>,
     #[serde(default)]
     pub priority: i32,
+}
+
+impl Unsimulated for EnvoyFilterSpec {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out; target_refs => "targetRefs");
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

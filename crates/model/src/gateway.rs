@@ -20,12 +20,12 @@ impl Unsimulated for GatewaySpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         for (i, s) in self.servers.iter().enumerate() {
             let p = format!("{path}.servers[{i}]");
-            report_unsimulated!(s, p, out; default_endpoint => "defaultEndpoint");
+            report_unsimulated!(s, p, out; default_endpoint => "defaultEndpoint", bind => "bind");
             if let Some(tls) = &s.tls {
                 report_unsimulated!(tls, p, out; cipher_suites => "tls.cipherSuites",
                     min_protocol_version => "tls.minProtocolVersion", max_protocol_version => "tls.maxProtocolVersion",
                     verify_certificate_spki => "tls.verifyCertificateSpki", verify_certificate_hash => "tls.verifyCertificateHash",
-                    ca_crl => "tls.caCrl");
+                    ca_crl => "tls.caCrl", credential_names => "tls.credentialNames");
             }
         }
     }
@@ -42,7 +42,7 @@ pub struct Server {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub bind: Option<String>,
+    pub bind: NotSimulated,
     #[serde(default)]
     pub default_endpoint: NotSimulated,
 }
@@ -75,7 +75,7 @@ pub struct ServerTlsSettings {
     #[serde(default)]
     pub credential_name: Option<String>,
     #[serde(default)]
-    pub credential_names: Vec<String>,
+    pub credential_names: NotSimulated,
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
     #[serde(default)]

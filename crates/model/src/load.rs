@@ -638,10 +638,10 @@ with_unsim!(
     destination_rule::DestinationRuleSpec,
     gateway::GatewaySpec,
     service_entry::ServiceEntrySpec,
-    sidecar::SidecarSpec
+    sidecar::SidecarSpec,
+    envoy_filter::EnvoyFilterSpec
 );
 without_unsim!(
-    envoy_filter::EnvoyFilterSpec,
     peer_auth::PeerAuthenticationSpec,
     k8s::ServiceSpec,
     k8s::DeploymentSpec,

@@ -31,11 +31,11 @@ pub struct MeshConfig {
     #[serde(default)]
     pub connect_timeout: Option<Duration>,
     #[serde(default)]
-    pub protocol_detection_timeout: Option<Duration>,
+    pub protocol_detection_timeout: NotSimulated,
     #[serde(default)]
-    pub ingress_service: Option<String>,
+    pub ingress_service: NotSimulated,
     #[serde(default)]
-    pub ingress_class: Option<String>,
+    pub ingress_class: NotSimulated,
     #[serde(default)]
     pub ingress_controller_mode: NotSimulated,
     #[serde(default)]
@@ -84,6 +84,8 @@ impl Unsimulated for MeshConfig {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out;
             ingress_controller_mode => "ingressControllerMode", enable_tracing => "enableTracing",
+            protocol_detection_timeout => "protocolDetectionTimeout", ingress_service => "ingressService",
+            ingress_class => "ingressClass",
             enable_prometheus_merge => "enablePrometheusMerge", extension_providers => "extensionProviders",
             default_providers => "defaultProviders", locality_lb_setting => "localityLbSetting",
             h2_upgrade_policy => "h2UpgradePolicy", dns_refresh_rate => "dnsRefreshRate",
@@ -101,7 +103,9 @@ impl Unsimulated for MeshConfig {
             report_unsimulated!(pc, p, out; tracing => "tracing", proxy_stats_matcher => "proxyStatsMatcher",
                 termination_drain_duration => "terminationDrainDuration", drain_duration => "drainDuration",
                 image => "image", gateway_topology => "gatewayTopology", proxy_headers => "proxyHeaders",
-                tracing_service_name => "tracingServiceName", status_port => "statusPort");
+                tracing_service_name => "tracingServiceName", status_port => "statusPort",
+                concurrency => "concurrency", hold_application_until_proxy_starts => "holdApplicationUntilProxyStarts",
+                discovery_address => "discoveryAddress");
         }
     }
 }
@@ -138,11 +142,11 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub proxy_metadata: BTreeMap<String, String>,
     #[serde(default)]
-    pub concurrency: Option<u32>,
+    pub concurrency: NotSimulated,
     #[serde(default)]
-    pub hold_application_until_proxy_starts: Option<bool>,
+    pub hold_application_until_proxy_starts: NotSimulated,
     #[serde(default)]
-    pub discovery_address: Option<String>,
+    pub discovery_address: NotSimulated,
     #[serde(default)]
     pub tracing: NotSimulated,
     #[serde(default)]

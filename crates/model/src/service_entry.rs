@@ -24,14 +24,18 @@ pub struct ServiceEntrySpec {
     #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
     #[serde(default)]
-    pub subject_alt_names: Vec<String>,
+    pub subject_alt_names: NotSimulated,
     #[serde(default)]
     pub export_to: NotSimulated,
 }
 
 impl Unsimulated for ServiceEntrySpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
-        report_unsimulated!(self, path, out; export_to => "exportTo");
+        report_unsimulated!(self, path, out; export_to => "exportTo", subject_alt_names => "subjectAltNames");
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let p = format!("{path}.endpoints[{i}]");
+            report_unsimulated!(e, p, out; network => "network", locality => "locality", weight => "weight");
+        }
     }
 }
 
@@ -74,11 +78,11 @@ pub struct WorkloadEntrySpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
-    pub network: Option<String>,
+    pub network: NotSimulated,
     #[serde(default)]
-    pub locality: Option<String>,
+    pub locality: NotSimulated,
     #[serde(default)]
-    pub weight: Option<u32>,
+    pub weight: NotSimulated,
     #[serde(default)]
     pub service_account: Option<String>,
 }

@@ -29,6 +29,18 @@ impl Unsimulated for VirtualServiceSpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out; export_to => "exportTo");
         self.http.unsimulated(&format!("{path}.http"), out);
+        for (i, r) in self.tls.iter().enumerate() {
+            for (j, m) in r.matches.iter().enumerate() {
+                let p = format!("{path}.tls[{i}].match[{j}]");
+                report_unsimulated!(m, p, out; destination_subnets => "destinationSubnets", source_labels => "sourceLabels", source_namespace => "sourceNamespace");
+            }
+        }
+        for (i, r) in self.tcp.iter().enumerate() {
+            for (j, m) in r.matches.iter().enumerate() {
+                let p = format!("{path}.tcp[{i}].match[{j}]");
+                report_unsimulated!(m, p, out; destination_subnets => "destinationSubnets", source_labels => "sourceLabels", source_namespace => "sourceNamespace", source_subnet => "sourceSubnet");
+            }
+        }
     }
 }
 
@@ -76,6 +88,16 @@ impl Unsimulated for HttpRoute {
             mirror_percentage => "mirrorPercentage", mirror_percent => "mirrorPercent",
             cors_policy => "corsPolicy", delegate => "delegate");
         self.matches.unsimulated(&format!("{path}.match"), out);
+        for (i, d) in self.route.iter().enumerate() {
+            let p = format!("{path}.route[{i}]");
+            report_unsimulated!(d, p, out; headers => "headers");
+        }
+        if let Some(r) = &self.retries {
+            report_unsimulated!(r, path, out; retry_remote_localities => "retries.retryRemoteLocalities");
+        }
+        if let Some(r) = &self.redirect {
+            report_unsimulated!(r, path, out; derive_port => "redirect.derivePort");
+        }
     }
 }
 
@@ -150,8 +172,9 @@ pub struct HttpRouteDestination {
     pub destination: Destination,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// Per-destination header operations.
     #[serde(default)]
-    pub headers: Option<Headers>,
+    pub headers: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,7 +211,7 @@ pub struct HttpRedirect {
     #[serde(default)]
     pub redirect_code: Option<u16>,
     #[serde(default)]
-    pub derive_port: Option<String>,
+    pub derive_port: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -237,7 +260,7 @@ pub struct HttpRetry {
     #[serde(default)]
     pub retry_on: Option<String>,
     #[serde(default)]
-    pub retry_remote_localities: Option<bool>,
+    pub retry_remote_localities: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -255,15 +278,15 @@ pub struct TlsMatchAttributes {
     #[serde(default)]
     pub sni_hosts: Vec<String>,
     #[serde(default)]
-    pub destination_subnets: Vec<String>,
+    pub destination_subnets: NotSimulated,
     #[serde(default, deserialize_with = "de_opt_port")]
     pub port: Option<u16>,
     #[serde(default)]
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: NotSimulated,
     #[serde(default)]
     pub gateways: Vec<String>,
     #[serde(default)]
-    pub source_namespace: Option<String>,
+    pub source_namespace: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -279,17 +302,17 @@ pub struct TcpRoute {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct L4MatchAttributes {
     #[serde(default)]
-    pub destination_subnets: Vec<String>,
+    pub destination_subnets: NotSimulated,
     #[serde(default, deserialize_with = "de_opt_port")]
     pub port: Option<u16>,
     #[serde(default)]
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: NotSimulated,
     #[serde(default)]
     pub gateways: Vec<String>,
     #[serde(default)]
-    pub source_namespace: Option<String>,
+    pub source_namespace: NotSimulated,
     #[serde(default)]
-    pub source_subnet: Option<String>,
+    pub source_subnet: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -568,6 +568,20 @@ impl HttpCtx {
             (Some(rw), _) => rw.clone(),
             _ => path.to_string(),
         };
+        let upstream_path = match &target.regex_rewrite {
+            Some(rr) => {
+                let (p, q) = upstream_path
+                    .split_once('?')
+                    .map(|(p, q)| (p.to_string(), Some(q.to_string())))
+                    .unwrap_or((upstream_path.clone(), None));
+                let rewritten = rr.pattern.replace_all(&p, &rr.substitution);
+                match q {
+                    Some(q) => format!("{rewritten}?{q}"),
+                    None => rewritten,
+                }
+            }
+            None => upstream_path,
+        };
         for attempt in 1..=attempts {
             if attempt > 1 {
                 retried = true;

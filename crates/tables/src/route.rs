@@ -145,6 +145,16 @@ impl SafeRegex {
     pub fn is_match(&self, s: &str) -> bool {
         self.compiled.is_match(s)
     }
+
+    /// Envoy's `regex_rewrite`: substitutes every match of the pattern (not
+    /// anchored: rewrites apply to parts of the path); `\1` style groups.
+    pub fn replace_all(&self, s: &str, substitution: &str) -> String {
+        let Ok(unanchored) = regex::Regex::new(&self.regex) else {
+            return s.to_string();
+        };
+        let sub = substitution.replace("\\", "$");
+        unanchored.replace_all(s, sub.as_str()).into_owned()
+    }
 }
 
 impl Serialize for SafeRegex {
