@@ -30,18 +30,18 @@ pub fn applicable<'a>(ctx: &Ctx<'a>) -> Vec<&'a Object<EnvoyFilterSpec>> {
                 .is_none_or(|s| labels_match(&s.match_labels, &ctx.proxy.labels))
         })
         .collect();
-    v.sort_by(|(ia, a), (ib, b)| {
-        (
-            a.spec.priority,
-            a.meta.creation_timestamp.as_deref().unwrap_or(""),
-            *ia,
-        )
-            .cmp(&(
-                b.spec.priority,
-                b.meta.creation_timestamp.as_deref().unwrap_or(""),
-                *ib,
-            ))
-    });
+    // istiod: priority, then creation time, then name. Objects without a
+    // creationTimestamp were created in the order they were applied.
+    let key = |i: usize, f: &Object<EnvoyFilterSpec>| {
+        let ts = f.meta.creation_timestamp.clone();
+        let name = if ts.is_some() {
+            format!("{}/{}", f.meta.ns(), f.meta.name)
+        } else {
+            String::new()
+        };
+        (f.spec.priority, ts.unwrap_or_default(), name, i)
+    };
+    v.sort_by_key(|(i, f)| key(*i, f));
     v.into_iter().map(|(_, f)| f).collect()
 }
 
