@@ -217,20 +217,6 @@ pub struct WorkloadSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// Istio `targetRef(s)` (policy attachment); accepted, reported as not simulated.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PolicyTargetReference {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub namespace: String,
-}
-
 /// A port given either as a number or as a name (`targetPort`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IntOrString {

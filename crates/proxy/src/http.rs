@@ -4,7 +4,6 @@
 //! details, header handling, and one access-log entry per request.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -886,9 +885,4 @@ impl Drop for LoggedBody {
             self.logger.log(&e);
         }
     }
-}
-
-/// Used by tests and tools that talk to the proxy: parses a downstream address.
-pub fn addr(s: &str) -> Option<SocketAddr> {
-    s.parse().ok()
 }

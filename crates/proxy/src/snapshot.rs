@@ -203,12 +203,6 @@ impl Snapshot {
         &self.tables.listeners[i]
     }
 
-    pub fn route_config(&self, name: &str) -> Option<&RouteConfiguration> {
-        self.routes
-            .get(name)
-            .map(|i| &self.tables.route_configs[*i])
-    }
-
     /// The resolved route table for an RDS name.
     pub fn route_table(&self, name: &str) -> Option<Arc<RouteTable>> {
         self.routes
