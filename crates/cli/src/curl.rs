@@ -29,7 +29,22 @@ pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let client_cert = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => {
+            use rustls_pki_types::pem::PemObject;
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(c)
+                .map_err(|e| anyhow::anyhow!("--cert {}: {e}", c.display()))?
+                .filter_map(|x| x.ok())
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(k)
+                .map_err(|e| anyhow::anyhow!("--key {}: {e}", k.display()))?;
+            Some(meshsim_proxy::env::CertifiedKey { chain, key })
+        }
+        (None, None) => None,
+        _ => bail!("--cert and --key go together"),
+    };
     let req = CurlRequest {
+        client_cert,
         url: a.url.clone(),
         method: a.method.clone(),
         headers: a.headers.clone(),

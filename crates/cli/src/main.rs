@@ -154,6 +154,12 @@ struct CurlArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS.
+    #[arg(short = 'E', long = "cert")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// Maximum time in seconds.
     #[arg(short = 'm', long = "max-time")]
     max_time: Option<f64>,

@@ -72,26 +72,43 @@ pub async fn serve_echo(
         let id = id.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let id = id.clone();
-                async move { Ok::<_, Infallible>(echo(&id, req).await) }
-            });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let service = |id: Arc<EchoIdentity>, peer: Option<String>| {
+                hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (id, peer) = (id.clone(), peer.clone());
+                    async move { Ok::<_, Infallible>(echo(&id, peer.as_deref(), req).await) }
+                })
+            };
             match tls {
                 Some(cfg) => {
                     if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(stream).await {
-                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                        // The client certificate, if one was presented (MUTUAL origination).
+                        let peer = s
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| meshsim_proxy::tls::subject_alt_names(c).join(","));
+                        let _ = builder
+                            .serve_connection(TokioIo::new(s), service(id, peer))
+                            .await;
                     }
                 }
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service(id, None))
+                        .await;
                 }
             }
         });
     }
 }
 
-async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn echo(
+    id: &EchoIdentity,
+    peer: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -142,6 +159,9 @@ async fn echo(id: &EchoIdentity, req: Request<Incoming>) -> Response<Full<Bytes>
         }
     }
     let _ = writeln!(out, "{} {} {:?}", parts.method, parts.uri, parts.version);
+    if let Some(p) = peer {
+        let _ = writeln!(out, "client certificate: {p}");
+    }
     for (k, v) in &parts.headers {
         let _ = writeln!(out, "{k}: {}", v.to_str().unwrap_or("?"));
     }

@@ -52,6 +52,8 @@ pub struct CurlRequest {
     pub cacert: Option<Vec<u8>>,
     pub timeout: Option<Duration>,
     pub verbose: bool,
+    /// `--cert`/`--key`: a client certificate for TLS.
+    pub client_cert: Option<meshsim_proxy::env::CertifiedKey>,
 }
 
 /// What curl would have printed and returned.
@@ -320,15 +322,29 @@ impl Mesh {
                 Ok(b) => b,
                 Err(e) => return Err(CurlResponse::fail(35, e.to_string())),
             };
-        let mut cfg = if req.insecure {
-            builder
+        let mut cfg = match (req.insecure, &req.client_cert) {
+            (true, None) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(
                     NoVerify(meshsim_proxy::tls::provider()),
                 ))
-                .with_no_client_auth()
-        } else {
-            builder.with_root_certificates(store).with_no_client_auth()
+                .with_no_client_auth(),
+            (true, Some(ck)) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(
+                    NoVerify(meshsim_proxy::tls::provider()),
+                ))
+                .with_client_auth_cert(ck.chain.clone(), ck.key.clone_key())
+                .map_err(|e| {
+                    CurlResponse::fail(58, format!("could not load client certificate: {e}"))
+                })?,
+            (false, None) => builder.with_root_certificates(store).with_no_client_auth(),
+            (false, Some(ck)) => builder
+                .with_root_certificates(store)
+                .with_client_auth_cert(ck.chain.clone(), ck.key.clone_key())
+                .map_err(|e| {
+                    CurlResponse::fail(58, format!("could not load client certificate: {e}"))
+                })?,
         };
         // curl sends no SNI for an IP literal.
         let is_ip = t.host.parse::<IpAddr>().is_ok();

@@ -220,9 +220,19 @@ impl Mesh {
                 host: Some(host.clone()),
             });
             let ck = public_ca.server(std::slice::from_ref(host))?;
+            // Internet hosts accept (but do not require) client certificates
+            // from the public CA, and echo them: MUTUAL origination shows.
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(public_ca.root())?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                meshsim_proxy::tls::provider(),
+            )
+            .allow_unauthenticated()
+            .build()?;
             let tls = rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())
                 .with_safe_default_protocol_versions()?
-                .with_no_client_auth()
+                .with_client_cert_verifier(verifier)
                 .with_single_cert(ck.chain, ck.key)?;
             let mut tls = tls;
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -538,7 +548,7 @@ impl Environment for ProxyEnv {
             Some(c) => Some(c.cert.clone()),
             // A credential that appeared after start (a pushed Gateway):
             // meshsim issues one, as if the secret had been created.
-            None => self.public_ca.server(&["localhost".to_string()]).ok(),
+            None => self.public_ca.server(&[cn.to_string()]).ok(),
         }
     }
 

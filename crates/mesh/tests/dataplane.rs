@@ -681,3 +681,49 @@ fn unsimulated_fields_are_reported() {
     );
     assert!(paths.contains(&"spec.subjectAltNames"), "{paths:?}");
 }
+
+/// Gateway `tls.mode: MUTUAL`: clients must present a certificate the
+/// credential's CA signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_mutual_tls_requires_a_client_certificate() {
+    let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: mtls-gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [secure.example.com]\n    tls: {mode: MUTUAL, credentialName: secure-cred}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: secure}\nspec:\n  hosts: [secure.example.com]\n  gateways: [mtls-gw]\n  http:\n  - route:\n    - destination: {host: helloworld}\n";
+    let mesh = start(&["scenarios/_shared/helloworld.yaml"], gw).await;
+    let mut req = get("https://secure.example.com/hello");
+    req.resolve.push("secure.example.com:443:1.2.3.4".into());
+    let (r, _) = curl(&mesh, &From::Outside, &req).await;
+    assert_ne!(
+        r.exit_code, 0,
+        "no client certificate: the handshake fails: {r:?}"
+    );
+    req.client_cert = Some(
+        mesh.public_ca
+            .server(&["client.example.com".to_string()])
+            .expect("client cert"),
+    );
+    let (r, logs) = curl(&mesh, &From::Outside, &req).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+}
+
+/// DestinationRule `tls.mode: MUTUAL` with `credentialName`: the sidecar
+/// presents that certificate to the external server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_mutual_presents_the_credential() {
+    let cfg = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\nspec:\n  hosts: [api.example.org]\n  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 443}]\n  resolution: DNS\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: api}\nspec:\n  host: api.example.org\n  trafficPolicy:\n    tls: {mode: MUTUAL, credentialName: api-client}\n";
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], cfg).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://api.example.org/")).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    assert!(
+        body(&r).contains("client certificate: api-client"),
+        "{}",
+        body(&r)
+    );
+    let simple = cfg.replace("mode: MUTUAL, credentialName: api-client", "mode: SIMPLE");
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], &simple).await;
+    let (r, _) = curl(&mesh, &sleep(), &get("http://api.example.org/")).await;
+    assert_eq!(r.status, Some(200));
+    assert!(
+        !body(&r).contains("client certificate"),
+        "SIMPLE presents none: {}",
+        body(&r)
+    );
+}
