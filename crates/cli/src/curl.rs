@@ -72,7 +72,14 @@ pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
     }
     let before = mesh.logs.len();
     let resp = mesh.curl(&from, &req).await;
-    settle_logs(&mesh).await;
+    let lines = mesh
+        .logs
+        .settle(
+            before,
+            Duration::from_millis(30),
+            Duration::from_millis(800),
+        )
+        .await;
     let mut out = std::io::stdout().lock();
     if a.verbose {
         eprint!("{}", resp.verbose);
@@ -104,7 +111,7 @@ pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
         // curl -s hides errors unless -S; meshsim always shows them on stderr.
         eprintln!("{e}");
     }
-    for l in mesh.logs.since(before) {
+    for l in lines {
         eprintln!("{}", prefixed(&l));
     }
     Ok(ExitCode::from(resp.exit_code.clamp(0, 255) as u8))
@@ -117,17 +124,4 @@ fn pod_without_proxy<'w>(
     let (n, ns) = name.split_once('.').unwrap_or((name, "default"));
     let n = n.trim_start_matches("pod/");
     world.pod(n, ns).ok_or_else(|| format!("no pod {n}.{ns}"))
-}
-
-/// Waits until the proxies stop writing log lines for this request.
-async fn settle_logs(mesh: &Mesh) {
-    let mut last = mesh.logs.len();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        let now = mesh.logs.len();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
 }

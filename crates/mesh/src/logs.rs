@@ -2,6 +2,9 @@
 //! `kubectl logs --prefix` tags lines.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use meshsim_proxy::accesslog::{LogEntry, LogSink};
 
@@ -16,6 +19,7 @@ pub struct LogLine {
 #[derive(Default)]
 pub struct LogCollector {
     lines: Mutex<Vec<LogLine>>,
+    written: Notify,
     pub echo: bool,
 }
 
@@ -23,6 +27,7 @@ impl LogCollector {
     pub fn new(echo: bool) -> Self {
         Self {
             lines: Mutex::new(Vec::new()),
+            written: Notify::new(),
             echo,
         }
     }
@@ -37,6 +42,30 @@ impl LogCollector {
             .lock()
             .map(|l| l.iter().skip(from).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Lines after the first `from`, once the proxies are done writing for
+    /// now: woken by each new line, it returns after `quiet` without one
+    /// (at least one line must have come, or `max` passed).
+    pub async fn settle(&self, from: usize, quiet: Duration, max: Duration) -> Vec<LogLine> {
+        let deadline = Instant::now() + max;
+        loop {
+            let notified = self.written.notified();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let got_one = self.len() > from;
+            let wait = if got_one {
+                quiet.min(remaining)
+            } else {
+                remaining
+            };
+            if tokio::time::timeout(wait, notified).await.is_err() {
+                break;
+            }
+        }
+        self.since(from)
     }
 
     pub fn len(&self) -> usize {
@@ -67,5 +96,6 @@ impl LogSink for LogCollector {
         if let Ok(mut v) = self.lines.lock() {
             v.push(l);
         }
+        self.written.notify_waiters();
     }
 }

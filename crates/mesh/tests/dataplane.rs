@@ -72,16 +72,15 @@ fn get(url: &str) -> CurlRequest {
 async fn curl(mesh: &Mesh, from: &From, req: &CurlRequest) -> (CurlResponse, Vec<LogLine>) {
     let before = mesh.logs.len();
     let r = mesh.curl(from, req).await;
-    let mut last = mesh.logs.len();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        let now = mesh.logs.len();
-        if now == last && now > before {
-            break;
-        }
-        last = now;
-    }
-    (r, mesh.logs.since(before))
+    let lines = mesh
+        .logs
+        .settle(
+            before,
+            Duration::from_millis(30),
+            Duration::from_millis(800),
+        )
+        .await;
+    (r, lines)
 }
 
 fn line<'a>(logs: &'a [LogLine], proxy_prefix: &str) -> &'a str {

@@ -477,17 +477,14 @@ impl Runner {
     }
 
     async fn settle(&self, before: usize) -> Vec<LogLine> {
-        let logs = &self.mesh.logs;
-        let mut last = logs.len();
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let now = logs.len();
-            if now == last && now > before {
-                break;
-            }
-            last = now;
-        }
-        logs.since(before)
+        self.mesh
+            .logs
+            .settle(
+                before,
+                Duration::from_millis(30),
+                Duration::from_millis(800),
+            )
+            .await
     }
 
     async fn step(&mut self, step: &Step, sr: &mut StepReport) -> Result<()> {
