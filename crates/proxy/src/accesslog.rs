@@ -245,6 +245,29 @@ pub struct AccessLogger {
     pub proxy_id: Arc<str>,
     format: Arc<LogFormat>,
     sink: Arc<dyn LogSink>,
+    /// Request and response headers the format prints (lowercase), so the
+    /// request path copies only those.
+    req_headers: Arc<[String]>,
+    resp_headers: Arc<[String]>,
+}
+
+/// Header names used by `%REQ(...)%` / `%RESP(...)%` operators in `text`.
+fn headers_used(text: &str, op: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    let pat = format!("%{op}(");
+    while let Some(i) = rest.find(&pat) {
+        let after = &rest[i + pat.len()..];
+        let Some(end) = after.find(')') else { break };
+        for h in after[..end].split('?') {
+            let h = h.to_ascii_lowercase();
+            if !h.is_empty() && !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        rest = &after[end..];
+    }
+    out
 }
 
 enum LogFormat {
@@ -290,11 +313,39 @@ impl AccessLogger {
             }
             LogFormat::Text(f)
         };
+        let all_text = match &format {
+            LogFormat::Off => String::new(),
+            LogFormat::Text(t) => t.clone(),
+            LogFormat::Json(fields) => fields
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let req_headers: Arc<[String]> = headers_used(&all_text, "REQ").into();
+        let resp_headers: Arc<[String]> = headers_used(&all_text, "RESP").into();
         Self {
             proxy_id: proxy_id.into(),
             format: Arc::new(format),
             sink,
+            req_headers,
+            resp_headers,
         }
+    }
+
+    /// Whether lines are written at all.
+    pub fn enabled(&self) -> bool {
+        !matches!(*self.format, LogFormat::Off)
+    }
+
+    /// Request headers the format prints (lowercase names).
+    pub fn request_headers(&self) -> &[String] {
+        &self.req_headers
+    }
+
+    /// Response headers the format prints (lowercase names).
+    pub fn response_headers(&self) -> &[String] {
+        &self.resp_headers
     }
 
     pub fn log(&self, e: &LogEntry) {

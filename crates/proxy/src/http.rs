@@ -338,12 +338,15 @@ impl HttpCtx {
             requested_server_name: self.info.sni.clone(),
             ..Default::default()
         };
-        for (k, v) in &parts.headers {
-            if let Ok(s) = v.to_str() {
-                entry
-                    .req_headers
-                    .entry(k.as_str().to_string())
-                    .or_insert_with(|| s.to_string());
+        // Only what the log format prints is copied.
+        let logger = self.inner.logger.load_full();
+        for name in logger.request_headers() {
+            if let Some(v) = parts
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
+                entry.req_headers.insert(name.clone(), v.to_string());
             }
         }
         entry
@@ -399,11 +402,13 @@ impl HttpCtx {
         entry.upstream_local = upstream_local;
         entry.upstream_cluster = cluster;
         entry.transport_failure_reason = transport_failure;
-        for (k, v) in response.headers() {
-            if let Ok(s) = v.to_str() {
-                entry
-                    .resp_headers
-                    .insert(k.as_str().to_string(), s.to_string());
+        for name in logger.response_headers() {
+            if let Some(v) = response
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
+                entry.resp_headers.insert(name.clone(), v.to_string());
             }
         }
         let (rparts, rbody) = response.into_parts();
