@@ -157,7 +157,7 @@ impl Mesh {
 
         // Services: kube-proxy and DNS.
         let mut vips: HashMap<SocketAddr, Vec<SocketAddr>> = HashMap::new();
-        let mut external_hosts: Vec<String> = Vec::new();
+        let mut external_hosts: Vec<(String, Vec<IpAddr>)> = Vec::new();
         for svc in &world.services {
             if svc.source == ServiceSource::Kubernetes {
                 for addr in &svc.addresses {
@@ -185,13 +185,18 @@ impl Mesh {
                         net.add_dns(&svc.hostname, first);
                     }
                 }
-            } else if let Some(addr) = svc.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
-            {
-                net.add_dns(&svc.hostname, addr);
             } else if !svc.hostname.starts_with('*')
                 && !svc.hostname.ends_with(&format!(".svc.{domain}"))
             {
-                external_hosts.push(svc.hostname.clone());
+                // An internet host: served by an external server; its
+                // ServiceEntry addresses (if any) reach the same server.
+                external_hosts.push((
+                    svc.hostname.clone(),
+                    svc.addresses
+                        .iter()
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .collect::<Vec<_>>(),
+                ));
             }
         }
         net.set_vips(vips);
@@ -209,8 +214,8 @@ impl Mesh {
 
         // External hosts: one "internet" server each, HTTPS on 443.
         external_hosts.sort();
-        external_hosts.dedup();
-        for (i, host) in external_hosts.iter().enumerate() {
+        external_hosts.dedup_by(|a, b| a.0 == b.0);
+        for (i, (host, vips)) in external_hosts.iter().enumerate() {
             let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + (i % 240) as u8));
             net.add_dns(host, ip);
             let id = Arc::new(EchoIdentity {
@@ -237,14 +242,36 @@ impl Mesh {
             let mut tls = tls;
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             let tls = Arc::new(tls);
-            for port in [80u16, 443, 8080, 8443] {
+            // The ports the internet host serves: the usual ones plus every
+            // port (and targetPort) ServiceEntries declare for it. TLS where
+            // the real host would speak it (443, 8443, HTTPS/TLS ports).
+            let mut ports: Vec<(u16, bool)> =
+                vec![(80, false), (443, true), (8080, false), (8443, true)];
+            for svc in world.services.iter().filter(|s| &s.hostname == host) {
+                for p in &svc.ports {
+                    let tls = matches!(
+                        p.protocol,
+                        meshsim_compiler::protocol::Protocol::Https
+                            | meshsim_compiler::protocol::Protocol::Tls
+                    );
+                    ports.push((p.port, tls || p.port == 443));
+                    if let Some(meshsim_model::common::IntOrString::Int(t)) = &p.target_port {
+                        if let Ok(t) = u16::try_from(*t) {
+                            ports.push((t, t == 443 || t == 8443 || tls));
+                        }
+                    }
+                }
+            }
+            // TLS wins when one port is listed both ways.
+            ports.sort_unstable_by_key(|(p, tls)| (*p, !*tls));
+            ports.dedup_by_key(|(p, _)| *p);
+            for (port, is_tls) in ports {
                 let l = bind().await?;
                 net.add_external(SocketAddr::new(ip, port), l.local_addr()?);
-                tokio::spawn(apps::serve_echo(
-                    l,
-                    id.clone(),
-                    (port == 443 || port == 8443).then(|| tls.clone()),
-                ));
+                for vip in vips {
+                    net.add_external(SocketAddr::new(*vip, port), l.local_addr()?);
+                }
+                tokio::spawn(apps::serve_echo(l, id.clone(), is_tls.then(|| tls.clone())));
             }
         }
 
@@ -290,12 +317,14 @@ impl Mesh {
                             continue;
                         };
                         let l = bind().await?;
-                        if svc.name == "istio-ingressgateway"
+                        // The ingress gateway at 1.2.3.4: Istio's default one,
+                        // else the first gateway Service exposing the port.
+                        let preferred = svc.name == "istio-ingressgateway"
                             || pod
                                 .labels
                                 .get("istio")
-                                .is_some_and(|v| v == "ingressgateway")
-                        {
+                                .is_some_and(|v| v == "ingressgateway");
+                        if preferred || !ingress.contains_key(&sp.port) {
                             ingress.insert(
                                 sp.port,
                                 IngressPort {
