@@ -94,6 +94,22 @@ enum Command {
         #[arg(long, default_value = "0s")]
         after: String,
     },
+    /// Run one sidecar as its own process (as the fd-limit scenario does):
+    /// `RLIMIT_NOFILE` set to `--fd-limit`; prints `READY <addr>` for its
+    /// inbound capture (PROXY protocol v2); aborts like Envoy when out of
+    /// file descriptors.
+    Proxy {
+        #[command(flatten)]
+        input: Input,
+        /// The workload whose sidecar this is: POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
+        #[arg(long)]
+        proxy: String,
+        /// Its application: CONTAINER_PORT=HOST:PORT (repeatable).
+        #[arg(long)]
+        app: Vec<String>,
+        #[arg(long, default_value_t = 1024)]
+        fd_limit: u64,
+    },
     /// Start the mesh and send one request like curl, from inside a pod
     /// (through its sidecar) or from outside (to the ingress gateway).
     /// Prints the response like curl; the access-log lines of every proxy
@@ -351,6 +367,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::Ok(meshsim_mesh::status::table(&rows))
             })?;
             write_stdout(&table);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy {
+            input,
+            proxy,
+            app,
+            fd_limit,
+        } => {
+            let mut apps = std::collections::BTreeMap::new();
+            for a in &app {
+                let Some((port, addr)) = a.split_once('=') else {
+                    bail!("--app {a:?}: expected PORT=HOST:PORT")
+                };
+                apps.insert(
+                    port.parse::<u16>()
+                        .map_err(|_| anyhow::anyhow!("--app {a:?}: bad port"))?,
+                    addr.parse()
+                        .map_err(|_| anyhow::anyhow!("--app {a:?}: bad address"))?,
+                );
+            }
+            let cfg = meshsim_scenario::process::ChildConfig {
+                files: input.files.clone(),
+                istio_version: input.istio_version.clone(),
+                proxy,
+                apps,
+                fd_limit,
+            };
+            meshsim_scenario::process::run_proxy_process(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Curl { input, curl } => {

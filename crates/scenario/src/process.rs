@@ -93,6 +93,14 @@ impl Environment for ChildEnv {
 
 fn child(cfg: &str) -> Result<()> {
     let cfg: ChildConfig = serde_json::from_str(cfg).context("proxy process config")?;
+    run_proxy_process(cfg)
+}
+
+/// Runs one sidecar as this process (`meshsim proxy`): sets the fd limit,
+/// compiles the proxy's tables, prints `READY <capture address>`, serves
+/// its inbound capture until killed. Like Envoy, aborts on descriptor
+/// exhaustion.
+pub fn run_proxy_process(cfg: ChildConfig) -> Result<()> {
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     rlimit::setrlimit(
         rlimit::Resource::NOFILE,
