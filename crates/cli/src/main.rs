@@ -12,6 +12,7 @@ use meshsim_model::{load_paths, Diagnostic};
 use meshsim_tables::display;
 
 mod curl;
+mod sandbox;
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +94,17 @@ enum Command {
         /// When to look, after the apply (e.g. 500ms).
         #[arg(long, default_value = "0s")]
         after: String,
+    },
+    /// Start the mesh and keep it running for real clients: prints the
+    /// localhost ports of the ingress gateway, per-pod entry ports (a real
+    /// curl or browser "inside" a client pod, through its sidecar), admin
+    /// ports and the CA to trust; access logs stream to stderr.
+    Sandbox {
+        #[command(flatten)]
+        input: Input,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long = "for")]
+        duration: Option<String>,
     },
     /// Run one sidecar as its own process (as the fd-limit scenario does):
     /// `RLIMIT_NOFILE` set to `--fd-limit`; prints `READY <addr>` for its
@@ -367,6 +379,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::Ok(meshsim_mesh::status::table(&rows))
             })?;
             write_stdout(&table);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox { input, duration } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.iter().any(Diagnostic::is_error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            let duration = match duration.as_deref() {
+                Some(d) => Some(
+                    meshsim_model::common::Duration::parse(d)
+                        .map(|d| std::time::Duration::from_millis(d.millis))
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+                None => None,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(sandbox::run(world, duration))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {

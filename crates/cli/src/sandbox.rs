@@ -1,0 +1,103 @@
+//! `meshsim sandbox`: the mesh, kept running for real clients.
+
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Result;
+use meshsim_compiler::world::ServiceSource;
+use meshsim_compiler::World;
+use meshsim_mesh::{Mesh, MeshOptions};
+
+pub async fn run(world: World, duration: Option<Duration>) -> Result<()> {
+    let mesh = Mesh::start(
+        world,
+        MeshOptions {
+            seed: 1,
+            echo_logs: true,
+        },
+    )
+    .await?;
+    for w in &mesh.warnings {
+        eprintln!("meshsim: warning: {w}");
+    }
+    let dir = std::env::temp_dir().join(format!("meshsim-sandbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, mesh.public_ca.root_pem())?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "meshsim sandbox: {} proxies running; access logs follow on stderr.",
+        mesh.proxies.len()
+    );
+    let _ = writeln!(
+        out,
+        "\nThe test CA that gateway and internet certificates chain to: {}",
+        ca.display()
+    );
+    let mut ingress: Vec<_> = mesh.ingress.iter().collect();
+    ingress.sort_by_key(|(p, _)| **p);
+    let _ = writeln!(out, "\nIngress gateway (outside address 1.2.3.4):");
+    for (port, ing) in ingress {
+        let scheme = if *port == 443 { "https" } else { "http" };
+        let _ = writeln!(out, "  {port:>5} -> {}    curl --connect-to ::{} {scheme}://HOST:{port}/   (add --cacert {} for https)", ing.real, ing.real, ca.display());
+    }
+    // Entry ports: a real client inside each client pod (no server app),
+    // to every service it can name.
+    let targets: Vec<(String, SocketAddr)> = mesh
+        .world
+        .services
+        .iter()
+        .filter(|s| !s.hostname.starts_with('*'))
+        .flat_map(|s| {
+            let host = s.hostname.clone();
+            let ip = if s.source == ServiceSource::Kubernetes {
+                s.addresses.first().and_then(|a| a.parse::<IpAddr>().ok())
+            } else {
+                None
+            }
+            .or_else(|| mesh.net.resolve("default", &s.hostname));
+            s.ports
+                .iter()
+                .filter_map(move |p| {
+                    ip.map(|ip| (format!("{host}:{}", p.port), SocketAddr::new(ip, p.port)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let is_client = |p: &&meshsim_compiler::world::Pod| {
+        p.sidecar
+            && meshsim_mesh::apps::app_for(
+                &p.image,
+                p.annotations
+                    .get(meshsim_compiler::world::APP_ANNOTATION)
+                    .map(String::as_str),
+            ) == meshsim_mesh::apps::AppKind::Client
+    };
+    for pod in mesh.world.pods.iter().filter(is_client) {
+        let _ = writeln!(out, "\nInside pod {} (through its sidecar):", pod.id());
+        for (name, dst) in &targets {
+            let local = mesh.expose(IpAddr::V4(pod.ip), *dst).await?;
+            let _ = writeln!(
+                out,
+                "  {name:<60} -> {local}    curl --connect-to {name}:{local} http://{name}/"
+            );
+        }
+    }
+    let _ = writeln!(out, "\nAdmin (loopback):");
+    for (id, addr) in &mesh.admin {
+        let _ = writeln!(
+            out,
+            "  {id:<44} http://{addr}/config_dump  /stats  /clusters"
+        );
+    }
+    println!("{out}");
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    Ok(())
+}
