@@ -200,3 +200,55 @@ fn sandbox_serves_real_curl() {
         "{body}"
     );
 }
+
+/// `meshsim run`: a transcript ending with `N passed, M failed`, or JSON.
+#[test]
+fn run_prints_transcripts_and_a_summary() {
+    let (code, out, err) = meshsim(&["run", "scenarios/no-route"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("== step 2: a path the VirtualService does not route"),
+        "{out}"
+    );
+    assert!(out.contains("404 NR route_not_found"), "{out}");
+    assert!(out.trim_end().ends_with("1 passed, 0 failed"), "{out}");
+    let (code, out, _) = meshsim(&["run", "scenarios/no-route", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["passed"], 1);
+    assert_eq!(v["scenarios"][0]["name"], "no-route");
+    assert!(v["scenarios"][0]["steps"][1]["verdicts"][0]["ok"]
+        .as_bool()
+        .unwrap_or(false));
+}
+
+/// A broken scenario fails with a readable diff and a non-zero exit.
+#[test]
+fn failing_scenario_exits_non_zero_with_expected_vs_observed() {
+    let dir = std::env::temp_dir().join(format!("meshsim-cli-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let sc = root().join("scenarios/no-route");
+    let text = std::fs::read_to_string(sc.join("scenario.yaml"))
+        .expect("read")
+        .replace("status: 404", "status: 418")
+        .replace(
+            "../_shared/",
+            &format!("{}/", root().join("scenarios/_shared").display()),
+        )
+        .replace(
+            "vs-hello-only.yaml",
+            &sc.join("vs-hello-only.yaml").display().to_string(),
+        )
+        .replace(
+            "fix-default-route.yaml",
+            &sc.join("fix-default-route.yaml").display().to_string(),
+        );
+    std::fs::write(dir.join("scenario.yaml"), text).expect("write");
+    let (code, out, _) = meshsim(&["run", &dir.display().to_string()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAIL status: expected 418, observed 404"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
+}
