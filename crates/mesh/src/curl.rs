@@ -354,7 +354,7 @@ impl Mesh {
             _ => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         };
         let name = ServerName::try_from(t.host.clone())
-            .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static"));
+            .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
         match tokio_rustls::TlsConnector::from(Arc::new(cfg))
             .connect(name, stream)
             .await

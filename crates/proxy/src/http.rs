@@ -619,7 +619,7 @@ impl HttpCtx {
                 match upstream::one_off(env, dst, tls.as_ref()).await {
                     Ok((mut s, local)) => match s.send_request(req).await {
                         Ok(r) => Ok((r, local)),
-                        Err(e) => Err(classify(&e)),
+                        Err(e) => Err(upstream::classify(&e)),
                     },
                     Err(e) => Err(e),
                 }
@@ -643,10 +643,7 @@ impl HttpCtx {
                         let e = &cluster.endpoints[lease.endpoint];
                         last_host = Some(format!("{}:{}", e.host, e.port));
                         let local = lease.local.clone();
-                        match lease.send(req).await {
-                            Ok(r) => Ok((r, local)),
-                            Err(err) => Err(classify(&err)),
-                        }
+                        lease.send(req).await.map(|r| (r, local))
                     }
                     Err(e) => Err(e),
                 }
@@ -797,14 +794,6 @@ impl HttpCtx {
         }
         b.body(full(body))
             .unwrap_or_else(|_| Request::new(full(Bytes::new())))
-    }
-}
-
-fn classify(e: &hyper::Error) -> UpstreamError {
-    if e.is_parse() {
-        UpstreamError::ProtocolError
-    } else {
-        UpstreamError::ConnectionTermination
     }
 }
 

@@ -350,8 +350,9 @@ pub async fn connect(
     } else {
         t.sni.clone()
     };
-    let name = ServerName::try_from(sni)
-        .unwrap_or_else(|_| ServerName::try_from("invalid.sni").expect("static name"));
+    let name = ServerName::try_from(sni).unwrap_or(ServerName::IpAddress(
+        std::net::Ipv4Addr::UNSPECIFIED.into(),
+    ));
     let connector = tokio_rustls::TlsConnector::from(if http {
         t.http_config.clone()
     } else {
@@ -373,27 +374,36 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Sends one request; failures are classified as Envoy would report them.
     pub async fn send(
         &mut self,
         req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
         self.used += 1;
-        match self.sender.as_mut() {
-            Some(Sender::H1(s)) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-            Some(Sender::H2(s)) => {
-                s.ready().await?;
-                s.send_request(req).await
-            }
-            None => unreachable_sender(),
-        }
+        let r = match self.sender.as_mut() {
+            Some(Sender::H1(s)) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            Some(Sender::H2(s)) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            // The connection was handed back already: treat as reset.
+            None => return Err(UpstreamError::ConnectionTermination),
+        };
+        r.map_err(|e| classify(&e))
     }
 }
 
-fn unreachable_sender() -> ! {
-    panic!("lease used after release")
+/// An upstream HTTP error before a response: a parse error is `UPE`,
+/// anything else a reset (`UC`).
+pub fn classify(e: &hyper::Error) -> UpstreamError {
+    if e.is_parse() {
+        UpstreamError::ProtocolError
+    } else {
+        UpstreamError::ConnectionTermination
+    }
 }
 
 impl Drop for Lease {
