@@ -465,6 +465,7 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" | "EnvoyFilter"
         | "Sidecar" => ISTIO_NETWORKING,
         "PeerAuthentication" => ISTIO_SECURITY,
+        "IstioOperator" => &["install.istio.io/v1alpha1"],
         "Namespace" | "Service" | "ServiceAccount" | "Pod" | "ConfigMap" | "Secret" => CORE,
         "Deployment" | "StatefulSet" => APPS,
         other => {
@@ -549,6 +550,18 @@ fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         "EnvoyFilter" => spec_kind!(EnvoyFilter, envoy_filter::EnvoyFilterSpec),
         "Sidecar" => spec_kind!(Sidecar, sidecar::SidecarSpec),
         "PeerAuthentication" => spec_kind!(PeerAuthentication, peer_auth::PeerAuthenticationSpec),
+        "IstioOperator" => match parse_typed::<Doc<mesh::IstioOperatorSpec>>(ctx, text) {
+            Ok(d) => {
+                report_unsimulated_fields(ctx, &d.spec, out);
+                if let Some(mc) = d.spec.mesh_config {
+                    out.resources.push(Resource::MeshConfig(Object {
+                        meta: mk_meta(d.metadata),
+                        spec: mc,
+                    }));
+                }
+            }
+            Err(e) => out.diagnostics.push(e),
+        },
         "Service" => spec_kind!(Service, k8s::ServiceSpec),
         "Deployment" => spec_kind!(Deployment, k8s::DeploymentSpec),
         "StatefulSet" => spec_kind!(StatefulSet, k8s::StatefulSetSpec),
@@ -639,7 +652,8 @@ with_unsim!(
     gateway::GatewaySpec,
     service_entry::ServiceEntrySpec,
     sidecar::SidecarSpec,
-    envoy_filter::EnvoyFilterSpec
+    envoy_filter::EnvoyFilterSpec,
+    mesh::IstioOperatorSpec
 );
 without_unsim!(
     peer_auth::PeerAuthenticationSpec,

@@ -166,3 +166,37 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub status_port: NotSimulated,
 }
+
+/// `install.istio.io/v1alpha1` IstioOperator: where `istioctl install`
+/// users keep their mesh config (`spec.meshConfig`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioOperatorSpec {
+    #[serde(default)]
+    pub mesh_config: Option<MeshConfig>,
+    #[serde(default)]
+    pub profile: NotSimulated,
+    #[serde(default)]
+    pub tag: NotSimulated,
+    #[serde(default)]
+    pub hub: NotSimulated,
+    #[serde(default)]
+    pub revision: NotSimulated,
+    #[serde(default)]
+    pub namespace: NotSimulated,
+    #[serde(default)]
+    pub components: NotSimulated,
+    #[serde(default)]
+    pub values: NotSimulated,
+    #[serde(default)]
+    pub install_package_path: NotSimulated,
+}
+
+impl Unsimulated for IstioOperatorSpec {
+    fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
+        report_unsimulated!(self, path, out; profile => "profile", tag => "tag", hub => "hub", revision => "revision",
+            namespace => "namespace", components => "components", values => "values", install_package_path => "installPackagePath");
+        self.mesh_config
+            .unsimulated(&format!("{path}.meshConfig"), out);
+    }
+}

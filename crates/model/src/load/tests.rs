@@ -145,3 +145,30 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn istio_operator_mesh_config() {
+    let text = "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: install}\nspec:\n  profile: demo\n  meshConfig:\n    accessLogFile: /dev/stdout\n    outboundTrafficPolicy:\n      mode: REGISTRY_ONLY\n";
+    let l = parse_str("iop.yaml", text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    let Resource::MeshConfig(m) = &l.resources[0] else {
+        panic!("mesh config")
+    };
+    assert_eq!(
+        m.spec.outbound_traffic_policy.as_ref().map(|p| p.mode),
+        Some(crate::mesh::OutboundMode::RegistryOnly)
+    );
+    assert_eq!(
+        l.diagnostics.len(),
+        1,
+        "profile is reported as not simulated"
+    );
+    let bad = text.replace("REGISTRY_ONLY", "NONE");
+    let e = parse_str("iop.yaml", &bad);
+    let err = e.errors().next().expect("error");
+    assert_eq!(
+        (err.line, err.path.as_str()),
+        (9, "spec.meshConfig.outboundTrafficPolicy.mode"),
+        "{err}"
+    );
+}
