@@ -388,7 +388,10 @@ async fn circuit_breaker_overflow_is_503_uo() {
         .count();
     assert!(overflow > 0, "some requests overflow: {all:?}");
     assert!(all.iter().any(|(s, _)| *s == Some(200)));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = mesh
+        .logs
+        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
+        .await;
     assert!(mesh.logs.lines().iter().any(|l| l
         .line
         .contains(" 503 UO upstream_reset_before_response_started{overflow} ")));
@@ -505,8 +508,10 @@ async fn shared_certificate_connection_reuse() {
     assert_eq!(r1.status, Some(200), "{r1:?}");
     let r2 = conn.send(&get("https://service2.test.com/hello")).await;
     assert_eq!(r2.status, Some(404), "{r2:?}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let lines = mesh.logs.lines();
+    let lines = mesh
+        .logs
+        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
+        .await;
     let l = lines
         .iter()
         .rev()
@@ -724,5 +729,19 @@ async fn destination_rule_mutual_presents_the_credential() {
         !body(&r).contains("client certificate"),
         "SIMPLE presents none: {}",
         body(&r)
+    );
+}
+
+/// A custom `accessLogFormat` with Envoy command operators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_access_log_format() {
+    let mc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    accessLogFile: /dev/stdout\n    accessLogFormat: \"%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER% %REQ(:AUTHORITY)% %REQ(END-USER)% %ROUTE_NAME%\\n\"\n";
+    let mesh = start(HELLO, mc).await;
+    let mut req = get("http://helloworld:5000/hello");
+    req.headers.push("end-user: jason".into());
+    let (_, logs) = curl(&mesh, &sleep(), &req).await;
+    assert_eq!(
+        line(&logs, "sleep-0"),
+        "200 - outbound|5000||helloworld.default.svc.cluster.local helloworld:5000 jason default\n"
     );
 }

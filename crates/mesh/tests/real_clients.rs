@@ -239,7 +239,10 @@ async fn real_nginx_http10_upstream_gets_426_until_fixed() {
         status, 426,
         "nginx's default HTTP/1.0 upstream is rejected by Envoy"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = mesh
+        .logs
+        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
+        .await;
     assert!(
         mesh.logs
             .lines()
@@ -339,8 +342,10 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
             "page from service1: {dom}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let lines = mesh.logs.lines();
+        let lines = mesh
+            .logs
+            .settle(0, Duration::from_millis(30), Duration::from_millis(800))
+            .await;
         let frame_line = lines
             .iter()
             .find(|l| {
