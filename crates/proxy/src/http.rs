@@ -4,15 +4,12 @@
 //! details, header handling, and one access-log entry per request.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body as HttpBody, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -23,13 +20,19 @@ use meshsim_tables::weighted::pick_weighted;
 use meshsim_tables::{
     ClusterSpecifier, HttpConnectionManager, RetryPolicy, Route, RouteAction, RouteTarget,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::accesslog::{AccessLogger, Flag, LogEntry};
+use crate::accesslog::{Flag, LogEntry};
 use crate::io::{BoxIo, Rewind};
 use crate::listener::ConnInfo;
 use crate::upstream::{self, ClusterStats, UpstreamError};
 use crate::Inner;
+
+mod body;
+mod codec;
+
+use body::LoggedBody;
+
+use codec::{local_codec_reply, read_request_line, LineVerdict};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -118,93 +121,6 @@ pub(crate) async fn serve(
             .serve_connection(io, svc)
             .await;
     }
-}
-
-enum LineVerdict {
-    Http11,
-    Http10,
-    Garbage,
-    Closed,
-}
-
-/// Reads up to the end of the request line (kept in `buf`).
-async fn read_request_line(io: &mut BoxIo, buf: &mut Vec<u8>) -> LineVerdict {
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..end]);
-            let mut parts = line.split(' ');
-            let (m, t, v) = (parts.next().unwrap_or(""), parts.next(), parts.next());
-            let method_ok =
-                !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
-            return match (method_ok, t, v) {
-                (true, Some(_), Some("HTTP/1.1")) => LineVerdict::Http11,
-                (true, Some(_), Some("HTTP/1.0")) => LineVerdict::Http10,
-                _ => LineVerdict::Garbage,
-            };
-        }
-        if buf.len() > 64 * 1024
-            || (!buf.is_empty()
-                && !buf
-                    .iter()
-                    .take_while(|b| **b != b' ')
-                    .all(|b| b.is_ascii_alphabetic() || *b == b'-'))
-        {
-            return LineVerdict::Garbage;
-        }
-        match tokio::time::timeout(Duration::from_secs(30), io.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
-                return if buf.is_empty() {
-                    LineVerdict::Closed
-                } else {
-                    LineVerdict::Garbage
-                }
-            }
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// Envoy's codec-level local reply (426 for HTTP/1.0, 400 for garbage): the
-/// connection is closed and the log has no method or path.
-async fn local_codec_reply(
-    inner: &Arc<Inner>,
-    mut io: BoxIo,
-    info: &ConnInfo,
-    status: u16,
-    body: &str,
-    details: &str,
-) {
-    inner
-        .server
-        .downstream_cx_protocol_error
-        .fetch_add(1, Ordering::Relaxed);
-    let reason = StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\ndate: {}\r\nserver: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len(),
-        httpdate::fmt_http_date(SystemTime::now()),
-        server_name(false)
-    );
-    let start = SystemTime::now();
-    let _ = io.write_all(resp.as_bytes()).await;
-    let _ = io.shutdown().await;
-    let e = LogEntry {
-        start: Some(start),
-        protocol: Some("HTTP/1.1".into()),
-        response_code: status,
-        flags: vec![Flag::DownstreamProtocolError],
-        details: Some(details.into()),
-        bytes_sent: body.len() as u64,
-        downstream_local: Some(info.dst),
-        downstream_remote: Some(info.src),
-        requested_server_name: info.sni.clone(),
-        ..Default::default()
-    };
-    inner.logger.load().log(&e);
 }
 
 fn server_name(inbound: bool) -> &'static str {
@@ -833,50 +749,4 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(Duration::from_secs_f64)
-}
-
-/// Counts the bytes sent downstream and writes the access-log line when the
-/// response is done (or abandoned).
-struct LoggedBody {
-    inner: Body,
-    entry: Option<LogEntry>,
-    logger: Arc<AccessLogger>,
-    started: Instant,
-    sent: u64,
-}
-
-impl HttpBody for LoggedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let p = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &p {
-            if let Some(d) = f.data_ref() {
-                self.sent += d.len() as u64;
-            }
-        }
-        p
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        if let Some(mut e) = self.entry.take() {
-            e.bytes_sent = self.sent;
-            e.duration = self.started.elapsed();
-            self.logger.log(&e);
-        }
-    }
 }

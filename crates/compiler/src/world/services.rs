@@ -1,0 +1,212 @@
+//! Services at run time: Kubernetes Services (ClusterIPs, headless,
+//! endpoints from selectors) and ServiceEntries (hosts, resolution,
+//! endpoints, workload selectors).
+
+use super::*;
+
+impl World {
+    pub(super) fn build_k8s_services(
+        &mut self,
+        services: &[Object<meshsim_model::k8s::ServiceSpec>],
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let mut sorted: Vec<&Object<meshsim_model::k8s::ServiceSpec>> = services.iter().collect();
+        sorted.sort_by(|a, b| (a.meta.ns(), &a.meta.name).cmp(&(b.meta.ns(), &b.meta.name)));
+        let mut used: BTreeSet<Ipv4Addr> = sorted
+            .iter()
+            .filter_map(|s| s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()))
+            .collect();
+        let mut next = u32::from(Ipv4Addr::new(10, 96, 0, 10));
+        for s in sorted {
+            let ns = s.meta.ns().to_string();
+            let hostname = format!(
+                "{}.{}.svc.{}",
+                s.meta.name, ns, self.settings.cluster_domain
+            );
+            let headless = s.spec.cluster_ip.as_deref() == Some("None");
+            let addresses = if headless {
+                vec![]
+            } else if let Some(ip) = s.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                if ip.parse::<Ipv4Addr>().is_err() {
+                    diags.push(Diagnostic::error(
+                        &s.meta.origin.file,
+                        s.meta.origin.line,
+                        0,
+                        "spec.clusterIP",
+                        format!("{ip:?} is not an IPv4 address or \"None\""),
+                    ));
+                }
+                vec![ip.to_string()]
+            } else {
+                let ip = loop {
+                    let c = Ipv4Addr::from(next);
+                    next += 1;
+                    if used.insert(c) {
+                        break c;
+                    }
+                };
+                vec![ip.to_string()]
+            };
+            let ports: Vec<ServicePort> = s
+                .spec
+                .ports
+                .iter()
+                .map(|p| ServicePort {
+                    name: p.name.clone().unwrap_or_default(),
+                    port: p.port,
+                    protocol: Protocol::from_service_port(
+                        p.name.as_deref(),
+                        p.app_protocol.as_deref(),
+                        p.protocol == Some(L4Protocol::Udp),
+                    ),
+                    target_port: p.target_port.clone(),
+                })
+                .collect();
+            let mut endpoints = Vec::new();
+            if let Some(sel) = &s.spec.selector {
+                for (i, pod) in self.pods.iter().enumerate() {
+                    if pod.namespace != ns || sel.is_empty() || !labels_match(sel, &pod.labels) {
+                        continue;
+                    }
+                    let pmap = ports
+                        .iter()
+                        .filter_map(|sp| {
+                            pod.resolve_target_port(&sp.target_port, sp.port)
+                                .map(|tp| (sp.port, tp))
+                        })
+                        .collect();
+                    endpoints.push(pod_endpoint(i, pod, pmap));
+                }
+            }
+            self.services.push(Service {
+                hostname,
+                name: s.meta.name.clone(),
+                namespace: ns,
+                addresses,
+                ports,
+                resolution: if headless {
+                    Resolution::Passthrough
+                } else {
+                    Resolution::ClientSideLb
+                },
+                mesh_external: false,
+                source: ServiceSource::Kubernetes,
+                endpoints,
+                selector: s.spec.selector.clone(),
+                origin: s.meta.origin.clone(),
+            });
+        }
+    }
+    pub(super) fn build_service_entries(
+        &mut self,
+        entries: &[Object<meshsim_model::service_entry::ServiceEntrySpec>],
+    ) {
+        for se in entries {
+            let ns = se.meta.ns().to_string();
+            let resolution = match se.spec.resolution.unwrap_or(SeResolution::None) {
+                SeResolution::None => Resolution::Passthrough,
+                SeResolution::Static => Resolution::ClientSideLb,
+                SeResolution::Dns => Resolution::Dns,
+                SeResolution::DnsRoundRobin => Resolution::DnsRoundRobin,
+            };
+            let ports: Vec<ServicePort> = se
+                .spec
+                .ports
+                .iter()
+                .map(|p| ServicePort {
+                    name: p.name.clone(),
+                    port: p.number,
+                    protocol: p
+                        .protocol
+                        .as_deref()
+                        .map(Protocol::parse)
+                        .unwrap_or(Protocol::Unsupported),
+                    target_port: p.target_port.map(IntOrString::Int),
+                })
+                .collect();
+            for host in &se.spec.hosts {
+                let mut endpoints = Vec::new();
+                for ep in &se.spec.endpoints {
+                    let address = ep.address.clone().unwrap_or_else(|| host.clone());
+                    let pmap = ports
+                        .iter()
+                        .map(|sp| {
+                            let target = ep.ports.get(&sp.name).copied().or(match sp.target_port {
+                                Some(IntOrString::Int(n)) => Some(n),
+                                _ => None,
+                            });
+                            (
+                                sp.port,
+                                target
+                                    .and_then(|t| u16::try_from(t).ok())
+                                    .unwrap_or(sp.port),
+                            )
+                        })
+                        .collect();
+                    endpoints.push(ServiceEndpoint {
+                        pod: None,
+                        address,
+                        ports: pmap,
+                        labels: ep.labels.clone(),
+                        sidecar: false,
+                        service_account: ep.service_account.clone(),
+                    });
+                }
+                if let Some(ws) = &se.spec.workload_selector {
+                    for (i, pod) in self.pods.iter().enumerate() {
+                        if pod.namespace != ns || !labels_match(&ws.match_labels, &pod.labels) {
+                            continue;
+                        }
+                        let pmap = ports
+                            .iter()
+                            .map(|sp| {
+                                (
+                                    sp.port,
+                                    pod.resolve_target_port(&sp.target_port, sp.port)
+                                        .unwrap_or(sp.port),
+                                )
+                            })
+                            .collect();
+                        endpoints.push(pod_endpoint(i, pod, pmap));
+                    }
+                }
+                if endpoints.is_empty()
+                    && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+                {
+                    // DNS resolution without endpoints resolves the host itself.
+                    let pmap = ports
+                        .iter()
+                        .map(|sp| {
+                            let t = match sp.target_port {
+                                Some(IntOrString::Int(n)) => u16::try_from(n).unwrap_or(sp.port),
+                                _ => sp.port,
+                            };
+                            (sp.port, t)
+                        })
+                        .collect();
+                    endpoints.push(ServiceEndpoint {
+                        pod: None,
+                        address: host.clone(),
+                        ports: pmap,
+                        labels: BTreeMap::new(),
+                        sidecar: false,
+                        service_account: None,
+                    });
+                }
+                self.services.push(Service {
+                    hostname: host.clone(),
+                    name: se.meta.name.clone(),
+                    namespace: ns.clone(),
+                    addresses: se.spec.addresses.clone(),
+                    ports: ports.clone(),
+                    resolution,
+                    mesh_external: se.spec.location != Some(SeLocation::MeshInternal),
+                    source: ServiceSource::ServiceEntry,
+                    endpoints,
+                    selector: None,
+                    origin: se.meta.origin.clone(),
+                });
+            }
+        }
+    }
+}
