@@ -109,7 +109,11 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                     alpn.insert(0, "http/1.0".into());
                 }
                 FilterChainMatch {
-                    transport_protocol: "raw_buffer".into(),
+                    transport_protocol: if version.http_chain_requires_raw_buffer() {
+                        "raw_buffer".into()
+                    } else {
+                        String::new()
+                    },
                     application_protocols: alpn,
                     ..Default::default()
                 }
@@ -127,7 +131,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
             }
             if fall_through {
                 lfilters = vec![TLS_INSPECTOR, HTTP_INSPECTOR];
-                default_chain = Some(FilterChain {
+                let passthrough = FilterChain {
                     name: "PassthroughFilterChain".into(),
                     filter_chain_match: FilterChainMatch::default(),
                     transport_socket: None,
@@ -137,7 +141,13 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                         Some(passthrough_target.into()),
                         None,
                     ),
-                });
+                };
+                // 1.8+: the default chain; 1.6/1.7: a match-all chain.
+                if version.http_chain_requires_raw_buffer() {
+                    default_chain = Some(passthrough);
+                } else {
+                    chains.push(passthrough);
+                }
             }
             out.route_configs
                 .push(routes::sidecar_outbound(ctx, services, *port, None));

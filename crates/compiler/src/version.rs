@@ -34,15 +34,23 @@ impl IstioVersion {
         (self.major, self.minor) >= (major, minor)
     }
 
-    /// Since protocol sniffing matured, HTTP listeners on `0.0.0.0:PORT`
-    /// match only sniffed HTTP (`http/1.1`, `h2c`) and send everything else
-    /// to a passthrough default chain (listener.go "fall through filter
-    /// chain"). Before, the whole port was an HTTP connection manager, so a
-    /// TLS ClientHello on an HTTP port was an HTTP codec error (`400 DPE`) —
-    /// the behaviour Istio's troubleshooting page documents. The exact
-    /// release is approximate (the page predates it).
+    /// HTTP listeners on `0.0.0.0:PORT` match only sniffed HTTP (ALPN
+    /// `http/1.1`, `h2c`) and let everything else through to
+    /// PassthroughCluster — istio/istio#17169 "Let TCP traffic fall
+    /// through" (1.6). Before, the whole port was one HTTP connection
+    /// manager, so a TLS ClientHello on an HTTP port was an HTTP codec error
+    /// (`400 DPE`) — what Istio's troubleshooting page documents.
     pub fn http_ports_fall_through(self) -> bool {
         self.at_least(1, 6)
+    }
+
+    /// The sniffed-HTTP chain also requires `transport_protocol:
+    /// raw_buffer` and the fall-through is the default chain —
+    /// istio/istio#28166 "Fix HTTPs on HTTP port passthrough" (1.8). In
+    /// 1.6/1.7 a TLS client offering ALPN `http/1.1` still matched the HTTP
+    /// chain.
+    pub fn http_chain_requires_raw_buffer(self) -> bool {
+        self.at_least(1, 8)
     }
 
     /// Auto mTLS exists (default on) since 1.5; before, a DestinationRule

@@ -745,3 +745,46 @@ async fn custom_access_log_format() {
         "200 - outbound|5000||helloworld.default.svc.cluster.local helloworld:5000 jason default\n"
     );
 }
+
+/// HTTPS sent to a port declared HTTP, across Istio versions: one HTTP
+/// connection manager (< 1.6: 400 DPE), sniffing without a transport match
+/// (1.6/1.7: curl's ALPN `http/1.1` still matches HTTP: 400 DPE), and
+/// `raw_buffer` + default passthrough chain (>= 1.8: TLS passes through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_http_port_across_versions() {
+    for (version, passes) in [
+        ("1.5.0", false),
+        ("1.7.0", false),
+        ("1.8.0", true),
+        ("1.28.0", true),
+    ] {
+        let mesh = start_v(
+            &[
+                "scenarios/_shared/sleep.yaml",
+                "scenarios/https-to-http-port/serviceentry.yaml",
+            ],
+            "",
+            version,
+        )
+        .await;
+        let (r, logs) = curl(&mesh, &sleep(), &get("https://httpbin.org/")).await;
+        if passes {
+            assert_eq!(r.status, Some(200), "{version}: {r:?}");
+            assert!(
+                line(&logs, "sleep-0").contains("PassthroughCluster"),
+                "{version}: {logs:#?}"
+            );
+        } else {
+            assert!(
+                r.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("wrong version number")),
+                "{version}: {r:?}"
+            );
+            assert!(
+                line(&logs, "sleep-0").contains(" 400 DPE http1.codec_error "),
+                "{version}: {logs:#?}"
+            );
+        }
+    }
+}
