@@ -30,15 +30,38 @@ pub fn http_filters(version: IstioVersion, outbound_sidecar: bool) -> Vec<HttpFi
     v
 }
 
+/// Where an HTTP connection manager sits: it decides the filters, the
+/// client address and what happens to `x-forwarded-client-cert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HcmRole {
+    SidecarOutbound,
+    SidecarInbound,
+    Gateway,
+}
+
 pub fn hcm(
     stat_prefix: String,
     rds: Option<String>,
     inline: Option<RouteConfiguration>,
     version: IstioVersion,
-    outbound_sidecar: bool,
+    role: HcmRole,
     accept_http_10: bool,
-    use_remote_address: bool,
 ) -> NetworkFilter {
+    // listener_builder.go: inbound sidecars APPEND_FORWARD the caller's
+    // certificate; gateways default to meshConfig
+    // `defaultConfig.gatewayTopology.forwardClientCertDetails` = SANITIZE_SET;
+    // outbound sidecars keep Envoy's default, SANITIZE. Both set Subject,
+    // DNS and URI.
+    let forward = match role {
+        HcmRole::SidecarOutbound => None,
+        HcmRole::SidecarInbound => Some(ForwardClientCertDetails::AppendForward),
+        HcmRole::Gateway => Some(ForwardClientCertDetails::SanitizeSet),
+    };
+    let set_current = forward.map(|_| SetCurrentClientCertDetails {
+        subject: true,
+        dns: true,
+        uri: true,
+    });
     NetworkFilter {
         name: HCM.into(),
         typed_config: NetworkFilterConfig::HttpConnectionManager(Box::new(HttpConnectionManager {
@@ -46,9 +69,11 @@ pub fn hcm(
             stat_prefix,
             rds: rds.map(|route_config_name| Rds { route_config_name }),
             route_config: inline,
-            http_filters: http_filters(version, outbound_sidecar),
+            http_filters: http_filters(version, role == HcmRole::SidecarOutbound),
             http_protocol_options: HttpProtocolOptions { accept_http_10 },
-            use_remote_address,
+            use_remote_address: role == HcmRole::Gateway,
+            forward_client_cert_details: forward,
+            set_current_client_cert_details: set_current,
         })),
     }
 }

@@ -332,9 +332,8 @@ fn gateway_hcm(ctx: &Ctx<'_>, port: u16, rds: &str, accept10: bool) -> NetworkFi
         Some(rds.to_string()),
         None,
         ctx.version,
-        false,
+        filters::HcmRole::Gateway,
         accept10,
-        true,
     )
 }
 

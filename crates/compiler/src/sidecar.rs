@@ -97,9 +97,8 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 Some(port.to_string()),
                 None,
                 version,
-                true,
+                filters::HcmRole::SidecarOutbound,
                 accept10,
-                false,
             );
             let fall_through = version.http_ports_fall_through();
             let m = if fall_through {
@@ -164,9 +163,8 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                     Some(rds),
                     None,
                     version,
-                    true,
+                    filters::HcmRole::SidecarOutbound,
                     accept10,
-                    false,
                 );
                 let mut alpn: Vec<String> =
                     PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
@@ -394,9 +392,8 @@ fn inbound_chain(
             None,
             Some(rc),
             ctx.version,
-            false,
+            filters::HcmRole::SidecarInbound,
             ctx.world.mesh.http10,
-            false,
         )]
     } else {
         filters::tcp_filters(ctx.version, cluster.into(), Some(cluster.into()), None)

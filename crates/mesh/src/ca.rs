@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use meshsim_proxy::env::CertifiedKey;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -60,10 +61,13 @@ impl Ca {
     }
 
     /// A workload certificate for a SPIFFE identity (cached per identity).
+    /// Like istiod's, its subject is empty: the identity is the URI SAN
+    /// (so `x-forwarded-client-cert` shows `Subject=""`).
     pub fn workload(&self, spiffe: &str) -> Result<CertifiedKey> {
         self.issue(
             spiffe,
             &[SanType::URI(spiffe.try_into().context("SPIFFE id")?)],
+            false,
         )
     }
 
@@ -76,18 +80,21 @@ impl Ca {
                 Err(_) => sans.push(SanType::DnsName(n.as_str().try_into().context("DNS name")?)),
             }
         }
-        self.issue(&names.join(","), &sans)
+        self.issue(&names.join(","), &sans, true)
     }
 
-    fn issue(&self, key: &str, sans: &[SanType]) -> Result<CertifiedKey> {
+    fn issue(&self, key: &str, sans: &[SanType], subject: bool) -> Result<CertifiedKey> {
         if let Some(ck) = self.issued.lock().ok().and_then(|m| m.get(key).cloned()) {
             return Ok(ck);
         }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.subject_alt_names = sans.to_vec();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "meshsim");
+        params.distinguished_name = DistinguishedName::new();
+        if subject {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, "meshsim");
+        }
         let leaf_key = KeyPair::generate()?;
         let cert = params.signed_by(&leaf_key, &self.issuer)?;
         let ck = CertifiedKey {

@@ -788,3 +788,58 @@ async fn https_to_http_port_across_versions() {
         }
     }
 }
+
+/// Envoy `mutateXfccRequestHeader` with Istio's settings: the outbound
+/// sidecar sanitizes a client-supplied header, the inbound sidecar
+/// (APPEND_FORWARD, Subject/URI/DNS) writes its own identity as `By`, the
+/// SHA-256 of the caller's certificate, its empty subject and SPIFFE URI;
+/// a plaintext (PERMISSIVE) caller gets no header at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_client_cert_follows_envoy() {
+    let plain = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain-client}
+spec:
+  selector: {matchLabels: {app: plain-client}}
+  template:
+    metadata:
+      labels: {app: plain-client}
+      annotations: {sidecar.istio.io/inject: "false"}
+    spec:
+      containers: [{name: c, image: curlimages/curl}]
+"#;
+    let mesh = start(BOOKINFO, plain).await;
+    let mut req = get("http://reviews:9080/");
+    req.headers
+        .push("x-forwarded-client-cert: By=forged;URI=spiffe://evil".into());
+    let (r, _) = curl(&mesh, &sleep(), &req).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    let b = body(&r);
+    let xfcc = b
+        .lines()
+        .find_map(|l| l.strip_prefix("x-forwarded-client-cert: "))
+        .unwrap_or_else(|| panic!("no XFCC in {b}"));
+    let parts: Vec<&str> = xfcc.split(';').collect();
+    assert_eq!(parts.len(), 4, "{xfcc}");
+    assert_eq!(
+        parts[0],
+        "By=spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+    );
+    let hash = parts[1].strip_prefix("Hash=").expect(xfcc);
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{xfcc}"
+    );
+    assert_eq!(parts[2], "Subject=\"\"");
+    assert_eq!(parts[3], "URI=spiffe://cluster.local/ns/default/sa/sleep");
+
+    let from = From::Pod("plain-client-0".into(), "default".into());
+    let (r, _) = curl(&mesh, &from, &req).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(
+        !body(&r).contains("x-forwarded-client-cert"),
+        "{}",
+        body(&r)
+    );
+}

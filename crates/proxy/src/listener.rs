@@ -50,6 +50,10 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// SPIFFE/DNS SANs of a verified client certificate.
     pub peer_sans: Vec<String>,
+    /// The verified client certificate, for `x-forwarded-client-cert`.
+    pub peer_cert: Option<crate::tls::CertDetails>,
+    /// URI SANs of the certificate this chain presented.
+    pub local_uris: Vec<String>,
     /// Negotiated ALPN after TLS termination.
     pub negotiated_alpn: Option<String>,
     pub sniffed_alpn: Vec<String>,
@@ -362,13 +366,16 @@ impl Inner {
             chain: ci,
             sni: sniffed.sni.clone(),
             peer_sans: vec![],
+            peer_cert: None,
+            local_uris: vec![],
             negotiated_alpn: None,
             sniffed_alpn: sniffed.alpn.clone(),
         };
         let rewound: BoxIo = Box::new(Rewind::new(sniffed.buf, stream));
         let io: BoxIo = match (&fc.transport_socket, snap.chain_tls.get(&(li, ci))) {
-            (Some(_), Some(Ok(cfg))) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+            (Some(_), Some(Ok(server_tls))) => {
+                info.local_uris = server_tls.local_uris.clone();
+                let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.config.clone());
                 match acceptor.accept(rewound).await {
                     Ok(tls) => {
                         let (_, session) = tls.get_ref();
@@ -378,6 +385,7 @@ impl Inner {
                         if let Some(certs) = session.peer_certificates() {
                             if let Some(c) = certs.first() {
                                 info.peer_sans = crate::tls::subject_alt_names(c);
+                                info.peer_cert = Some(crate::tls::cert_details(c));
                             }
                         }
                         Box::new(tls)

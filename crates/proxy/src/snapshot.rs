@@ -35,7 +35,7 @@ impl StatsRegistry {
 }
 
 /// Server TLS contexts per (listener, chain), built at push time.
-pub type ChainTls = HashMap<(usize, usize), Result<Arc<rustls::ServerConfig>, String>>;
+pub type ChainTls = HashMap<(usize, usize), Result<tls::ServerTls, String>>;
 
 /// A route configuration whose routes point at cluster handles, resolved
 /// when the tables are pushed.

@@ -48,11 +48,18 @@ fn server_alpn(configured: &[String]) -> Vec<Vec<u8>> {
     v
 }
 
+/// A filter chain's server TLS context and the URI SANs of the certificate
+/// it presents (`By=` in `x-forwarded-client-cert`).
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub local_uris: Vec<String>,
+}
+
 /// Builds the server side of a filter chain's `transport_socket`.
 pub fn server_config(
     ctx: &DownstreamTlsContext,
     env: &dyn Environment,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<ServerTls, String> {
     let common = &ctx.common_tls_context;
     let cert_name = common
         .tls_certificate_sds_secret_configs
@@ -78,11 +85,19 @@ pub fn server_config(
         }
         _ => builder.with_no_client_auth(),
     };
+    let local_uris = ck
+        .chain
+        .first()
+        .map(|c| cert_details(c).uris)
+        .unwrap_or_default();
     let mut cfg = builder
         .with_single_cert(ck.chain, ck.key)
         .map_err(|e| e.to_string())?;
     cfg.alpn_protocols = server_alpn(&common.alpn_protocols);
-    Ok(Arc::new(cfg))
+    Ok(ServerTls {
+        config: Arc::new(cfg),
+        local_uris,
+    })
 }
 
 /// Builds a cluster's client TLS context. `alpn_override` replaces the
@@ -147,6 +162,64 @@ pub fn subject_alt_names(der: &CertificateDer<'_>) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// What Envoy's `x-forwarded-client-cert` reports of a peer certificate.
+#[derive(Debug, Clone, Default)]
+pub struct CertDetails {
+    pub uris: Vec<String>,
+    pub dns: Vec<String>,
+    /// RFC 2253 subject; empty for Istio workload certificates.
+    pub subject: String,
+    /// Hex SHA-256 of the DER certificate.
+    pub sha256: String,
+}
+
+pub fn cert_details(der: &CertificateDer<'_>) -> CertDetails {
+    use x509_parser::extensions::GeneralName;
+    let sha256 = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut d = CertDetails {
+        sha256,
+        ..Default::default()
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return d;
+    };
+    // x509-parser prints RDNs in certificate order; RFC 2253 reverses them.
+    let mut rdns: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|a| {
+                    let key = x509_parser::objects::oid2abbrev(
+                        a.attr_type(),
+                        x509_parser::objects::oid_registry(),
+                    )
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| a.attr_type().to_id_string());
+                    format!("{key}={}", a.as_str().unwrap_or(""))
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.reverse();
+    d.subject = rdns.join(",");
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for g in &san.value.general_names {
+            match g {
+                GeneralName::URI(u) => d.uris.push(u.to_string()),
+                GeneralName::DNSName(n) => d.dns.push(n.to_string()),
+                _ => {}
+            }
+        }
+    }
+    d
 }
 
 /// Exact match, or a wildcard certificate name (`*.test.com`) covering one label.

@@ -176,6 +176,32 @@ pub struct HttpConnectionManager {
     pub http_protocol_options: HttpProtocolOptions,
     /// Gateways use the downstream address as the client address.
     pub use_remote_address: bool,
+    /// What happens to `x-forwarded-client-cert`; Envoy's default
+    /// (`SANITIZE`: remove it) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_client_cert_details: Option<ForwardClientCertDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_current_client_cert_details: Option<SetCurrentClientCertDetails>,
+}
+
+/// Envoy's `HttpConnectionManager.ForwardClientCertDetails`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ForwardClientCertDetails {
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+/// The parts of the client certificate added to `x-forwarded-client-cert`
+/// (`By` and `Hash` are always there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SetCurrentClientCertDetails {
+    pub subject: bool,
+    pub dns: bool,
+    pub uri: bool,
 }
 
 pub const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
