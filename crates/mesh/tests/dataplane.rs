@@ -176,6 +176,28 @@ async fn no_route_is_404_nr() {
     );
 }
 
+/// A route to a subset no DestinationRule defines: the route matches but
+/// its cluster does not exist (router.cc: `no_cluster`), 503 NC with an
+/// empty body and no upstream cluster in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_subset_is_503_nc() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - destination: {host: helloworld, subset: canary}\n";
+    let mesh = start(HELLO, vs).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.status, Some(503), "{r:?}");
+    assert!(r.body.is_empty(), "{}", body(&r));
+    let l = line(&logs, "sleep-0");
+    assert!(
+        l.contains("\"GET /hello HTTP/1.1\" 503 NC cluster_not_found "),
+        "{l}"
+    );
+    assert!(
+        l.contains(" \"-\" - - "),
+        "upstream host and cluster are '-': {l}"
+    );
+    assert_eq!(logs.len(), 1, "nothing reaches a server: {logs:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_server_and_disabled_client_tls_is_503_uc() {
     let files = [

@@ -428,10 +428,10 @@ impl HttpCtx {
             },
         };
         let cluster_name = cluster_name.to_string();
+        // router.cc sets the upstream cluster info only once the cluster is
+        // found, so `%UPSTREAM_CLUSTER%` of an NC reply is `-`.
         let Some(cluster) = targets.get(idx).cloned().flatten() else {
-            let mut o = Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found");
-            o.cluster = Some(cluster_name);
-            return o;
+            return Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found");
         };
         let timeout = parse_duration(&target.timeout);
         let fut = self.forward(
