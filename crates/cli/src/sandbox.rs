@@ -36,11 +36,21 @@ pub async fn run(world: World, duration: Option<Duration>) -> Result<()> {
         "\nThe test CA that gateway and internet certificates chain to: {}",
         ca.display()
     );
-    let mut ingress: Vec<_> = mesh.ingress.iter().collect();
-    ingress.sort_by_key(|(p, _)| **p);
-    let _ = writeln!(out, "\nIngress gateway (outside address 1.2.3.4):");
-    for (port, ing) in ingress {
-        let scheme = if *port == 443 { "https" } else { "http" };
+    let mut last = None;
+    for ((ip, port), ing) in &mesh.ingress {
+        if last != Some((ip, &ing.service)) {
+            let _ = writeln!(
+                out,
+                "\nGateway Service {} (outside address {ip}):",
+                ing.service
+            );
+            last = Some((ip, &ing.service));
+        }
+        let tls = mesh
+            .proxies
+            .get(&ing.proxy)
+            .is_some_and(|p| p.expects_tls(ing.target_port));
+        let scheme = if tls { "https" } else { "http" };
         let _ = writeln!(out, "  {port:>5} -> {}    curl --connect-to ::{} {scheme}://HOST:{port}/   (add --cacert {} for https)", ing.real, ing.real, ca.display());
     }
     // Entry ports: a real client inside each client pod (no server app),

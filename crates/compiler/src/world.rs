@@ -224,8 +224,16 @@ pub struct Service {
     pub source: ServiceSource,
     pub endpoints: Vec<ServiceEndpoint>,
     pub selector: Option<BTreeMap<String, String>>,
+    /// The address outside clients reach a gateway's Service at (its
+    /// LoadBalancer ingress IP); `None` for Services of no gateway.
+    pub external_ip: Option<Ipv4Addr>,
     pub origin: Origin,
 }
+
+/// The external address of Istio's default ingress gateway, as in the
+/// page's `curl 1.2.3.4 -H "Host: ..."`; other gateway Services get the
+/// next free addresses unless `spec.loadBalancerIP` pins one.
+pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(1, 2, 3, 4);
 
 impl Service {
     pub fn port(&self, port: u16) -> Option<&ServicePort> {

@@ -214,13 +214,15 @@ impl Mesh {
                     .map_err(|_| refused(t0.elapsed().as_millis()))
             }
             From::Outside => {
+                // Outside DNS knows no mesh names: a host that is not an
+                // address goes to the default ingress gateway.
                 let ip = addr
                     .or_else(|| c_host.parse().ok())
                     .unwrap_or(IpAddr::V4(INGRESS_IP));
-                if ip != IpAddr::V4(INGRESS_IP) {
+                let IpAddr::V4(ip) = ip else {
                     return Err(refused(0));
-                }
-                let Some(ing) = self.ingress.get(&c_port) else {
+                };
+                let Some(ing) = self.ingress.get(&(ip, c_port)) else {
                     return Err(refused(0));
                 };
                 // No gateway listener on the target port: the pod refuses.

@@ -26,9 +26,7 @@ use crate::network::{Network, PodNet};
 /// from the fake public CA (as `kubectl create secret tls` would install one).
 pub const GENERATE_CERT_ANNOTATION: &str = "meshsim.io/generate-cert";
 
-/// The address "outside" clients use for the ingress gateway (as in the
-/// page's `curl 1.2.3.4 -H "Host: ..."`).
-pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(1, 2, 3, 4);
+pub use meshsim_compiler::world::INGRESS_IP;
 
 #[derive(Debug, Clone)]
 pub struct MeshOptions {
@@ -54,9 +52,9 @@ pub struct Mesh {
     pub logs: Arc<LogCollector>,
     pub mesh_ca: Arc<Ca>,
     pub public_ca: Arc<Ca>,
-    /// Ingress gateway Service port → real localhost socket, gateway proxy
-    /// id and the target port its listener binds.
-    pub ingress: HashMap<u16, IngressPort>,
+    /// Gateway Service external address and port → real localhost socket,
+    /// gateway proxy id and the target port its listener binds.
+    pub ingress: BTreeMap<(Ipv4Addr, u16), IngressPort>,
     /// Proxy id → admin socket.
     pub admin: BTreeMap<String, SocketAddr>,
     /// Problems met while starting (missing secrets...), reported to users.
@@ -282,7 +280,7 @@ impl Mesh {
         let compiled = meshsim_compiler::compile_all(&world);
         let mut proxies = BTreeMap::new();
         let mut admin = BTreeMap::new();
-        let mut ingress = HashMap::new();
+        let mut ingress = BTreeMap::new();
         for (i, tables) in compiled.into_iter().enumerate() {
             let Some(pod) = world.pods.iter().find(|p| p.id() == tables.proxy.id) else {
                 continue;
@@ -312,28 +310,21 @@ impl Mesh {
             tokio::spawn(proxy.clone().serve_admin(admin_l));
             if pod.role == PodRole::Gateway {
                 for svc in world.services_selecting(pod) {
+                    let Some(external) = svc.external_ip else {
+                        continue;
+                    };
                     for sp in &svc.ports {
                         let Some(tp) = pod.resolve_target_port(&sp.target_port, sp.port) else {
                             continue;
                         };
                         let l = bind().await?;
-                        // The ingress gateway at 1.2.3.4: Istio's default one,
-                        // else the first gateway Service exposing the port.
-                        let preferred = svc.name == "istio-ingressgateway"
-                            || pod
-                                .labels
-                                .get("istio")
-                                .is_some_and(|v| v == "ingressgateway");
-                        if preferred || !ingress.contains_key(&sp.port) {
-                            ingress.insert(
-                                sp.port,
-                                IngressPort {
-                                    real: l.local_addr()?,
-                                    proxy: proxy.id().to_string(),
-                                    target_port: tp,
-                                },
-                            );
-                        }
+                        // The load balancer sends to the first replica.
+                        ingress.entry((external, sp.port)).or_insert(IngressPort {
+                            real: l.local_addr()?,
+                            proxy: proxy.id().to_string(),
+                            service: format!("{}.{}", svc.name, svc.namespace),
+                            target_port: tp,
+                        });
                         if tp == 15021 {
                             // The gateway's status port: Envoy's readiness
                             // endpoint, what load balancers health-check.
@@ -535,6 +526,8 @@ fn gateway_credentials(
 pub struct IngressPort {
     pub real: SocketAddr,
     pub proxy: String,
+    /// The gateway Service, `NAME.NAMESPACE`.
+    pub service: String,
     pub target_port: u16,
 }
 

@@ -865,3 +865,74 @@ spec:
         body(&r)
     );
 }
+
+/// Each gateway Service has its own outside address, as a cloud load
+/// balancer gives it: `spec.loadBalancerIP` pins one, the others get
+/// 1.2.3.4, 1.2.3.5, ... in (namespace, name) order; an address no gateway
+/// owns refuses the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_service_has_its_own_outside_address() {
+    let mut extra = String::new();
+    for (name, pin) in [("a-gw", ""), ("b-gw", ""), ("c-gw", "203.0.113.7")] {
+        let lb = if pin.is_empty() {
+            String::new()
+        } else {
+            format!("  loadBalancerIP: {pin}\n")
+        };
+        extra.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  type: LoadBalancer
+{lb}  selector: {{gw: {name}}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  selector: {{matchLabels: {{gw: {name}}}}}
+  template:
+    metadata:
+      labels: {{gw: {name}}}
+      annotations: {{inject.istio.io/templates: gateway}}
+    spec:
+      containers: [{{name: istio-proxy, image: auto}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  selector: {{gw: {name}}}
+  servers: [{{port: {{number: 8080, name: http, protocol: HTTP}}, hosts: ["*"]}}]
+"#
+        ));
+    }
+    extra.push_str(
+        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hello-in}\nspec:\n  hosts: [\"*\"]\n  gateways: [a-gw, b-gw, c-gw]\n  http:\n  - route: [{destination: {host: helloworld}}]\n",
+    );
+    let mesh = start(HELLO, &extra).await;
+    for (addr, gw) in [
+        ("1.2.3.4", "a-gw-0"),
+        ("1.2.3.5", "b-gw-0"),
+        ("203.0.113.7", "c-gw-0"),
+    ] {
+        let (r, logs) = curl(&mesh, &From::Outside, &get(&format!("http://{addr}/hello"))).await;
+        assert_eq!(r.status, Some(200), "{addr}: {r:?}");
+        assert!(
+            line(&logs, gw).contains(&format!("\"{addr}\"")),
+            "{addr}: {logs:#?}"
+        );
+    }
+    let (r, _) = curl(&mesh, &From::Outside, &get("http://1.2.3.6/hello")).await;
+    assert_eq!(r.status, None, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Couldn't connect to server"),
+        "{r:?}"
+    );
+}

@@ -281,7 +281,9 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
         )
         .await
         .expect("mesh");
-        let port = mesh.ingress[&443].real.port();
+        let port = mesh.ingress[&(meshsim_mesh::mesh::INGRESS_IP, 443)]
+            .real
+            .port();
         let frame = format!("https://service2.test.com:{port}/hello");
         let url = format!("https://service1.test.com:{port}/page?frame={frame}");
         let profile = dir.join(format!("profile-{want_status}"));

@@ -42,8 +42,10 @@ pub struct ServiceSpec {
     pub external_traffic_policy: Option<IgnoredAny>,
     #[serde(default)]
     pub internal_traffic_policy: Option<IgnoredAny>,
-    #[serde(default)]
-    pub load_balancer_ip: Option<IgnoredAny>,
+    /// Pins the external address of a gateway's Service (where "outside"
+    /// clients reach it).
+    #[serde(rename = "loadBalancerIP", default)]
+    pub load_balancer_ip: Option<String>,
     #[serde(default)]
     pub load_balancer_source_ranges: Option<IgnoredAny>,
     #[serde(default)]

@@ -191,6 +191,17 @@ impl Proxy {
         self.inner.snapshot.load().port_listener(port).is_some()
     }
 
+    /// Whether the listener on `port` expects TLS from clients (a gateway
+    /// server terminating or passing through TLS).
+    pub fn expects_tls(&self, port: u16) -> bool {
+        let snap = self.inner.snapshot.load();
+        snap.port_listener(port).is_some_and(|i| {
+            snap.tables.listeners[i].filter_chains.iter().any(|c| {
+                c.transport_socket.is_some() || c.filter_chain_match.transport_protocol == "tls"
+            })
+        })
+    }
+
     /// How many table sets this proxy has received.
     pub fn config_version(&self) -> u64 {
         self.inner.version.load(Ordering::Relaxed)

@@ -10,8 +10,7 @@ impl World {
         services: &[Object<meshsim_model::k8s::ServiceSpec>],
         diags: &mut Vec<Diagnostic>,
     ) {
-        let mut sorted: Vec<&Object<meshsim_model::k8s::ServiceSpec>> = services.iter().collect();
-        sorted.sort_by(|a, b| (a.meta.ns(), &a.meta.name).cmp(&(b.meta.ns(), &b.meta.name)));
+        let sorted = sorted_specs(services);
         let mut used: BTreeSet<Ipv4Addr> = sorted
             .iter()
             .filter_map(|s| s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()))
@@ -27,15 +26,7 @@ impl World {
             let addresses = if headless {
                 vec![]
             } else if let Some(ip) = s.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
-                if ip.parse::<Ipv4Addr>().is_err() {
-                    diags.push(Diagnostic::error(
-                        &s.meta.origin.file,
-                        s.meta.origin.line,
-                        0,
-                        "spec.clusterIP",
-                        format!("{ip:?} is not an IPv4 address or \"None\""),
-                    ));
-                }
+                check_ipv4(s, "spec.clusterIP", ip, " or \"None\"", diags);
                 vec![ip.to_string()]
             } else {
                 let ip = loop {
@@ -93,8 +84,65 @@ impl World {
                 source: ServiceSource::Kubernetes,
                 endpoints,
                 selector: s.spec.selector.clone(),
+                external_ip: None,
                 origin: s.meta.origin.clone(),
             });
+        }
+        self.assign_external_ips(&sorted_specs(services), diags);
+    }
+
+    /// Every Service selecting a gateway pod gets an external address, as a
+    /// cloud load balancer would give it: `spec.loadBalancerIP` when set,
+    /// else the default ingress gateway 1.2.3.4 and the others the next
+    /// free addresses in (namespace, name) order.
+    fn assign_external_ips(
+        &mut self,
+        specs: &[&Object<meshsim_model::k8s::ServiceSpec>],
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let pinned = |s: &Service| {
+            specs
+                .iter()
+                .find(|o| o.meta.name == s.name && o.meta.ns() == s.namespace)
+                .and_then(|o| o.spec.load_balancer_ip.as_deref())
+        };
+        let gateway: Vec<usize> = (0..self.services.len())
+            .filter(|&i| {
+                let s = &self.services[i];
+                s.source == ServiceSource::Kubernetes
+                    && s.endpoints
+                        .iter()
+                        .any(|e| e.pod.is_some_and(|p| self.pods[p].role == PodRole::Gateway))
+            })
+            .collect();
+        for o in specs {
+            if let Some(ip) = o.spec.load_balancer_ip.as_deref() {
+                check_ipv4(o, "spec.loadBalancerIP", ip, "", diags);
+            }
+        }
+        let mut used = BTreeSet::new();
+        for &i in &gateway {
+            if let Some(a) = pinned(&self.services[i]).and_then(|ip| ip.parse::<Ipv4Addr>().ok()) {
+                used.insert(a);
+                self.services[i].external_ip = Some(a);
+            }
+        }
+        let is_default = |s: &Service| s.name == "istio-ingressgateway";
+        let mut order: Vec<usize> = gateway
+            .into_iter()
+            .filter(|&i| self.services[i].external_ip.is_none())
+            .collect();
+        order.sort_by_key(|&i| !is_default(&self.services[i]));
+        let mut next = u32::from(INGRESS_IP);
+        for i in order {
+            let ip = loop {
+                let c = Ipv4Addr::from(next);
+                next += 1;
+                if used.insert(c) {
+                    break c;
+                }
+            };
+            self.services[i].external_ip = Some(ip);
         }
     }
     pub(super) fn build_service_entries(
@@ -204,9 +252,36 @@ impl World {
                     source: ServiceSource::ServiceEntry,
                     endpoints,
                     selector: None,
+                    external_ip: None,
                     origin: se.meta.origin.clone(),
                 });
             }
         }
+    }
+}
+
+fn sorted_specs(
+    services: &[Object<meshsim_model::k8s::ServiceSpec>],
+) -> Vec<&Object<meshsim_model::k8s::ServiceSpec>> {
+    let mut sorted: Vec<&Object<meshsim_model::k8s::ServiceSpec>> = services.iter().collect();
+    sorted.sort_by(|a, b| (a.meta.ns(), &a.meta.name).cmp(&(b.meta.ns(), &b.meta.name)));
+    sorted
+}
+
+fn check_ipv4(
+    o: &Object<meshsim_model::k8s::ServiceSpec>,
+    field: &str,
+    ip: &str,
+    or_else: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if ip.parse::<Ipv4Addr>().is_err() {
+        diags.push(Diagnostic::error(
+            &o.meta.origin.file,
+            o.meta.origin.line,
+            0,
+            field,
+            format!("{ip:?} is not an IPv4 address{or_else}"),
+        ));
     }
 }
