@@ -449,36 +449,53 @@ pub fn sidecar_outbound(
         .copied()
         .filter(|s| s.port(port).is_some())
         .collect();
-    let by_host: std::collections::HashMap<String, &Service> = on_port
+    // Services (any port) matched by a resolved VirtualService host:
+    // httproute.go `separateVSHostsAndServices`.
+    let all_by_host: std::collections::HashMap<String, &Service> = services
         .iter()
         .map(|s| (s.hostname.to_ascii_lowercase(), *s))
         .collect();
-    // Services on this port matched by a (resolved) VirtualService host.
     let matching = |h: &str| -> Vec<&Service> {
         if h.starts_with('*') {
-            on_port
+            services
                 .iter()
                 .copied()
                 .filter(|s| host::matches(h, &s.hostname))
                 .collect()
         } else {
-            by_host
+            all_by_host
                 .get(&h.to_ascii_lowercase())
                 .copied()
                 .into_iter()
                 .collect()
         }
     };
+    // `buildSidecarVirtualHostsForVirtualService`: a VirtualService serves
+    // the HTTP (or sniffed) ports of the services it names, and only when it
+    // names none, port 80 (istiod's "gross HACK"); its non-service hosts
+    // ride along on those ports.
     let mut vss: Vec<&Object<VirtualServiceSpec>> = ctx.mesh_virtual_services().to_vec();
-    if port != 80 {
-        // istiod: off port 80, only VirtualServices that match a service.
-        vss.retain(|v| {
-            v.spec
-                .hosts
-                .iter()
-                .any(|h| !matching(&ctx.world.resolve_host(h, v.meta.ns())).is_empty())
-        });
-    }
+    vss.retain(|v| {
+        let named: Vec<&Service> = v
+            .spec
+            .hosts
+            .iter()
+            .flat_map(|h| matching(&ctx.world.resolve_host(h, v.meta.ns())))
+            .collect();
+        let http_ports: BTreeSet<u16> = named
+            .iter()
+            .flat_map(|s| &s.ports)
+            .filter(|p| {
+                p.protocol.is_http() || p.protocol == crate::protocol::Protocol::Unsupported
+            })
+            .map(|p| p.port)
+            .collect();
+        if http_ports.is_empty() {
+            port == 80
+        } else {
+            http_ports.contains(&port)
+        }
+    });
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let mut seen_domains: BTreeSet<String> = BTreeSet::new();
@@ -517,7 +534,7 @@ pub fn sidecar_outbound(
             let matched: Vec<&Service> = all
                 .iter()
                 .copied()
-                .filter(|s| !claimed.contains(s.hostname.as_str()))
+                .filter(|s| s.port(port).is_some() && !claimed.contains(s.hostname.as_str()))
                 .collect();
             if matched.is_empty() {
                 if all.is_empty() {

@@ -339,3 +339,62 @@ fn proxies_and_injection() {
     let w = world_with(&declared_off, "1.28.0");
     assert!(find_proxy(&w, "deploy/web-v1.foo").is_err());
 }
+
+/// httproute.go `buildSidecarVirtualHostsForVirtualService`: a
+/// VirtualService serves the HTTP ports of the services it names, its other
+/// hosts ride along on those ports, and only one naming no service lands on
+/// port 80.
+#[test]
+fn virtual_service_hosts_follow_their_services_ports() {
+    let yaml = format!(
+        "{APP}---
+apiVersion: v1
+kind: Service
+metadata: {{name: front, namespace: bar}}
+spec:
+  ports: [{{port: 80, name: http}}]
+  selector: {{app: client}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: foo}}
+spec:
+  hosts: [web, api.example.com]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ext, namespace: foo}}
+spec:
+  hosts: [only.example.com]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+"
+    );
+    let t = tables(&yaml, "deploy/client.bar");
+    let names = |rc: &str| -> Vec<String> {
+        t.route_config(rc)
+            .map(|r| r.virtual_hosts.iter().map(|v| v.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    let on_8000 = names("8000");
+    assert!(
+        on_8000.contains(&"web.foo.svc.cluster.local:8000".into()),
+        "{on_8000:?}"
+    );
+    assert!(
+        on_8000.contains(&"api.example.com:8000".into()),
+        "{on_8000:?}"
+    );
+    assert!(
+        !on_8000.iter().any(|n| n.starts_with("only.example.com")),
+        "{on_8000:?}"
+    );
+    let on_80 = names("80");
+    assert!(on_80.contains(&"only.example.com:80".into()), "{on_80:?}");
+    assert!(
+        !on_80
+            .iter()
+            .any(|n| n.starts_with("web.") || n.starts_with("api.")),
+        "{on_80:?}"
+    );
+}
