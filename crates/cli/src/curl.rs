@@ -121,7 +121,9 @@ fn pod_without_proxy<'w>(
     world: &'w World,
     name: &str,
 ) -> Result<&'w meshsim_compiler::world::Pod, String> {
-    let (n, ns) = name.split_once('.').unwrap_or((name, "default"));
+    let (n, ns) = name
+        .split_once('.')
+        .unwrap_or((name, world.settings.default_namespace.as_str()));
     let n = n.trim_start_matches("pod/");
     world.pod(n, ns).ok_or_else(|| format!("no pod {n}.{ns}"))
 }

@@ -37,6 +37,10 @@ struct Input {
     /// Treat namespaces that the input does not declare as NOT injected.
     #[arg(long)]
     no_implicit_injection: bool,
+    /// As `kubectl apply -n`: the namespace of objects that name none; also
+    /// the namespace of a PROXY / --from named without one (`istioctl -n`).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -263,7 +267,10 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 /// Loads the input and builds the world; errors stop here with every
 /// diagnostic printed.
 fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
-    let loaded = load_paths(&input.files);
+    let mut loaded = load_paths(&input.files);
+    if let Some(ns) = &input.namespace {
+        loaded.apply_namespace(ns);
+    }
     let Some(version) = IstioVersion::parse(&input.istio_version) else {
         bail!(
             "--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0",
@@ -273,6 +280,7 @@ fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
     let settings = Settings {
         istio_version: version,
         inject_undeclared_namespaces: !input.no_implicit_injection,
+        default_namespace: input.namespace.clone().unwrap_or_else(|| "default".into()),
         ..Settings::default()
     };
     let mut diags = loaded.diagnostics;
@@ -421,6 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let cfg = meshsim_scenario::process::ChildConfig {
                 files: input.files.clone(),
+                namespace: input.namespace.clone(),
                 istio_version: input.istio_version.clone(),
                 proxy,
                 apps,

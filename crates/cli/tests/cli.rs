@@ -252,3 +252,43 @@ fn failing_scenario_exits_non_zero_with_expected_vs_observed() {
     );
     assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
 }
+
+/// `-n` works as `kubectl apply -n` for the input (objects that name no
+/// namespace land there; one naming another is kubectl's error) and as
+/// `istioctl -n` for the proxy.
+#[test]
+fn namespace_flag_applies_and_selects() {
+    let (code, json, err) = meshsim(&[
+        "proxy-config",
+        "clusters",
+        "deploy/sleep",
+        "-n",
+        "books",
+        "-f",
+        BOOKINFO,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        json.contains("\"name\": \"outbound|9080|v1|reviews.books.svc.cluster.local\""),
+        "{json}"
+    );
+    assert!(!json.contains("reviews.default"), "{json}");
+    let dir = std::env::temp_dir().join(format!("meshsim-cli-ns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("svc.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: other}\nspec:\n  ports: [{port: 80}]\n",
+    )
+    .expect("write");
+    let (code, _, err) = meshsim(&["validate", "-n", "books", "-f", f.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("svc.yaml:1")
+            && err.contains("metadata.namespace")
+            && err.contains("does not match the namespace \"books\""),
+        "{err}"
+    );
+}

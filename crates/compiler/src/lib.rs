@@ -107,7 +107,7 @@ pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
     };
     let (n, ns) = match rest.split_once('.') {
         Some((n, ns)) => (n, ns),
-        None => (rest, "default"),
+        None => (rest, world.settings.default_namespace.as_str()),
     };
     let found = match kind {
         None | Some("pod" | "pods") => world.pods.iter().find(|p| p.name == n && p.namespace == ns),

@@ -35,6 +35,8 @@ pub struct Settings {
     /// `istio-injection=enabled` (a mesh is what the user is simulating).
     pub inject_undeclared_namespaces: bool,
     pub cluster_domain: String,
+    /// The namespace of a proxy named without one (`istioctl -n`).
+    pub default_namespace: String,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             istio_version: IstioVersion::DEFAULT,
             inject_undeclared_namespaces: true,
             cluster_domain: "cluster.local".into(),
+            default_namespace: "default".into(),
         }
     }
 }

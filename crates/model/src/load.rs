@@ -41,6 +41,30 @@ impl Loaded {
         self.diagnostics.iter().filter(|d| d.is_error())
     }
 
+    /// `kubectl apply -n NS`: objects without a namespace go to `ns`; one
+    /// that names another namespace is an error, as kubectl reports it.
+    pub fn apply_namespace(&mut self, ns: &str) {
+        for r in &mut self.resources {
+            if !r.is_namespaced() {
+                continue;
+            }
+            let meta = r.meta_mut();
+            match meta.namespace.as_deref().filter(|n| !n.is_empty()) {
+                None => meta.namespace = Some(ns.to_string()),
+                Some(n) if n == ns => {}
+                Some(n) => self.diagnostics.push(Diagnostic::error(
+                    &meta.origin.file,
+                    meta.origin.line,
+                    0,
+                    "metadata.namespace",
+                    format!(
+                        "the namespace from the provided object {n:?} does not match the namespace {ns:?}. You must pass '--namespace={n}' to perform this operation."
+                    ),
+                )),
+            }
+        }
+    }
+
     fn extend(&mut self, other: Loaded) {
         self.resources.extend(other.resources);
         self.diagnostics.extend(other.diagnostics);

@@ -87,24 +87,40 @@ pub enum Resource {
     PeerAuthentication(Object<peer_auth::PeerAuthenticationSpec>),
 }
 
+/// Runs `$body` with `$o` bound to the resource's `Object`, whatever its kind.
+macro_rules! with_object {
+    ($r:expr, $o:ident => $body:expr) => {
+        match $r {
+            Resource::Namespace($o) | Resource::ServiceAccount($o) => $body,
+            Resource::Service($o) => $body,
+            Resource::Deployment($o) => $body,
+            Resource::StatefulSet($o) => $body,
+            Resource::Pod($o) => $body,
+            Resource::ConfigMap($o) => $body,
+            Resource::Secret($o) => $body,
+            Resource::MeshConfig($o) => $body,
+            Resource::VirtualService($o) => $body,
+            Resource::DestinationRule($o) => $body,
+            Resource::Gateway($o) => $body,
+            Resource::ServiceEntry($o) => $body,
+            Resource::EnvoyFilter($o) => $body,
+            Resource::Sidecar($o) => $body,
+            Resource::PeerAuthentication($o) => $body,
+        }
+    };
+}
+
 impl Resource {
     pub fn meta(&self) -> &Meta {
-        match self {
-            Resource::Namespace(o) | Resource::ServiceAccount(o) => &o.meta,
-            Resource::Service(o) => &o.meta,
-            Resource::Deployment(o) => &o.meta,
-            Resource::StatefulSet(o) => &o.meta,
-            Resource::Pod(o) => &o.meta,
-            Resource::ConfigMap(o) => &o.meta,
-            Resource::Secret(o) => &o.meta,
-            Resource::MeshConfig(o) => &o.meta,
-            Resource::VirtualService(o) => &o.meta,
-            Resource::DestinationRule(o) => &o.meta,
-            Resource::Gateway(o) => &o.meta,
-            Resource::ServiceEntry(o) => &o.meta,
-            Resource::EnvoyFilter(o) => &o.meta,
-            Resource::Sidecar(o) => &o.meta,
-            Resource::PeerAuthentication(o) => &o.meta,
-        }
+        with_object!(self, o => &o.meta)
+    }
+
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        with_object!(self, o => &mut o.meta)
+    }
+
+    /// Whether the kind lives in a namespace (everything but Namespace).
+    pub fn is_namespaced(&self) -> bool {
+        !matches!(self, Resource::Namespace(_))
     }
 }

@@ -31,6 +31,9 @@ pub const ENV: &str = "MESHSIM_PROXY_PROCESS";
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChildConfig {
     pub files: Vec<PathBuf>,
+    /// `-n`: namespace of objects that name none.
+    #[serde(default)]
+    pub namespace: Option<String>,
     pub istio_version: String,
     pub proxy: String,
     /// Container port → real address of the pod's application.
@@ -113,11 +116,15 @@ pub fn run_proxy_process(cfg: ChildConfig) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let loaded = meshsim_model::load_paths(&cfg.files);
-        let settings = Settings {
+        let mut loaded = meshsim_model::load_paths(&cfg.files);
+        let mut settings = Settings {
             istio_version: IstioVersion::parse(&cfg.istio_version).unwrap_or(IstioVersion::DEFAULT),
             ..Settings::default()
         };
+        if let Some(ns) = &cfg.namespace {
+            loaded.apply_namespace(ns);
+            settings.default_namespace = ns.clone();
+        }
         let (world, _) = World::build(&loaded.resources, settings);
         let pod = meshsim_compiler::find_proxy(&world, &cfg.proxy).map_err(|e| anyhow!(e))?;
         let tables = meshsim_compiler::compile_proxy(&world, pod);
@@ -167,6 +174,7 @@ pub async fn run_under_load(
     };
     let cfg = ChildConfig {
         files: files.to_vec(),
+        namespace: None,
         istio_version: settings.istio_version.to_string(),
         proxy: spec.proxy.clone(),
         apps,
