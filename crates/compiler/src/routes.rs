@@ -476,24 +476,22 @@ pub fn sidecar_outbound(
     // ride along on those ports.
     let mut vss: Vec<&Object<VirtualServiceSpec>> = ctx.mesh_virtual_services().to_vec();
     vss.retain(|v| {
-        let named: Vec<&Service> = v
-            .spec
-            .hosts
-            .iter()
-            .flat_map(|h| matching(&ctx.world.resolve_host(h, v.meta.ns())))
-            .collect();
-        let http_ports: BTreeSet<u16> = named
-            .iter()
-            .flat_map(|s| &s.ports)
-            .filter(|p| {
-                p.protocol.is_http() || p.protocol == crate::protocol::Protocol::Unsupported
-            })
-            .map(|p| p.port)
-            .collect();
-        if http_ports.is_empty() {
-            port == 80
+        let (mut any_http, mut on_this_port) = (false, false);
+        for h in &v.spec.hosts {
+            for s in matching(&ctx.world.resolve_host(h, v.meta.ns())) {
+                for p in &s.ports {
+                    if p.protocol.is_http() || p.protocol == crate::protocol::Protocol::Unsupported
+                    {
+                        any_http = true;
+                        on_this_port |= p.port == port;
+                    }
+                }
+            }
+        }
+        if any_http {
+            on_this_port
         } else {
-            http_ports.contains(&port)
+            port == 80
         }
     });
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
