@@ -13,16 +13,7 @@ use meshsim_mesh::{Mesh, MeshOptions};
 use crate::CurlArgs;
 
 pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
-    let from = if a.from == "outside" {
-        From::Outside
-    } else {
-        match meshsim_compiler::find_proxy(&world, &a.from)
-            .or_else(|_| pod_without_proxy(&world, &a.from))
-        {
-            Ok(p) => From::Pod(p.name.clone(), p.namespace.clone()),
-            Err(e) => bail!("--from {}: {e}", a.from),
-        }
-    };
+    let from = resolve_from(&world, &a.from)?;
     let cacert = match &a.cacert {
         Some(p) => {
             Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--cacert {}: {e}", p.display()))?)
@@ -115,6 +106,17 @@ pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
         eprintln!("{}", prefixed(&l));
     }
     Ok(ExitCode::from(resp.exit_code.clamp(0, 255) as u8))
+}
+
+/// `--from`: `outside`, or a pod with or without a sidecar.
+pub fn resolve_from(world: &World, from: &str) -> Result<From> {
+    if from == "outside" {
+        return Ok(From::Outside);
+    }
+    match meshsim_compiler::find_proxy(world, from).or_else(|_| pod_without_proxy(world, from)) {
+        Ok(p) => Ok(From::Pod(p.name.clone(), p.namespace.clone())),
+        Err(e) => bail!("--from {from}: {e}"),
+    }
 }
 
 fn pod_without_proxy<'w>(

@@ -12,6 +12,7 @@ use meshsim_model::{load_paths, Diagnostic};
 use meshsim_tables::display;
 
 mod curl;
+mod load;
 mod sandbox;
 
 #[derive(Parser)]
@@ -136,6 +137,36 @@ enum Command {
         #[command(flatten)]
         curl: Box<CurlArgs>,
     },
+    /// Load like fortio: C keep-alive connections share N calls from a pod
+    /// (through its sidecar) or from outside; prints latency percentiles,
+    /// response codes and sockets used. Exit 1 unless every call got 200.
+    Load {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+/// `meshsim load` options (fortio's spelling where it has one).
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Where the load starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
+    #[arg(long, default_value = "deploy/sleep")]
+    from: String,
+    /// Concurrent keep-alive connections (fortio `-c`).
+    #[arg(short = 'c', long, default_value_t = 8)]
+    connections: u64,
+    /// Total calls, shared by the connections (fortio `-n`).
+    #[arg(long, default_value_t = 1000)]
+    calls: u64,
+    /// Extra header, `Name: value`.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Per-call timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    url: String,
 }
 
 /// `meshsim curl` options (curl's spelling).
@@ -289,6 +320,23 @@ fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
     Ok((world, diags))
 }
 
+/// Loads the input (stopping on errors) and runs `f` on a tokio runtime.
+fn run_on_world<F, Fut>(input: &Input, f: F) -> Result<ExitCode>
+where
+    F: FnOnce(World) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode>>,
+{
+    let (world, diags) = load_world(input)?;
+    print_diagnostics(&diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Ok(ExitCode::FAILURE);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f(world))
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { input } => {
@@ -438,17 +486,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             meshsim_scenario::process::run_proxy_process(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Curl { input, curl } => {
-            let (world, diags) = load_world(&input)?;
-            print_diagnostics(&diags);
-            if diags.iter().any(Diagnostic::is_error) {
-                return Ok(ExitCode::FAILURE);
-            }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(curl::run(world, *curl))
-        }
+        Command::Curl { input, curl } => run_on_world(&input, |w| curl::run(w, *curl)),
+        Command::Load { input, load } => run_on_world(&input, |w| load::run(w, load)),
         Command::ProxyConfig {
             kind,
             proxy,

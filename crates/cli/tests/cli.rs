@@ -292,3 +292,45 @@ fn namespace_flag_applies_and_selects() {
         "{err}"
     );
 }
+
+/// `meshsim load` as fortio: every call through keep-alive connections
+/// answered 200; with the circuit-breaking task's limits, 8 concurrent
+/// connections overflow into 503s and the exit status says so.
+#[test]
+fn load_reports_codes_like_fortio() {
+    let (code, out, err) = meshsim(&[
+        "load",
+        "-f",
+        BOOKINFO,
+        "--from",
+        "deploy/sleep",
+        "-c",
+        "2",
+        "--calls",
+        "20",
+        "http://reviews:9080/",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Code 200 : 20 (100.0 %)"), "{out}");
+    assert!(
+        out.contains("Sockets used: 2 (for perfect keepalive, would be 2)"),
+        "{out}"
+    );
+    assert!(out.contains("# target 99% "), "{out}");
+    let (code, out, err) = meshsim(&[
+        "load",
+        "-f",
+        "scenarios/_shared/sleep.yaml",
+        "-f",
+        "scenarios/_shared/helloworld.yaml",
+        "-f",
+        "scenarios/circuit-breaker-overflow/dr-limits.yaml",
+        "-c",
+        "8",
+        "--calls",
+        "80",
+        "http://helloworld:5000/hello",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("Code 503 : "), "{out}");
+}
