@@ -146,6 +146,17 @@ async fn echo(
     }
     let mut out = String::new();
     match &id.host {
+        // The rest of the internet: one server answers for every name.
+        Some(h) if h.is_empty() => {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.host())
+                .unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            let _ = writeln!(out, "Hello from external host {host}");
+        }
         Some(h) => {
             let _ = writeln!(out, "Hello from external host {h}");
         }

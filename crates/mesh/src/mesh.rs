@@ -210,6 +210,29 @@ impl Mesh {
             }
         }
 
+        // The rest of the internet (names no ServiceEntry declares, reached
+        // through PassthroughCluster under ALLOW_ANY): one catch-all server,
+        // HTTPS with a certificate for whatever name the client sends.
+        let (plain, tls) = (bind().await?, bind().await?);
+        net.set_internet(plain.local_addr()?, tls.local_addr()?);
+        let anyone = Arc::new(EchoIdentity {
+            pod: String::new(),
+            namespace: String::new(),
+            version: String::new(),
+            host: Some(String::new()),
+        });
+        let mut any_tls =
+            rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(CertPerName {
+                    ca: public_ca.clone(),
+                    cache: std::sync::Mutex::new(HashMap::new()),
+                }));
+        any_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio::spawn(apps::serve_echo(plain, anyone.clone(), None));
+        tokio::spawn(apps::serve_echo(tls, anyone, Some(Arc::new(any_tls))));
+
         // External hosts: one "internet" server each, HTTPS on 443.
         external_hosts.sort();
         external_hosts.dedup_by(|a, b| a.0 == b.0);
@@ -585,5 +608,36 @@ impl Environment for ProxyEnv {
                 .unwrap_or_else(|| vec![self.public_root.clone()]),
             None => vec![self.public_root.clone()],
         }
+    }
+}
+
+/// The catch-all internet server's certificates: one per SNI name, issued
+/// by the fake public CA on first use.
+#[derive(Debug)]
+struct CertPerName {
+    ca: Arc<Ca>,
+    cache: std::sync::Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
+}
+
+impl rustls::server::ResolvesServerCert for CertPerName {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello
+            .server_name()
+            .unwrap_or("internet.example")
+            .to_ascii_lowercase();
+        if let Some(ck) = self.cache.lock().ok()?.get(&name) {
+            return Some(ck.clone());
+        }
+        let issued = self.ca.server(std::slice::from_ref(&name)).ok()?;
+        let key = meshsim_proxy::tls::provider()
+            .key_provider
+            .load_private_key(issued.key)
+            .ok()?;
+        let ck = Arc::new(rustls::sign::CertifiedKey::new(issued.chain, key));
+        self.cache.lock().ok()?.insert(name, ck.clone());
+        Some(ck)
     }
 }

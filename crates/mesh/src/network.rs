@@ -40,7 +40,35 @@ pub struct Network {
     ephemeral: AtomicU16,
     rr: AtomicU64,
     cluster_domain: String,
+    /// The rest of the internet: real sockets of the catch-all server,
+    /// `(plain, tls)`, for names no configuration declares.
+    internet: RwLock<Option<(SocketAddr, SocketAddr)>>,
 }
+
+/// Where names of the rest of the internet resolve: 198.18.0.0/15, the
+/// range RFC 2544 sets aside (no user address lands there by accident).
+fn internet_ip(name: &str) -> IpAddr {
+    // FNV-1a: stable across runs and platforms.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let low = (h % (1 << 17)) as u32;
+    IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(198, 18, 0, 0)) + low,
+    ))
+}
+
+fn in_internet_range(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if (u32::from(v4) >> 17) == (u32::from(Ipv4Addr::new(198, 18, 0, 0)) >> 17))
+}
+
+/// Public top-level domains a pod's DNS lookup would find on the internet;
+/// anything else that is not a cluster name fails to resolve.
+const PUBLIC_TLDS: &[&str] = &[
+    "com", "org", "net", "io", "dev", "app", "co", "edu", "gov", "info", "biz", "me", "us", "uk",
+    "de", "fr", "jp", "cn", "in", "ai", "cloud", "xyz", "tech", "eu", "ca", "au", "nl", "ch", "se",
+    "no", "es", "it", "br", "ru", "sh", "so",
+];
 
 fn refused(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(
@@ -84,6 +112,14 @@ impl Network {
         }
     }
 
+    /// Serves every internet name no configuration declares: port 443 and
+    /// 8443 go to `tls`, others to `plain`.
+    pub fn set_internet(&self, plain: SocketAddr, tls: SocketAddr) {
+        if let Ok(mut m) = self.internet.write() {
+            *m = Some((plain, tls));
+        }
+    }
+
     pub fn add_dns(&self, name: &str, ip: IpAddr) {
         if let Ok(mut m) = self.dns.write() {
             m.entry(name.trim_end_matches('.').to_ascii_lowercase())
@@ -112,6 +148,18 @@ impl Network {
         ]
         .iter()
         .find_map(|n| dns.get(n).copied())
+        .or_else(|| self.internet_name(&name))
+    }
+
+    /// A public internet name (`www.google.com`) the configuration does not
+    /// declare: it exists out there, served by the catch-all server.
+    fn internet_name(&self, name: &str) -> Option<IpAddr> {
+        self.internet.read().ok()?.as_ref()?;
+        let (rest, tld) = name.rsplit_once('.')?;
+        let public = PUBLIC_TLDS.contains(&tld)
+            && !rest.is_empty()
+            && !name.ends_with(&format!(".{}", self.cluster_domain));
+        public.then(|| internet_ip(name))
     }
 
     fn source(&self, from: IpAddr) -> SocketAddr {
@@ -180,6 +228,14 @@ impl Network {
             .read()
             .ok()
             .and_then(|m| m.get(&dst).copied())
+            .or_else(|| {
+                let (plain, tls) = (*self.internet.read().ok()?)?;
+                in_internet_range(dst.ip()).then_some(if matches!(dst.port(), 443 | 8443) {
+                    tls
+                } else {
+                    plain
+                })
+            })
             .ok_or_else(|| refused(dst))?;
         let s = TcpStream::connect(real).await?;
         s.set_nodelay(true)?;

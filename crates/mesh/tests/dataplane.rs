@@ -936,3 +936,39 @@ spec:
         "{r:?}"
     );
 }
+
+/// The rest of the internet: a public name no ServiceEntry declares
+/// resolves and answers (ALLOW_ANY sends it through PassthroughCluster,
+/// HTTPS with a certificate for that name); under REGISTRY_ONLY, HTTP gets
+/// `502` from the `block_all` route and TLS dies at BlackHoleCluster, as
+/// Istio's egress task shows. A name with no public TLD does not resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_internet_hosts_follow_outbound_traffic_policy() {
+    let mesh = start(HELLO, "").await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://api.example.org/x")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(
+        body(&r).starts_with("Hello from external host api.example.org"),
+        "{}",
+        body(&r)
+    );
+    assert!(line(&logs, "sleep-0").contains(" PassthroughCluster "));
+    let (r, logs) = curl(&mesh, &sleep(), &get("https://www.wikipedia.org/")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(line(&logs, "sleep-0").contains(" PassthroughCluster "));
+    let (r, _) = curl(&mesh, &sleep(), &get("http://reviews.nowhere/")).await;
+    assert_eq!(r.exit_code, 6, "{r:?}");
+
+    let ro = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    outboundTrafficPolicy:\n      mode: REGISTRY_ONLY\n";
+    let mesh = start(HELLO, ro).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://api.example.org/x")).await;
+    assert_eq!(r.status, Some(502), "{r:?}");
+    let l = line(&logs, "sleep-0");
+    assert!(
+        l.contains(" 502 - direct_response ") && l.trim_end().ends_with(" block_all"),
+        "{l}"
+    );
+    let (r, logs) = curl(&mesh, &sleep(), &get("https://www.wikipedia.org/")).await;
+    assert_eq!(r.exit_code, 35, "{r:?}");
+    assert!(line(&logs, "sleep-0").contains(" BlackHoleCluster "));
+}
