@@ -42,6 +42,9 @@ struct Input {
     /// the namespace of a PROXY / --from named without one (`istioctl -n`).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Set by `analyze`: `-n` selects, it does not reject other namespaces.
+    #[arg(skip)]
+    analyze: bool,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +139,17 @@ enum Command {
         input: Input,
         #[command(flatten)]
         curl: Box<CurlArgs>,
+    },
+    /// Like `istioctl analyze`: IST0101 dangling references (hosts,
+    /// host+subset, gateways), IST0132 VirtualService hosts a gateway does
+    /// not serve, IST0118 port names, IST0102 injection. Exit 79 when an
+    /// Error is found, as istioctl does.
+    Analyze {
+        #[command(flatten)]
+        input: Input,
+        /// Analyze every namespace (default: the `-n` namespace, or `default`).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
     },
     /// Load like fortio: C keep-alive connections share N calls from a pod
     /// (through its sidecar) or from outside; prints latency percentiles,
@@ -300,7 +314,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
     let mut loaded = load_paths(&input.files);
     if let Some(ns) = &input.namespace {
-        loaded.apply_namespace(ns);
+        loaded.apply_namespace(ns, !input.analyze);
     }
     let Some(version) = IstioVersion::parse(&input.istio_version) else {
         bail!(
@@ -485,6 +499,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             meshsim_scenario::process::run_proxy_process(cfg)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Analyze {
+            mut input,
+            all_namespaces,
+        } => {
+            input.analyze = true;
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.iter().any(Diagnostic::is_error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            let ns = input.namespace.as_deref().unwrap_or("default");
+            let msgs = meshsim_compiler::analyze::analyze(&world, (!all_namespaces).then_some(ns));
+            let scope = if all_namespaces {
+                "all namespaces".to_string()
+            } else {
+                format!("namespace: {ns}")
+            };
+            let version = world.settings.istio_version;
+            if msgs.is_empty() {
+                write_stdout(&format!(
+                    "\u{2714} No validation issues found when analyzing {scope}.\n"
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = String::new();
+            for m in &msgs {
+                out.push_str(&format!("{m}\n"));
+            }
+            write_stdout(&out);
+            let errors = msgs
+                .iter()
+                .any(|m| m.level == meshsim_compiler::analyze::Level::Error);
+            if errors {
+                eprintln!("Error: Analyzers found issues when analyzing {scope}.");
+            }
+            eprintln!(
+                "See https://istio.io/v{}.{}/docs/reference/config/analysis for more information about causes and resolutions.",
+                version.major, version.minor
+            );
+            Ok(if errors {
+                ExitCode::from(79)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Curl { input, curl } => run_on_world(&input, |w| curl::run(w, *curl)),
         Command::Load { input, load } => run_on_world(&input, |w| load::run(w, load)),

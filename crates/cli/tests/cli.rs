@@ -334,3 +334,41 @@ fn load_reports_codes_like_fortio() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("Code 503 : "), "{out}");
 }
+
+/// `meshsim analyze` as istioctl: clean Bookinfo passes; a route to an
+/// undefined subset is IST0101 and exit status 79.
+#[test]
+fn analyze_like_istioctl() {
+    let (code, out, err) = meshsim(&["analyze", "-f", BOOKINFO]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("No validation issues found when analyzing namespace: default."),
+        "{out}"
+    );
+    let dir = std::env::temp_dir().join(format!("meshsim-cli-analyze-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let vs = dir.join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hw}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - destination: {host: helloworld, subset: canary}\n",
+    )
+    .expect("write");
+    let (code, out, err) = meshsim(&[
+        "analyze",
+        "-f",
+        "scenarios/_shared/sleep.yaml",
+        "-f",
+        "scenarios/_shared/helloworld.yaml",
+        "-f",
+        vs.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 79, "{out}{err}");
+    assert!(
+        out.contains("Error [IST0101] (VirtualService hw.default) Referenced host+subset in destinationrule not found: \"helloworld+canary\""),
+        "{out}"
+    );
+    assert!(
+        err.contains("Error: Analyzers found issues when analyzing namespace: default."),
+        "{err}"
+    );
+}

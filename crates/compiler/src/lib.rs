@@ -16,6 +16,7 @@
 //! * [`envoyfilter`] — EnvoyFilter patches in istiod's order.
 //! * [`protocol`], [`mtls`], [`host`], [`names`], [`version`] — rules and names.
 
+pub mod analyze;
 pub mod clusters;
 pub mod ctx;
 pub mod envoyfilter;

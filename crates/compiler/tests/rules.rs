@@ -398,3 +398,53 @@ spec:
         "{on_80:?}"
     );
 }
+
+/// istioctl analyze's IST0101 (destinationhosts.go, destinationrules.go,
+/// gateways.go) and IST0132, in its words, on a mesh it has not seen.
+#[test]
+fn analyze_reports_dangling_references() {
+    let yaml = format!(
+        "{APP}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: web, namespace: foo}}
+spec:
+  host: web
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: foo}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: [\"web.example.com\"]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: foo}}
+spec:
+  hosts: [web.example.com, other.example.com]
+  gateways: [edge, nowhere]
+  http:
+  - route:
+    - {{destination: {{host: web, subset: v1}}, weight: 50}}
+    - {{destination: {{host: web, subset: v2}}, weight: 25}}
+    - {{destination: {{host: webb}}, weight: 25}}
+"
+    );
+    let w = world_with(&yaml, "1.28.0");
+    let got: Vec<String> = meshsim_compiler::analyze::analyze(&w, Some("foo"))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "Error [IST0101] (VirtualService web.foo) Referenced gateway not found: \"nowhere\"",
+            "Error [IST0101] (VirtualService web.foo) Referenced host not found: \"webb\"",
+            "Error [IST0101] (VirtualService web.foo) Referenced host+subset in destinationrule not found: \"web+v2\"",
+            "Warning [IST0132] (VirtualService web.foo) one or more host [other.example.com] defined in VirtualService foo/web not found in Gateway foo/edge.",
+        ]
+    );
+    assert!(meshsim_compiler::analyze::analyze(&w, Some("bar")).is_empty());
+}

@@ -42,8 +42,9 @@ impl Loaded {
     }
 
     /// `kubectl apply -n NS`: objects without a namespace go to `ns`; one
-    /// that names another namespace is an error, as kubectl reports it.
-    pub fn apply_namespace(&mut self, ns: &str) {
+    /// that names another namespace is an error, as kubectl reports it
+    /// (`strict`; `istioctl analyze -n` only fills in missing ones).
+    pub fn apply_namespace(&mut self, ns: &str, strict: bool) {
         for r in &mut self.resources {
             if !r.is_namespaced() {
                 continue;
@@ -51,7 +52,7 @@ impl Loaded {
             let meta = r.meta_mut();
             match meta.namespace.as_deref().filter(|n| !n.is_empty()) {
                 None => meta.namespace = Some(ns.to_string()),
-                Some(n) if n == ns => {}
+                Some(n) if n == ns || !strict => {}
                 Some(n) => self.diagnostics.push(Diagnostic::error(
                     &meta.origin.file,
                     meta.origin.line,

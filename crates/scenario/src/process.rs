@@ -122,7 +122,7 @@ pub fn run_proxy_process(cfg: ChildConfig) -> Result<()> {
             ..Settings::default()
         };
         if let Some(ns) = &cfg.namespace {
-            loaded.apply_namespace(ns);
+            loaded.apply_namespace(ns, true);
             settings.default_namespace = ns.clone();
         }
         let (world, _) = World::build(&loaded.resources, settings);
