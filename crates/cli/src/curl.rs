@@ -12,7 +12,7 @@ use meshsim_mesh::{Mesh, MeshOptions};
 
 use crate::CurlArgs;
 
-pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
+pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCode> {
     let from = resolve_from(&world, &a.from)?;
     let cacert = match &a.cacert {
         Some(p) => {
@@ -57,7 +57,7 @@ pub async fn run(world: World, a: CurlArgs) -> Result<ExitCode> {
         timeout: a.max_time.map(Duration::from_secs_f64),
         verbose: a.verbose,
     };
-    let mesh = Mesh::start(world, MeshOptions::default()).await?;
+    let mesh = Mesh::start(world, opts).await?;
     for w in &mesh.warnings {
         eprintln!("meshsim: warning: {w}");
     }

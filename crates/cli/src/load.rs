@@ -25,9 +25,9 @@ struct Tally {
     latencies_us: Vec<u64>,
 }
 
-pub async fn run(world: World, a: LoadArgs) -> Result<ExitCode> {
+pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCode> {
     let from = crate::curl::resolve_from(&world, &a.from)?;
-    let mesh = Arc::new(Mesh::start(world, MeshOptions::default()).await?);
+    let mesh = Arc::new(Mesh::start(world, opts).await?);
     for w in &mesh.warnings {
         eprintln!("meshsim: warning: {w}");
     }

@@ -42,6 +42,10 @@ struct Input {
     /// the namespace of a PROXY / --from named without one (`istioctl -n`).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Seeds the mesh's random choices (weighted picks, request ids) so a
+    /// run can be repeated; random by default, like a real mesh.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Set by `analyze`: `-n` selects, it does not reject other namespaces.
     #[arg(skip)]
     analyze: bool,
@@ -334,6 +338,17 @@ fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
     Ok((world, diags))
 }
 
+/// The mesh options of a run: `--seed`, else a fresh random seed.
+fn mesh_options(input: &Input, echo_logs: bool) -> meshsim_mesh::MeshOptions {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = input.seed.unwrap_or_else(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    meshsim_mesh::MeshOptions { seed, echo_logs }
+}
+
 /// Loads the input (stopping on errors) and runs `f` on a tokio runtime.
 fn run_on_world<F, Fut>(input: &Input, f: F) -> Result<ExitCode>
 where
@@ -424,7 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let table = rt.block_on(async move {
                 let version = world.settings.istio_version.to_string();
                 let mesh = std::sync::Arc::new(
-                    meshsim_mesh::Mesh::start(world, meshsim_mesh::MeshOptions::default()).await?,
+                    meshsim_mesh::Mesh::start(world, mesh_options(&input, false)).await?,
                 );
                 let next = std::sync::Arc::new(next);
                 if !apply.is_empty() {
@@ -468,7 +483,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(sandbox::run(world, duration))?;
+            rt.block_on(sandbox::run(world, duration, mesh_options(&input, true)))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {
@@ -545,8 +560,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Curl { input, curl } => run_on_world(&input, |w| curl::run(w, *curl)),
-        Command::Load { input, load } => run_on_world(&input, |w| load::run(w, load)),
+        Command::Curl { input, curl } => {
+            let opts = mesh_options(&input, false);
+            run_on_world(&input, |w| curl::run(w, *curl, opts))
+        }
+        Command::Load { input, load } => {
+            let opts = mesh_options(&input, false);
+            run_on_world(&input, |w| load::run(w, load, opts))
+        }
         Command::ProxyConfig {
             kind,
             proxy,

@@ -9,15 +9,8 @@ use meshsim_compiler::world::ServiceSource;
 use meshsim_compiler::World;
 use meshsim_mesh::{Mesh, MeshOptions};
 
-pub async fn run(world: World, duration: Option<Duration>) -> Result<()> {
-    let mesh = Mesh::start(
-        world,
-        MeshOptions {
-            seed: 1,
-            echo_logs: true,
-        },
-    )
-    .await?;
+pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) -> Result<()> {
+    let mesh = Mesh::start(world, opts).await?;
     for w in &mesh.warnings {
         eprintln!("meshsim: warning: {w}");
     }

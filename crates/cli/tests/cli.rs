@@ -372,3 +372,41 @@ fn analyze_like_istioctl() {
         "{err}"
     );
 }
+
+/// Weighted picks are random per run, like a real mesh, and `--seed`
+/// repeats a run exactly.
+#[test]
+fn curl_is_random_unless_seeded() {
+    let dir = std::env::temp_dir().join(format!("meshsim-cli-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let vs = dir.join("split.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hw}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - {destination: {host: helloworld, subset: v1}, weight: 50}\n    - {destination: {host: helloworld, subset: v2}, weight: 50}\n",
+    )
+    .expect("write");
+    let run = |seed: Option<&str>| {
+        let mut args = vec![
+            "curl",
+            "-f",
+            "scenarios/_shared/sleep.yaml",
+            "-f",
+            "scenarios/_shared/helloworld.yaml",
+            "-f",
+            vs.to_str().expect("utf8"),
+            "-s",
+        ];
+        if let Some(s) = seed {
+            args.extend(["--seed", s]);
+        }
+        args.push("http://helloworld:5000/hello");
+        let (code, out, err) = meshsim(&args);
+        assert_eq!(code, 0, "{err}");
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    let seeded: Vec<String> = (0..3).map(|_| run(Some("42"))).collect();
+    assert!(seeded.iter().all(|l| l == &seeded[0]), "{seeded:?}");
+    // 20 unseeded runs all landing on one subset: 2 * 2^-20.
+    let free: std::collections::BTreeSet<String> = (0..20).map(|_| run(None)).collect();
+    assert_eq!(free.len(), 2, "{free:?}");
+}
