@@ -972,3 +972,39 @@ async fn undeclared_internet_hosts_follow_outbound_traffic_policy() {
     assert_eq!(r.exit_code, 35, "{r:?}");
     assert!(line(&logs, "sleep-0").contains(" BlackHoleCluster "));
 }
+
+/// An `http2-` port: the client sidecar speaks HTTP/2 upstream over mTLS
+/// with ALPN `istio-h2` (Istio's `istio.alpn` filter), so the server
+/// sidecar picks its HTTP/2 codec and the app sees HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_port_over_mutual_tls() {
+    let extra = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: grpcish}
+spec:
+  selector: {app: grpcish}
+  ports: [{name: http2-api, port: 7443, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: grpcish}
+spec:
+  selector: {matchLabels: {app: grpcish}}
+  template:
+    metadata: {labels: {app: grpcish}}
+    spec:
+      containers: [{name: c, image: docker.io/istio/examples-helloworld-v1, ports: [{containerPort: 8080}]}]
+"#;
+    let mesh = start(HELLO, extra).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://grpcish:7443/x")).await;
+    assert_eq!(r.status, Some(200), "{r:?} {logs:#?}");
+    assert!(body(&r).contains("GET /x HTTP/2.0"), "{}", body(&r));
+    let server = line(&logs, "grpcish-0");
+    assert!(server.contains("\"GET /x HTTP/2\" 200 "), "{server}");
+    let client = line(&logs, "sleep-0");
+    assert!(
+        client.contains(" outbound|7443||grpcish.default.svc.cluster.local "),
+        "{client}"
+    );
+}

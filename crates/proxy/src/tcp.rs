@@ -46,7 +46,7 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
                         &info.dst.ip().to_string(),
                         info.dst.port(),
                         tls.as_ref(),
-                        false,
+                        None,
                     )
                     .await
                 }
@@ -58,7 +58,7 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
             Some(i) => {
                 let ep = &c.endpoints[i];
                 entry.upstream_host = Some(format!("{}:{}", ep.host, ep.port));
-                upstream::connect(env, &ep.host, ep.port, ep.tls.as_ref(), false).await
+                upstream::connect(env, &ep.host, ep.port, ep.tls.as_ref(), None).await
             }
         },
     };

@@ -187,6 +187,9 @@ pub struct TlsTarget {
     pub config: Arc<rustls::ClientConfig>,
     /// Same context with ALPN `istio-http/1.1` (Istio's `istio.alpn` for HTTP over mTLS).
     pub http_config: Arc<rustls::ClientConfig>,
+    /// ... and `istio-h2` for HTTP/2 upstreams (the server side picks its
+    /// codec from it).
+    pub h2_config: Arc<rustls::ClientConfig>,
     pub sni: String,
 }
 
@@ -307,14 +310,18 @@ fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsT
         }
     }
     let config = tls::client_config(&ctx, env, None)?;
-    let http_config = if ctx.istio_mode == UpstreamTlsMode::IstioMutual {
-        tls::client_config(&ctx, env, Some(&["istio-http/1.1"]))?
+    let (http_config, h2_config) = if ctx.istio_mode == UpstreamTlsMode::IstioMutual {
+        (
+            tls::client_config(&ctx, env, Some(&["istio-http/1.1"]))?,
+            tls::client_config(&ctx, env, Some(&["istio-h2"]))?,
+        )
     } else {
-        config.clone()
+        (config.clone(), config.clone())
     };
     Ok(TlsTarget {
         config,
         http_config,
+        h2_config,
         sni: ctx.sni.clone(),
     })
 }
@@ -324,13 +331,14 @@ fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsT
 pub static FD_ABORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Opens a connection to `dst` with optional TLS. Returns the stream and
-/// the local address string for `%UPSTREAM_LOCAL_ADDRESS%`.
+/// the local address string for `%UPSTREAM_LOCAL_ADDRESS%`. `http` is
+/// `Some(http2)` for HTTP upstreams (it picks the ALPN `istio.alpn` sets).
 pub async fn connect(
     env: &dyn Environment,
     host: &str,
     port: u16,
     tls: Option<&TlsTarget>,
-    http: bool,
+    http: Option<bool>,
 ) -> Result<(BoxIo, SocketAddr), UpstreamError> {
     let ip = match host.parse() {
         Ok(ip) => ip,
@@ -353,10 +361,10 @@ pub async fn connect(
     let name = ServerName::try_from(sni).unwrap_or(ServerName::IpAddress(
         std::net::Ipv4Addr::UNSPECIFIED.into(),
     ));
-    let connector = tokio_rustls::TlsConnector::from(if http {
-        t.http_config.clone()
-    } else {
-        t.config.clone()
+    let connector = tokio_rustls::TlsConnector::from(match http {
+        None => t.config.clone(),
+        Some(false) => t.http_config.clone(),
+        Some(true) => t.h2_config.clone(),
     });
     match connector.connect(name, stream).await {
         Ok(s) => Ok((Box::new(s), local)),
@@ -520,7 +528,7 @@ async fn new_connection(
         cluster.cx_active.fetch_sub(1, Ordering::AcqRel);
         return Err(UpstreamError::NoHealthyUpstream);
     };
-    let (io, local) = match connect(env, &ep.host, ep.port, ep.tls.as_ref(), true).await {
+    let (io, local) = match connect(env, &ep.host, ep.port, ep.tls.as_ref(), Some(http2)).await {
         Ok(x) => x,
         Err(e) => {
             ClusterStats::inc(&stats.upstream_cx_connect_fail);
@@ -587,7 +595,7 @@ pub async fn one_off(
     dst: SocketAddr,
     tls: Option<&TlsTarget>,
 ) -> Result<(http1::SendRequest<Body>, String), UpstreamError> {
-    let (io, local) = connect(env, &dst.ip().to_string(), dst.port(), tls, true).await?;
+    let (io, local) = connect(env, &dst.ip().to_string(), dst.port(), tls, Some(false)).await?;
     let (s, conn) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|_| UpstreamError::ConnectionTermination)?;
