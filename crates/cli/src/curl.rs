@@ -113,19 +113,12 @@ pub fn resolve_from(world: &World, from: &str) -> Result<From> {
     if from == "outside" {
         return Ok(From::Outside);
     }
-    match meshsim_compiler::find_proxy(world, from).or_else(|_| pod_without_proxy(world, from)) {
-        Ok(p) => Ok(From::Pod(p.name.clone(), p.namespace.clone())),
+    match meshsim_compiler::find_pod(world, from) {
+        Ok(Some(p)) => Ok(From::Pod(p.name.clone(), p.namespace.clone())),
+        Ok(None) => {
+            let known: Vec<String> = world.pods.iter().map(|p| p.id()).collect();
+            bail!("--from {from}: no pod {from:?}; pods: {}", known.join(", "))
+        }
         Err(e) => bail!("--from {from}: {e}"),
     }
-}
-
-fn pod_without_proxy<'w>(
-    world: &'w World,
-    name: &str,
-) -> Result<&'w meshsim_compiler::world::Pod, String> {
-    let (n, ns) = name
-        .split_once('.')
-        .unwrap_or((name, world.settings.default_namespace.as_str()));
-    let n = n.trim_start_matches("pod/");
-    world.pod(n, ns).ok_or_else(|| format!("no pod {n}.{ns}"))
 }

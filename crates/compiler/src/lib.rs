@@ -102,6 +102,18 @@ pub fn compile_all(world: &World) -> Vec<ProxyTables> {
 /// Finds a proxy as istioctl names it: `POD[.NAMESPACE]` or
 /// `deploy/NAME[.NAMESPACE]` (first pod of the Deployment).
 pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
+    match find_pod(world, name)? {
+        Some(p) if p.is_proxy() => Ok(p),
+        Some(p) => Err(format!("pod {}.{} has no sidecar (namespace not labelled istio-injection=enabled, or sidecar.istio.io/inject: \"false\")", p.name, p.namespace)),
+        None => {
+            let known: Vec<String> = world.proxies().map(Pod::id).collect();
+            Err(format!("no proxy {name:?}; proxies: {}", known.join(", ")))
+        }
+    }
+}
+
+/// Finds a pod, with or without a sidecar, named as [`find_proxy`] takes it.
+pub fn find_pod<'w>(world: &'w World, name: &str) -> Result<Option<&'w Pod>, String> {
     let (kind, rest) = match name.split_once('/') {
         Some((k, r)) => (Some(k), r),
         None => (None, name),
@@ -128,14 +140,7 @@ pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
         }
         Some(k) => return Err(unsupported_kind(k)),
     };
-    match found {
-        Some(p) if p.is_proxy() => Ok(p),
-        Some(p) => Err(format!("pod {}.{} has no sidecar (namespace not labelled istio-injection=enabled, or sidecar.istio.io/inject: \"false\")", p.name, p.namespace)),
-        None => {
-            let known: Vec<String> = world.proxies().map(Pod::id).collect();
-            Err(format!("no proxy {name:?}; proxies: {}", known.join(", ")))
-        }
-    }
+    Ok(found)
 }
 
 fn unsupported_kind(k: &str) -> String {

@@ -1008,3 +1008,44 @@ spec:
         "{client}"
     );
 }
+
+/// A plaintext client (no sidecar) to a STRICT workload: no filter chain
+/// matches, Envoy closes with the request unread and the kernel resets the
+/// connection; curl says `(56) Recv failure: Connection reset by peer`, as
+/// Istio's mTLS migration task shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_to_strict_is_reset() {
+    let extra = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: outsider}
+spec:
+  selector: {matchLabels: {app: outsider}}
+  template:
+    metadata:
+      labels: {app: outsider}
+      annotations: {sidecar.istio.io/inject: "false"}
+    spec:
+      containers: [{name: c, image: curlimages/curl}]
+"#;
+    let mesh = start(HELLO, extra).await;
+    let from = From::Pod("outsider-0".into(), "default".into());
+    let (r, logs) = curl(&mesh, &from, &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.exit_code, 56, "{r:?}");
+    assert_eq!(
+        r.error.as_deref(),
+        Some("curl: (56) Recv failure: Connection reset by peer")
+    );
+    assert!(
+        line(&logs, "helloworld-v").contains(" NR filter_chain_not_found "),
+        "{logs:#?}"
+    );
+    let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+}

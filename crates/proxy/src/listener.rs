@@ -76,12 +76,7 @@ impl Proxy {
             tokio::spawn(async move {
                 let mut stream = stream;
                 match read_proxy_header(&mut stream).await {
-                    Ok((src, dst)) => {
-                        p.inner
-                            .clone()
-                            .handle(Box::new(stream), src, dst, capture)
-                            .await
-                    }
+                    Ok((src, dst)) => p.inner.clone().handle(stream, src, dst, capture).await,
                     Err(e) => tracing::debug!("{}: bad PROXY header: {e}", p.inner.id),
                 }
             });
@@ -102,11 +97,7 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let inner = self.inner.clone();
             let dst = SocketAddr::new(inner.ip, port);
-            tokio::spawn(async move {
-                inner
-                    .handle(Box::new(stream), peer, dst, Capture::Port(port))
-                    .await
-            });
+            tokio::spawn(async move { inner.handle(stream, peer, dst, Capture::Port(port)).await });
         }
     }
 }
@@ -282,7 +273,7 @@ fn could_be_http(buf: &[u8]) -> bool {
 impl Inner {
     pub(crate) async fn handle(
         self: Arc<Self>,
-        mut stream: BoxIo,
+        mut stream: tokio::net::TcpStream,
         src: SocketAddr,
         dst: SocketAddr,
         capture: Capture,
@@ -346,7 +337,12 @@ impl Inner {
                 ..Default::default()
             };
             self.logger.load().log(&e);
-            let _ = stream.shutdown().await;
+            // Envoy closes with the client's bytes unread: the kernel answers
+            // with a reset (curl: "(56) Recv failure: Connection reset by
+            // peer"). We have read them while sniffing, so ask for the reset.
+            // SO_LINGER 0 closes at once with a RST (no blocking on drop).
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
             self.server
                 .downstream_cx_active
                 .fetch_sub(1, Ordering::Relaxed);
