@@ -298,6 +298,7 @@ fn route_config(ctx: &Ctx<'_>, name: String, servers: &[&BoundServer<'_>]) -> Ro
                 }),
                 headers: HeaderMutations::default(),
                 metadata: None,
+                typed_per_filter_config: None,
             }],
             include_request_attempt_count: true,
         });
@@ -321,6 +322,7 @@ fn https_redirect_route() -> Route {
         }),
         headers: HeaderMutations::default(),
         metadata: None,
+        typed_per_filter_config: None,
     }
 }
 

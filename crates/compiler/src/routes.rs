@@ -54,6 +54,7 @@ pub fn translate_vs(scope: &RouteScope<'_, '_>, obj: &Object<VirtualServiceSpec>
             .as_ref()
             .map(header_mutations)
             .unwrap_or_default();
+        let fault = http.fault.as_ref().and_then(translate_fault);
         let metadata = Some(RouteMetadata {
             filter_metadata: IstioFilterMetadata {
                 istio: IstioConfigRef {
@@ -69,6 +70,7 @@ pub fn translate_vs(scope: &RouteScope<'_, '_>, obj: &Object<VirtualServiceSpec>
                 action: action.clone(),
                 headers: headers.clone(),
                 metadata: metadata.clone(),
+                typed_per_filter_config: fault.clone(),
             });
             catch_all = true;
         }
@@ -87,6 +89,7 @@ pub fn translate_vs(scope: &RouteScope<'_, '_>, obj: &Object<VirtualServiceSpec>
                 action: action.clone(),
                 headers: headers.clone(),
                 metadata: metadata.clone(),
+                typed_per_filter_config: fault.clone(),
             });
         }
         if catch_all {
@@ -366,6 +369,7 @@ pub fn default_route(cluster: String) -> Route {
         }),
         headers: HeaderMutations::default(),
         metadata: None,
+        typed_per_filter_config: None,
     }
 }
 
@@ -618,6 +622,7 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
                 }),
                 headers: HeaderMutations::default(),
                 metadata: None,
+                typed_per_filter_config: None,
             }],
             include_request_attempt_count: true,
         }
@@ -634,6 +639,7 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
                 }),
                 headers: HeaderMutations::default(),
                 metadata: None,
+                typed_per_filter_config: None,
             }],
             include_request_attempt_count: true,
         }
@@ -657,4 +663,35 @@ pub fn inbound(cluster: &str, port: u16) -> RouteConfiguration {
         validate_clusters: false,
         ignore_port_in_host_matching: false,
     }
+}
+
+/// route.go `translateFault`: a percentage absent means every request
+/// (the deprecated integer `percent` still counts for delays).
+fn translate_fault(f: &vs::HttpFaultInjection) -> Option<PerFilterConfig> {
+    let pct = |p: Option<vs::Percent>, legacy: Option<u32>| {
+        FractionalPercent::from_percent(
+            p.map(|p| p.value)
+                .or(legacy.map(f64::from))
+                .unwrap_or(100.0),
+        )
+    };
+    let delay = f.delay.as_ref().and_then(|d| {
+        d.fixed_delay.map(|fd| FaultDelay {
+            fixed_delay: fd.millis,
+            percentage: pct(d.percentage, d.percent),
+        })
+    });
+    let abort = f.abort.as_ref().and_then(|a| {
+        a.http_status.map(|s| FaultAbort {
+            http_status: s,
+            percentage: pct(a.percentage, None),
+        })
+    });
+    (delay.is_some() || abort.is_some()).then_some(PerFilterConfig {
+        fault: HttpFault {
+            type_url: FAULT_TYPE,
+            delay,
+            abort,
+        },
+    })
 }

@@ -1049,3 +1049,43 @@ spec:
     let (r, _) = curl(&mesh, &sleep(), &get("http://helloworld:5000/hello")).await;
     assert_eq!(r.status, Some(200), "{r:?}");
 }
+
+/// VirtualService `fault` (Istio's fault-injection task): the client
+/// sidecar aborts with the configured status, body `fault filter abort`,
+/// `FI fault_filter_abort` and no upstream; a delay holds the request and
+/// logs `DI`; a 0% abort never fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_aborts_and_delays() {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: helloworld}
+spec:
+  hosts: [helloworld]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: helloworld}}]
+  - match: [{uri: {prefix: /slow}}]
+    fault:
+      delay: {fixedDelay: 250ms, percentage: {value: 100}}
+      abort: {httpStatus: 500, percentage: {value: 0}}
+    route: [{destination: {host: helloworld}}]
+"#;
+    let mesh = start(HELLO, vs).await;
+    let mut req = get("http://helloworld:5000/hello");
+    req.headers.push("end-user: jason".into());
+    let (r, logs) = curl(&mesh, &sleep(), &req).await;
+    assert_eq!(r.status, Some(418), "{r:?}");
+    assert_eq!(body(&r), "fault filter abort");
+    let l = line(&logs, "sleep-0");
+    assert!(l.contains("\" 418 FI fault_filter_abort "), "{l}");
+    assert_eq!(logs.len(), 1, "nothing reaches the server: {logs:#?}");
+
+    let t0 = std::time::Instant::now();
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://helloworld:5000/slow")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    let l = line(&logs, "sleep-0");
+    assert!(l.contains("\" 200 DI via_upstream "), "{l}");
+}

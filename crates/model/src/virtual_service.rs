@@ -66,7 +66,7 @@ pub struct HttpRoute {
     #[serde(default)]
     pub headers: Option<Headers>,
     #[serde(default)]
-    pub fault: NotSimulated,
+    pub fault: Option<HttpFaultInjection>,
     #[serde(default)]
     pub mirror: NotSimulated,
     #[serde(default)]
@@ -84,13 +84,21 @@ pub struct HttpRoute {
 impl Unsimulated for HttpRoute {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out;
-            fault => "fault", mirror => "mirror", mirrors => "mirrors",
+            mirror => "mirror", mirrors => "mirrors",
             mirror_percentage => "mirrorPercentage", mirror_percent => "mirrorPercent",
             cors_policy => "corsPolicy", delegate => "delegate");
         self.matches.unsimulated(&format!("{path}.match"), out);
         for (i, d) in self.route.iter().enumerate() {
             let p = format!("{path}.route[{i}]");
             report_unsimulated!(d, p, out; headers => "headers");
+        }
+        if let Some(f) = &self.fault {
+            if let Some(d) = &f.delay {
+                report_unsimulated!(d, path, out; exponential_delay => "fault.delay.exponentialDelay");
+            }
+            if let Some(a) = &f.abort {
+                report_unsimulated!(a, path, out; grpc_status => "fault.abort.grpcStatus", http2_error => "fault.abort.http2Error");
+            }
         }
         if let Some(r) = &self.retries {
             report_unsimulated!(r, path, out; retry_remote_localities => "retries.retryRemoteLocalities");
@@ -248,6 +256,51 @@ pub struct RegexRewrite {
     #[serde(rename = "match")]
     pub match_: String,
     pub rewrite: String,
+}
+
+/// `fault`: delays and aborts injected by the client-side proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpFaultInjection {
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultDelay {
+    #[serde(default)]
+    pub fixed_delay: Option<Duration>,
+    #[serde(default)]
+    pub exponential_delay: NotSimulated,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+    /// Deprecated integer percentage.
+    #[serde(default)]
+    pub percent: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultAbort {
+    #[serde(default)]
+    pub http_status: Option<u32>,
+    #[serde(default)]
+    pub grpc_status: NotSimulated,
+    #[serde(default)]
+    pub http2_error: NotSimulated,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+/// Istio's `Percent`: 0.0–100.0.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Percent {
+    #[serde(default)]
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -60,6 +60,10 @@ pub enum Flag {
     UpstreamConnectionFailure,
     /// UO
     UpstreamOverflow,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
     /// URX
     UpstreamRetryLimitExceeded,
     /// NC
@@ -85,6 +89,8 @@ impl Flag {
             Flag::NoHealthyUpstream => "UH",
             Flag::UpstreamConnectionFailure => "UF",
             Flag::UpstreamOverflow => "UO",
+            Flag::DelayInjected => "DI",
+            Flag::FaultInjected => "FI",
             Flag::UpstreamRetryLimitExceeded => "URX",
             Flag::NoClusterFound => "NC",
             Flag::UpstreamRequestTimeout => "UT",

@@ -292,8 +292,23 @@ impl HttpCtx {
                     Some((vi, ri)) => {
                         let route = &t.config.virtual_hosts[vi].routes[ri];
                         entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
-                        self.route(route, &t.targets[vi][ri], &parts, &authority, &path, body)
-                            .await
+                        match self.inject_fault(route).await {
+                            Err(aborted) => aborted,
+                            Ok(injected) => {
+                                let mut o = self
+                                    .route(
+                                        route,
+                                        &t.targets[vi][ri],
+                                        &parts,
+                                        &authority,
+                                        &path,
+                                        body,
+                                    )
+                                    .await;
+                                o.flags.extend(injected);
+                                o
+                            }
+                        }
                     }
                 }
             }
@@ -372,6 +387,34 @@ impl HttpCtx {
             0x8000 | (b >> 48) & 0x3fff,
             b & 0xffff_ffff_ffff
         )
+    }
+
+    /// The fault filter, which runs before the router (route.go
+    /// `translateFault` puts its config on the route): maybe a delay, then
+    /// maybe an abort (`Err`: the local reply). `Ok`: the flags to log.
+    async fn inject_fault(&self, route: &Route) -> Result<Vec<Flag>, Outcome> {
+        let mut injected = Vec::new();
+        let Some(f) = route.typed_per_filter_config.as_ref().map(|c| &c.fault) else {
+            return Ok(injected);
+        };
+        if let Some(d) = f.delay.as_ref() {
+            if d.percentage.hit(self.inner.random()) {
+                tokio::time::sleep(Duration::from_millis(d.fixed_delay)).await;
+                injected.push(Flag::DelayInjected);
+            }
+        }
+        if let Some(a) = f.abort.as_ref() {
+            if a.percentage.hit(self.inner.random()) {
+                injected.push(Flag::FaultInjected);
+                return Err(Outcome::local(
+                    u16::try_from(a.http_status).unwrap_or(500),
+                    "fault filter abort",
+                    injected,
+                    "fault_filter_abort",
+                ));
+            }
+        }
+        Ok(injected)
     }
 
     async fn route(

@@ -35,6 +35,72 @@ pub struct Route {
     /// (`metadata.filter_metadata.istio.config`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<RouteMetadata>,
+    /// VirtualService `fault`: the route's `envoy.filters.http.fault` config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_per_filter_config: Option<PerFilterConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerFilterConfig {
+    #[serde(rename = "envoy.filters.http.fault")]
+    pub fault: HttpFault,
+}
+
+pub const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+
+/// Envoy's `HTTPFault` as istiod builds it (route/route.go `translateFault`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpFault {
+    #[serde(rename = "@type")]
+    pub type_url: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    /// Milliseconds, printed as Envoy prints a Duration (`7s`, `0.500s`).
+    #[serde(serialize_with = "ser_duration_ms")]
+    pub fixed_delay: u64,
+    pub percentage: FractionalPercent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    pub http_status: u32,
+    pub percentage: FractionalPercent,
+}
+
+/// `numerator` per `denominator` (istiod uses MILLION: percent × 10,000).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FractionalPercent {
+    pub numerator: u32,
+    pub denominator: &'static str,
+}
+
+impl FractionalPercent {
+    /// From an Istio percentage (0–100, fractional).
+    pub fn from_percent(p: f64) -> Self {
+        Self {
+            numerator: (p.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+            denominator: "MILLION",
+        }
+    }
+
+    /// Whether a draw `r` (uniform over u64) falls inside the fraction.
+    pub fn hit(&self, r: u64) -> bool {
+        (r % 1_000_000) < u64::from(self.numerator)
+    }
+}
+
+fn ser_duration_ms<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if ms.is_multiple_of(1000) {
+        s.serialize_str(&format!("{}s", ms / 1000))
+    } else {
+        s.serialize_str(&format!("{}.{:03}s", ms / 1000, ms % 1000))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

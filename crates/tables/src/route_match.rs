@@ -113,6 +113,7 @@ mod tests {
             }),
             headers: HeaderMutations::default(),
             metadata: None,
+            typed_per_filter_config: None,
         }
     }
 

@@ -41,12 +41,12 @@ fn wrong_type_names_the_field() {
 
 #[test]
 fn unsimulated_fields_are_warnings() {
-    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http:\n  - fault:\n      abort: {httpStatus: 500}\n    route:\n    - destination: {host: a}\n";
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http:\n  - mirror:\n      host: b\n    route:\n    - destination: {host: a}\n";
     let l = parse_str("v.yaml", text);
     assert!(!l.has_errors());
     let w = &l.diagnostics[0];
     assert_eq!(w.severity, crate::Severity::Warning);
-    assert_eq!(w.path, "spec.http[0].fault");
+    assert_eq!(w.path, "spec.http[0].mirror");
     assert_eq!(w.line, 8, "{w}");
 }
 
