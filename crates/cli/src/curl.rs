@@ -76,14 +76,21 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
         eprint!("{}", resp.verbose);
     }
     if a.head {
-        let _ = writeln!(
-            out,
-            "HTTP/{} {}",
-            resp.http_version.as_deref().unwrap_or("1.1"),
-            resp.status.unwrap_or(0)
-        );
-        for (k, v) in &resp.headers {
-            let _ = writeln!(out, "{k}: {v}");
+        if let Some(status) = resp.status {
+            // curl prints the status line as received: HTTP/1.x has a
+            // reason phrase, HTTP/2 has none.
+            let version = resp.http_version.as_deref().unwrap_or("1.1");
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .filter(|_| version != "2");
+            let _ = match reason {
+                Some(r) => writeln!(out, "HTTP/{version} {status} {r}"),
+                None => writeln!(out, "HTTP/{version} {status}"),
+            };
+            for (k, v) in &resp.headers {
+                let _ = writeln!(out, "{k}: {v}");
+            }
         }
     } else {
         match a.output.as_deref() {

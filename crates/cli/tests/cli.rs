@@ -410,3 +410,19 @@ fn curl_is_random_unless_seeded() {
     let free: std::collections::BTreeSet<String> = (0..20).map(|_| run(None)).collect();
     assert_eq!(free.len(), 2, "{free:?}");
 }
+
+/// `curl -I` prints the status line as curl does (`HTTP/1.1 200 OK`,
+/// `HTTP/2 200`) and Envoy's headers; a failed request prints none.
+#[test]
+fn curl_head_prints_status_line_like_curl() {
+    let base = ["curl", "-f", BOOKINFO, "-s", "-I"];
+    let (code, out, err) = meshsim(&[&base[..], &["http://reviews:9080/"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 200 OK\n"), "{out}");
+    assert!(out.contains("\nserver: envoy\n"), "{out}");
+    let (_, out, _) = meshsim(&[&base[..], &["--http2", "http://reviews:9080/"]].concat());
+    assert!(out.starts_with("HTTP/2 200\n"), "{out}");
+    let (code, out, err) = meshsim(&[&base[..], &["http://nothing.default:9080/"]].concat());
+    assert_eq!(code, 6, "{err}");
+    assert!(out.is_empty(), "{out}");
+}
