@@ -425,4 +425,21 @@ fn curl_head_prints_status_line_like_curl() {
     let (code, out, err) = meshsim(&[&base[..], &["http://nothing.default:9080/"]].concat());
     assert_eq!(code, 6, "{err}");
     assert!(out.is_empty(), "{out}");
+    let (_, _, err) = meshsim(&[
+        "curl",
+        "-f",
+        BOOKINFO,
+        "-s",
+        "-v",
+        "-o",
+        "/dev/null",
+        "http://reviews:9080/",
+    ]);
+    for want in [
+        "> GET / HTTP/1.1\n",
+        "> user-agent: curl/7.88.1\n",
+        "< HTTP/1.1 200 OK\n",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
 }

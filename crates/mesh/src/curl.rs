@@ -527,6 +527,10 @@ impl Connection {
             return CurlResponse::fail(3, "bad request".into());
         };
         let _ = writeln!(verbose, "> {} {} {:?}", method, t.path, version);
+        for (k, v) in request.headers() {
+            let _ = writeln!(verbose, "> {k}: {}", v.to_str().unwrap_or(""));
+        }
+        let _ = writeln!(verbose, ">");
         let resp = match &mut self.sender {
             Sender::H2(s) => match s.ready().await {
                 Ok(()) => s.send_request(request).await,
@@ -557,10 +561,17 @@ impl Connection {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let _ = writeln!(verbose, "< HTTP/{http_version} {status}");
+        let reason = resp
+            .status()
+            .canonical_reason()
+            .filter(|_| http_version != "2")
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(verbose, "< HTTP/{http_version} {status}{reason}");
         for (k, v) in &headers {
             let _ = writeln!(verbose, "< {k}: {v}");
         }
+        let _ = writeln!(verbose, "<");
         let body = match resp.into_body().collect().await {
             Ok(b) => b.to_bytes().to_vec(),
             Err(_) => {
