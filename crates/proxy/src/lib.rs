@@ -31,6 +31,7 @@ pub mod snapshot;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+mod xfcc;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
