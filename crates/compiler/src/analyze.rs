@@ -188,11 +188,7 @@ fn gateway_hosts(world: &World, out: &mut Vec<Message>) {
                 .hosts
                 .iter()
                 .map(String::as_str)
-                .filter(|h| {
-                    !server_hosts
-                        .iter()
-                        .any(|g| host::matches(g, h) || host::matches(h, g))
-                })
+                .filter(|h| !server_hosts.iter().any(|g| host::intersects(g, h)))
                 .collect();
             if !missing.is_empty() {
                 out.push(msg(

@@ -289,17 +289,13 @@ fn route_config(ctx: &Ctx<'_>, name: String, servers: &[&BoundServer<'_>]) -> Ro
         virtual_hosts.push(VirtualHost {
             name: format!("blackhole:{port}"),
             domains: vec!["*".into()],
-            routes: vec![Route {
-                name: "default".into(),
-                match_: RouteMatch::default(),
-                action: RouteAction::DirectResponse(DirectResponse {
+            routes: vec![Route::catch_all(
+                "default",
+                RouteAction::DirectResponse(DirectResponse {
                     status: 404,
                     body: None,
                 }),
-                headers: HeaderMutations::default(),
-                metadata: None,
-                typed_per_filter_config: None,
-            }],
+            )],
             include_request_attempt_count: true,
         });
     }
@@ -312,18 +308,14 @@ fn route_config(ctx: &Ctx<'_>, name: String, servers: &[&BoundServer<'_>]) -> Ro
 }
 
 fn https_redirect_route() -> Route {
-    Route {
-        name: String::new(),
-        match_: RouteMatch::default(),
-        action: RouteAction::Redirect(Redirect {
+    Route::catch_all(
+        "",
+        RouteAction::Redirect(Redirect {
             https_redirect: Some(true),
             response_code: 301,
             ..Default::default()
         }),
-        headers: HeaderMutations::default(),
-        metadata: None,
-        typed_per_filter_config: None,
-    }
+    )
 }
 
 /// A gateway's HTTP connection manager (RDS, client address from the

@@ -356,21 +356,7 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
 
 /// The route a service gets without a VirtualService.
 pub fn default_route(cluster: String) -> Route {
-    Route {
-        name: "default".into(),
-        match_: RouteMatch::default(),
-        action: RouteAction::Route(RouteTarget {
-            destination: ClusterSpecifier::Cluster(cluster),
-            timeout: "0s".into(),
-            retry_policy: Some(default_retry_policy()),
-            prefix_rewrite: None,
-            host_rewrite_literal: None,
-            regex_rewrite: None,
-        }),
-        headers: HeaderMutations::default(),
-        metadata: None,
-        typed_per_filter_config: None,
-    }
+    Route::to_cluster("default", cluster, Some(default_retry_policy()))
 }
 
 /// VirtualServices bound to `gateway` (`mesh` or `ns/name`), in istiod's
@@ -609,38 +595,24 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
         VirtualHost {
             name: "allow_any".into(),
             domains: vec!["*".into()],
-            routes: vec![Route {
-                name: "allow_any".into(),
-                match_: RouteMatch::default(),
-                action: RouteAction::Route(RouteTarget {
-                    destination: ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.into()),
-                    timeout: "0s".into(),
-                    retry_policy: None,
-                    prefix_rewrite: None,
-                    host_rewrite_literal: None,
-                    regex_rewrite: None,
-                }),
-                headers: HeaderMutations::default(),
-                metadata: None,
-                typed_per_filter_config: None,
-            }],
+            routes: vec![Route::to_cluster(
+                "allow_any",
+                names::PASSTHROUGH_CLUSTER.into(),
+                None,
+            )],
             include_request_attempt_count: true,
         }
     } else {
         VirtualHost {
             name: "block_all".into(),
             domains: vec!["*".into()],
-            routes: vec![Route {
-                name: "block_all".into(),
-                match_: RouteMatch::default(),
-                action: RouteAction::DirectResponse(DirectResponse {
+            routes: vec![Route::catch_all(
+                "block_all",
+                RouteAction::DirectResponse(DirectResponse {
                     status: 502,
                     body: None,
                 }),
-                headers: HeaderMutations::default(),
-                metadata: None,
-                typed_per_filter_config: None,
-            }],
+            )],
             include_request_attempt_count: true,
         }
     }

@@ -34,14 +34,14 @@ impl Diagnostic {
         path: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self {
-            severity: Severity::Error,
-            file: file.to_string(),
+        Self::new(
+            Severity::Error,
+            file,
             line,
             column,
-            path: path.into(),
-            message: message.into(),
-        }
+            path.into(),
+            message.into(),
+        )
     }
 
     pub fn warning(
@@ -51,13 +51,31 @@ impl Diagnostic {
         path: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        Self::new(
+            Severity::Warning,
+            file,
+            line,
+            column,
+            path.into(),
+            message.into(),
+        )
+    }
+
+    fn new(
+        severity: Severity,
+        file: &str,
+        line: u64,
+        column: u64,
+        path: String,
+        message: String,
+    ) -> Self {
         Self {
-            severity: Severity::Warning,
+            severity,
             file: file.to_string(),
             line,
             column,
-            path: path.into(),
-            message: message.into(),
+            path,
+            message,
         }
     }
 

@@ -120,6 +120,38 @@ pub struct IstioConfigRef {
 }
 
 impl Route {
+    /// A catch-all (`prefix: /`) route with no header operations, metadata
+    /// or per-filter config: the routes istiod builds itself.
+    pub fn catch_all(name: impl Into<String>, action: RouteAction) -> Route {
+        Route {
+            name: name.into(),
+            match_: RouteMatch::default(),
+            action,
+            headers: HeaderMutations::default(),
+            metadata: None,
+            typed_per_filter_config: None,
+        }
+    }
+
+    /// A catch-all route to one cluster, without a timeout (`0s`).
+    pub fn to_cluster(
+        name: impl Into<String>,
+        cluster: String,
+        retry_policy: Option<RetryPolicy>,
+    ) -> Route {
+        Route::catch_all(
+            name,
+            RouteAction::Route(RouteTarget {
+                destination: ClusterSpecifier::Cluster(cluster),
+                timeout: "0s".into(),
+                retry_policy,
+                prefix_rewrite: None,
+                host_rewrite_literal: None,
+                regex_rewrite: None,
+            }),
+        )
+    }
+
     /// `name.namespace` of the VirtualService this route came from.
     pub fn virtual_service(&self) -> Option<String> {
         let cfg = &self.metadata.as_ref()?.filter_metadata.istio.config;

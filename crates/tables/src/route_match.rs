@@ -105,15 +105,14 @@ mod tests {
 
     fn route(name: &str, m: RouteMatch) -> Route {
         Route {
-            name: name.into(),
             match_: m,
-            action: RouteAction::DirectResponse(DirectResponse {
-                status: 200,
-                body: None,
-            }),
-            headers: HeaderMutations::default(),
-            metadata: None,
-            typed_per_filter_config: None,
+            ..Route::catch_all(
+                name,
+                RouteAction::DirectResponse(DirectResponse {
+                    status: 200,
+                    body: None,
+                }),
+            )
         }
     }
 
