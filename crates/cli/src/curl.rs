@@ -61,16 +61,7 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
     for w in &mesh.warnings {
         eprintln!("meshsim: warning: {w}");
     }
-    let before = mesh.logs.len();
-    let resp = mesh.curl(&from, &req).await;
-    let lines = mesh
-        .logs
-        .settle(
-            before,
-            Duration::from_millis(30),
-            Duration::from_millis(800),
-        )
-        .await;
+    let (resp, lines) = mesh.curl_logged(&from, &req).await;
     let mut out = std::io::stdout().lock();
     if a.verbose {
         eprint!("{}", resp.verbose);

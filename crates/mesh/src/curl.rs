@@ -143,6 +143,18 @@ fn parse_url(url: &str) -> Option<Target> {
 
 impl Mesh {
     /// Runs one curl request.
+    /// [`Mesh::curl`], then the access-log lines of every proxy on the
+    /// path once they are written.
+    pub async fn curl_logged(
+        &self,
+        from: &From,
+        req: &CurlRequest,
+    ) -> (CurlResponse, Vec<crate::logs::LogLine>) {
+        let before = self.logs.len();
+        let r = self.curl(from, req).await;
+        (r, self.logs.settle(before).await)
+    }
+
     pub async fn curl(&self, from: &From, req: &CurlRequest) -> CurlResponse {
         let started = Instant::now();
         let fut = self.curl_inner(from, req);

@@ -8,6 +8,11 @@ use tokio::sync::Notify;
 
 use meshsim_proxy::accesslog::{LogEntry, LogSink};
 
+/// A request's log lines are all written once no new line came for this long.
+pub const SETTLE_QUIET: Duration = Duration::from_millis(30);
+/// Give up waiting for a first line after this long.
+pub const SETTLE_MAX: Duration = Duration::from_millis(800);
+
 #[derive(Debug, Clone)]
 pub struct LogLine {
     pub proxy: String,
@@ -45,9 +50,11 @@ impl LogCollector {
     }
 
     /// Lines after the first `from`, once the proxies are done writing for
-    /// now: woken by each new line, it returns after `quiet` without one
-    /// (at least one line must have come, or `max` passed).
-    pub async fn settle(&self, from: usize, quiet: Duration, max: Duration) -> Vec<LogLine> {
+    /// now: woken by each new line, it returns after [`SETTLE_QUIET`]
+    /// without one (at least one line must have come, or [`SETTLE_MAX`]
+    /// passed).
+    pub async fn settle(&self, from: usize) -> Vec<LogLine> {
+        let (quiet, max) = (SETTLE_QUIET, SETTLE_MAX);
         let deadline = Instant::now() + max;
         loop {
             let notified = self.written.notified();

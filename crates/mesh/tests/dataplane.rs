@@ -70,17 +70,7 @@ fn get(url: &str) -> CurlRequest {
 
 /// Sends a request and returns the response with the log lines it caused.
 async fn curl(mesh: &Mesh, from: &From, req: &CurlRequest) -> (CurlResponse, Vec<LogLine>) {
-    let before = mesh.logs.len();
-    let r = mesh.curl(from, req).await;
-    let lines = mesh
-        .logs
-        .settle(
-            before,
-            Duration::from_millis(30),
-            Duration::from_millis(800),
-        )
-        .await;
-    (r, lines)
+    mesh.curl_logged(from, req).await
 }
 
 fn line<'a>(logs: &'a [LogLine], proxy_prefix: &str) -> &'a str {
@@ -410,10 +400,7 @@ async fn circuit_breaker_overflow_is_503_uo() {
         .count();
     assert!(overflow > 0, "some requests overflow: {all:?}");
     assert!(all.iter().any(|(s, _)| *s == Some(200)));
-    let _ = mesh
-        .logs
-        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
-        .await;
+    let _ = mesh.logs.settle(0).await;
     assert!(mesh.logs.lines().iter().any(|l| l
         .line
         .contains(" 503 UO upstream_reset_before_response_started{overflow} ")));
@@ -530,10 +517,7 @@ async fn shared_certificate_connection_reuse() {
     assert_eq!(r1.status, Some(200), "{r1:?}");
     let r2 = conn.send(&get("https://service2.test.com/hello")).await;
     assert_eq!(r2.status, Some(404), "{r2:?}");
-    let lines = mesh
-        .logs
-        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
-        .await;
+    let lines = mesh.logs.settle(0).await;
     let l = lines
         .iter()
         .rev()

@@ -239,10 +239,7 @@ async fn real_nginx_http10_upstream_gets_426_until_fixed() {
         status, 426,
         "nginx's default HTTP/1.0 upstream is rejected by Envoy"
     );
-    let _ = mesh
-        .logs
-        .settle(0, Duration::from_millis(30), Duration::from_millis(800))
-        .await;
+    let _ = mesh.logs.settle(0).await;
     assert!(
         mesh.logs
             .lines()
@@ -344,10 +341,7 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
             "page from service1: {dom}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let lines = mesh
-            .logs
-            .settle(0, Duration::from_millis(30), Duration::from_millis(800))
-            .await;
+        let lines = mesh.logs.settle(0).await;
         let frame_line = lines
             .iter()
             .find(|l| {

@@ -477,14 +477,7 @@ impl Runner {
     }
 
     async fn settle(&self, before: usize) -> Vec<LogLine> {
-        self.mesh
-            .logs
-            .settle(
-                before,
-                Duration::from_millis(30),
-                Duration::from_millis(800),
-            )
-            .await
+        self.mesh.logs.settle(before).await
     }
 
     async fn step(&mut self, step: &Step, sr: &mut StepReport) -> Result<()> {
