@@ -46,9 +46,6 @@ struct Input {
     /// run can be repeated; random by default, like a real mesh.
     #[arg(long)]
     seed: Option<u64>,
-    /// Set by `analyze`: `-n` selects, it does not reject other namespaces.
-    #[arg(skip)]
-    analyze: bool,
 }
 
 #[derive(Subcommand)]
@@ -316,9 +313,15 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 /// Loads the input and builds the world; errors stop here with every
 /// diagnostic printed.
 fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
+    load_world_ns(input, true)
+}
+
+/// [`load_world`]; `strict_namespace: false` is `istioctl analyze -n`, which
+/// selects a namespace without rejecting objects in others.
+fn load_world_ns(input: &Input, strict_namespace: bool) -> Result<(World, Vec<Diagnostic>)> {
     let mut loaded = load_paths(&input.files);
     if let Some(ns) = &input.namespace {
-        loaded.apply_namespace(ns, !input.analyze);
+        loaded.apply_namespace(ns, strict_namespace);
     }
     let Some(version) = IstioVersion::parse(&input.istio_version) else {
         bail!(
@@ -516,11 +519,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Analyze {
-            mut input,
+            input,
             all_namespaces,
         } => {
-            input.analyze = true;
-            let (world, diags) = load_world(&input)?;
+            let (world, diags) = load_world_ns(&input, false)?;
             print_diagnostics(&diags);
             if diags.iter().any(Diagnostic::is_error) {
                 return Ok(ExitCode::FAILURE);

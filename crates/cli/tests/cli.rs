@@ -371,6 +371,37 @@ fn analyze_like_istioctl() {
         err.contains("Error: Analyzers found issues when analyzing namespace: default."),
         "{err}"
     );
+    // `-n` selects what to report; objects in other namespaces still load
+    // (unlike `kubectl apply -n`), and their problems are not reported.
+    let other = dir.join("other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: other}\nspec:\n  hosts: [x]\n  http:\n  - route:\n    - destination: {host: nowhere}\n",
+    )
+    .expect("write");
+    let (code, out, err) = meshsim(&[
+        "analyze",
+        "-n",
+        "default",
+        "-f",
+        BOOKINFO,
+        "-f",
+        other.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("does not match"), "{err}");
+    let (code, out, _) = meshsim(&[
+        "analyze",
+        "-n",
+        "other",
+        "-f",
+        other.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 79, "{out}");
+    assert!(
+        out.contains("(VirtualService x.other) Referenced host not found: \"nowhere\""),
+        "{out}"
+    );
 }
 
 /// Weighted picks are random per run, like a real mesh, and `--seed`
