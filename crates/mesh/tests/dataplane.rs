@@ -983,6 +983,11 @@ spec:
     assert!(body(&r).contains("GET /x HTTP/2.0"), "{}", body(&r));
     let server = line(&logs, "grpcish-0");
     assert!(server.contains("\"GET /x HTTP/2\" 200 "), "{server}");
+    // The SNI Istio sets on mTLS: the hop really was TLS.
+    assert!(
+        server.contains(" outbound_.7443_._.grpcish.default.svc.cluster.local "),
+        "{server}"
+    );
     let client = line(&logs, "sleep-0");
     assert!(
         client.contains(" outbound|7443||grpcish.default.svc.cluster.local "),
