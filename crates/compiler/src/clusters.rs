@@ -112,7 +112,7 @@ fn base_cluster(
     Cluster {
         name: name.to_string(),
         discovery_type,
-        connect_timeout: crate::fmt_duration(connect_timeout_ms),
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
         lb_policy: lb,
         circuit_breakers: CircuitBreakers {
             thresholds: vec![thresholds],
@@ -359,7 +359,7 @@ pub fn inbound(name: &str, target_port: u16, service: &str, http2: bool) -> Clus
     Cluster {
         name: name.to_string(),
         discovery_type: DiscoveryType::Static,
-        connect_timeout: "10s".into(),
+        connect_timeout: Duration::from_secs(10),
         lb_policy: LbPolicy::RoundRobin,
         circuit_breakers: CircuitBreakers {
             thresholds: vec![Thresholds::default()],
@@ -389,7 +389,7 @@ pub fn special(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
         discovery_type: t,
-        connect_timeout: "10s".into(),
+        connect_timeout: Duration::from_secs(10),
         lb_policy: lb,
         circuit_breakers: CircuitBreakers {
             thresholds: vec![Thresholds::default()],

@@ -157,7 +157,7 @@ fn chain_matches(c: &FilterChain, l: &Listener, m: Option<&FcMatch>, port: Optio
             .is_none_or(|s| c.filter_chain_match.server_names.contains(s))
         && m.transport_protocol
             .as_ref()
-            .is_none_or(|tp| *tp == c.filter_chain_match.transport_protocol)
+            .is_none_or(|tp| tp.as_str() == c.filter_chain_match.transport_protocol.as_str())
         && m.application_protocols.as_ref().is_none_or(|ap| {
             ap.split(',').any(|a| {
                 c.filter_chain_match
@@ -173,15 +173,17 @@ fn chain_matches(c: &FilterChain, l: &Listener, m: Option<&FcMatch>, port: Optio
 fn new_network_filter(p: &EnvoyConfigObjectPatch) -> Option<NetworkFilter> {
     let v = p.patch.value.as_ref()?;
     let name = v.get("name")?.as_str()?.to_string();
-    Some(NetworkFilter {
-        name,
-        typed_config: NetworkFilterConfig::Opaque(
-            v.get("typed_config")
-                .or(v.get("typedConfig"))
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
-        ),
-    })
+    let config = v
+        .get("typed_config")
+        .or(v.get("typedConfig"))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let typed_config = if name == RBAC {
+        NetworkFilterConfig::Rbac(NetworkRbac::from_config(config))
+    } else {
+        NetworkFilterConfig::Opaque(config)
+    };
+    Some(NetworkFilter { name, typed_config })
 }
 
 fn new_http_filter(p: &EnvoyConfigObjectPatch) -> Option<HttpFilter> {
@@ -382,6 +384,12 @@ fn merge_network_filter(f: &mut NetworkFilter, value: Option<&serde_json::Value>
             merge_json(v, patch);
             true
         }
+        NetworkFilterConfig::Rbac(r) => {
+            let mut v = std::mem::take(&mut r.config);
+            merge_json(&mut v, patch);
+            *r = NetworkRbac::from_config(v);
+            true
+        }
         NetworkFilterConfig::HttpConnectionManager(h) => {
             let Some(patch) = patch else { return true };
             let mut ok = true;
@@ -467,8 +475,9 @@ fn cluster_patch(
                     .get("connect_timeout")
                     .or(v.get("connectTimeout"))
                     .and_then(|x| x.as_str())
+                    .and_then(|x| meshsim_model::common::Duration::parse(x).ok())
                 {
-                    c.connect_timeout = ct.to_string();
+                    c.connect_timeout = Duration::from_millis(ct.millis);
                 }
                 if let Some(th) = v
                     .pointer("/circuit_breakers/thresholds/0")

@@ -68,7 +68,7 @@ pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
             } else {
                 ProxyKind::Sidecar
             },
-            ip: proxy.ip.to_string(),
+            ip: std::net::IpAddr::V4(proxy.ip),
             istio_version: world.settings.istio_version.to_string(),
             identity: proxy.identity(&mesh.trust_domain),
             labels: proxy.labels.clone(),
@@ -80,8 +80,8 @@ pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
         access_log: AccessLogConfig {
             path: mesh.access_log_file.clone(),
             encoding: match mesh.access_log_encoding {
-                AccessLogEncoding::Text => "TEXT".into(),
-                AccessLogEncoding::Json => "JSON".into(),
+                AccessLogEncoding::Text => LogEncoding::Text,
+                AccessLogEncoding::Json => LogEncoding::Json,
             },
             format: mesh.access_log_format.clone(),
         },
@@ -145,9 +145,4 @@ pub fn find_pod<'w>(world: &'w World, name: &str) -> Result<Option<&'w Pod>, Str
 
 fn unsupported_kind(k: &str) -> String {
     format!("unsupported resource type {k:?}: use POD[.NAMESPACE] or deploy/NAME[.NAMESPACE]")
-}
-
-/// `10000` → `10s`, `1500` → `1.500s`.
-pub fn fmt_duration(ms: u64) -> String {
-    meshsim_model::common::Duration::from_millis(ms).to_string()
 }

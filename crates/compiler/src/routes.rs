@@ -19,7 +19,7 @@ pub const DEFAULT_RETRY_ON: &str =
 
 pub fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
-        retry_on: DEFAULT_RETRY_ON.into(),
+        retry_on: RetryOn::parse(DEFAULT_RETRY_ON),
         num_retries: 2,
         per_try_timeout: None,
         retriable_status_codes: vec![503],
@@ -222,7 +222,7 @@ fn header_mutations(h: &vs::Headers) -> HeaderMutations {
                         key: k.clone(),
                         value: v.clone(),
                     },
-                    append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+                    append_action: AppendAction::OverwriteIfExistsOrAdd,
                 });
             }
             for (k, v) in &o.add {
@@ -231,7 +231,7 @@ fn header_mutations(h: &vs::Headers) -> HeaderMutations {
                         key: k.clone(),
                         value: v.clone(),
                     },
-                    append_action: "APPEND_IF_EXISTS_OR_ADD",
+                    append_action: AppendAction::AppendIfExistsOrAdd,
                 });
             }
             remove.extend(o.remove.iter().cloned());
@@ -316,7 +316,7 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
         Some(r) => {
             let mut p = default_retry_policy();
             p.num_retries = r.attempts;
-            p.per_try_timeout = r.per_try_timeout.map(|d| d.to_string());
+            p.per_try_timeout = r.per_try_timeout.map(|d| Duration::from_millis(d.millis));
             if let Some(on) = &r.retry_on {
                 let (codes, policies): (Vec<&str>, Vec<&str>) = on
                     .split(',')
@@ -330,7 +330,7 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
                 {
                     policies.push("retriable-status-codes".into());
                 }
-                p.retry_on = policies.join(",");
+                p.retry_on = RetryOn::parse(&policies.join(","));
             }
             Some(p)
         }
@@ -340,8 +340,8 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
         destination,
         timeout: http
             .timeout
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "0s".into()),
+            .map(|d| Duration::from_millis(d.millis))
+            .unwrap_or(Duration::ZERO),
         retry_policy,
         prefix_rewrite: rw.and_then(|r| r.uri.clone()),
         host_rewrite_literal: rw.and_then(|r| r.authority.clone()),
@@ -649,7 +649,7 @@ fn translate_fault(f: &vs::HttpFaultInjection) -> Option<PerFilterConfig> {
     };
     let delay = f.delay.as_ref().and_then(|d| {
         d.fixed_delay.map(|fd| FaultDelay {
-            fixed_delay: fd.millis,
+            fixed_delay: Duration::from_millis(fd.millis),
             percentage: pct(d.percentage, d.percent),
         })
     });

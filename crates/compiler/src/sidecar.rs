@@ -109,9 +109,9 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 }
                 FilterChainMatch {
                     transport_protocol: if version.http_chain_requires_raw_buffer() {
-                        "raw_buffer".into()
+                        TransportProtocol::RawBuffer
                     } else {
-                        String::new()
+                        TransportProtocol::Any
                     },
                     application_protocols: alpn,
                     ..Default::default()
@@ -174,7 +174,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 chains.push(FilterChain {
                     name: String::new(),
                     filter_chain_match: FilterChainMatch {
-                        transport_protocol: "raw_buffer".into(),
+                        transport_protocol: TransportProtocol::RawBuffer,
                         application_protocols: alpn,
                         ..Default::default()
                     },
@@ -318,7 +318,7 @@ fn inbound_ports(ctx: &Ctx<'_>) -> BTreeMap<u16, (Protocol, String)> {
 
 struct ChainOpt {
     alpn: &'static [&'static str],
-    transport: &'static str,
+    transport: TransportProtocol,
     http: bool,
     tls: bool,
 }
@@ -333,40 +333,50 @@ fn chain_options(protocol: Protocol, mode: MtlsMode) -> Vec<ChainOpt> {
     };
     if protocol.is_http() {
         match mode {
-            MtlsMode::Strict => vec![c(&[], "tls", true, true)],
+            MtlsMode::Strict => vec![c(&[], TransportProtocol::Tls, true, true)],
             MtlsMode::Permissive | MtlsMode::Unset => vec![
-                c(&ALL_ISTIO_MTLS_ALPNS, "tls", true, true),
-                c(&[], "raw_buffer", true, false),
+                c(&ALL_ISTIO_MTLS_ALPNS, TransportProtocol::Tls, true, true),
+                c(&[], TransportProtocol::RawBuffer, true, false),
             ],
-            MtlsMode::Disable => vec![c(&[], "raw_buffer", true, false)],
+            MtlsMode::Disable => vec![c(&[], TransportProtocol::RawBuffer, true, false)],
         }
     } else if protocol == Protocol::Unsupported {
         match mode {
             MtlsMode::Strict => vec![
-                c(&MTLS_HTTP_ALPNS, "tls", true, true),
-                c(&[], "tls", false, true),
+                c(&MTLS_HTTP_ALPNS, TransportProtocol::Tls, true, true),
+                c(&[], TransportProtocol::Tls, false, true),
             ],
             MtlsMode::Permissive | MtlsMode::Unset => vec![
-                c(&MTLS_HTTP_ALPNS, "tls", true, true),
-                c(&PLAINTEXT_HTTP_ALPNS, "raw_buffer", true, false),
-                c(&MTLS_TCP_ALPNS, "tls", false, true),
-                c(&[], "raw_buffer", false, false),
-                c(&[], "tls", false, false),
+                c(&MTLS_HTTP_ALPNS, TransportProtocol::Tls, true, true),
+                c(
+                    &PLAINTEXT_HTTP_ALPNS,
+                    TransportProtocol::RawBuffer,
+                    true,
+                    false,
+                ),
+                c(&MTLS_TCP_ALPNS, TransportProtocol::Tls, false, true),
+                c(&[], TransportProtocol::RawBuffer, false, false),
+                c(&[], TransportProtocol::Tls, false, false),
             ],
             MtlsMode::Disable => vec![
-                c(&PLAINTEXT_HTTP_ALPNS, "raw_buffer", true, false),
-                c(&[], "raw_buffer", false, false),
+                c(
+                    &PLAINTEXT_HTTP_ALPNS,
+                    TransportProtocol::RawBuffer,
+                    true,
+                    false,
+                ),
+                c(&[], TransportProtocol::RawBuffer, false, false),
             ],
         }
     } else {
         match mode {
-            MtlsMode::Strict => vec![c(&[], "tls", false, true)],
+            MtlsMode::Strict => vec![c(&[], TransportProtocol::Tls, false, true)],
             MtlsMode::Permissive | MtlsMode::Unset => vec![
-                c(&ALL_ISTIO_MTLS_ALPNS, "tls", false, true),
-                c(&[], "raw_buffer", false, false),
-                c(&[], "tls", false, false),
+                c(&ALL_ISTIO_MTLS_ALPNS, TransportProtocol::Tls, false, true),
+                c(&[], TransportProtocol::RawBuffer, false, false),
+                c(&[], TransportProtocol::Tls, false, false),
             ],
-            MtlsMode::Disable => vec![c(&[], "raw_buffer", false, false)],
+            MtlsMode::Disable => vec![c(&[], TransportProtocol::RawBuffer, false, false)],
         }
     }
 }
@@ -381,7 +391,7 @@ fn inbound_chain(
 ) -> FilterChain {
     let m = FilterChainMatch {
         destination_port: port,
-        transport_protocol: opt.transport.into(),
+        transport_protocol: opt.transport,
         application_protocols: opt.alpn.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };

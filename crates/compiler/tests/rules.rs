@@ -269,7 +269,7 @@ fn virtual_service_match_scoping() {
     let RouteAction::Route(t) = &routes[1].action else {
         panic!("route")
     };
-    assert_eq!(t.timeout, "3s");
+    assert_eq!(t.timeout.to_string(), "3s");
     let ClusterSpecifier::WeightedClusters(w) = &t.destination else {
         panic!("weighted")
     };
@@ -298,15 +298,18 @@ fn strict_inbound_has_only_tls_chains() {
     let y = format!("{APP}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: foo}}\nspec:\n  mtls: {{mode: STRICT}}\n");
     let t = tables(&y, "web-v1-0.foo");
     let inbound = t.listener("virtualInbound").expect("vi");
-    assert!(inbound
-        .filter_chains
-        .iter()
-        .filter(|c| c.name != "virtualInbound-blackhole")
-        .all(|c| c.filter_chain_match.transport_protocol == "tls"));
+    assert!(
+        inbound
+            .filter_chains
+            .iter()
+            .filter(|c| c.name != "virtualInbound-blackhole")
+            .all(|c| c.filter_chain_match.transport_protocol
+                == meshsim_tables::TransportProtocol::Tls)
+    );
     // Plaintext to the STRICT port finds no chain.
     let conn = filter_chain_match::ConnectionInfo {
         destination_port: 9000,
-        transport_protocol: "raw_buffer",
+        transport_protocol: meshsim_tables::TransportProtocol::RawBuffer,
         ..Default::default()
     };
     assert!(filter_chain_match::select_chain(inbound, &conn).is_none());

@@ -291,7 +291,7 @@ impl AccessLogger {
     pub fn new(proxy_id: &str, cfg: &AccessLogConfig, sink: Arc<dyn LogSink>) -> Self {
         let format = if cfg.path.is_empty() {
             LogFormat::Off
-        } else if cfg.encoding == "JSON" {
+        } else if cfg.encoding == meshsim_tables::LogEncoding::Json {
             if cfg.format.trim().starts_with('{') {
                 let fields =
                     serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&cfg.format)

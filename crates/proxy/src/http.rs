@@ -399,7 +399,7 @@ impl HttpCtx {
         };
         if let Some(d) = f.delay.as_ref() {
             if d.percentage.hit(self.inner.random()) {
-                tokio::time::sleep(Duration::from_millis(d.fixed_delay)).await;
+                tokio::time::sleep(d.fixed_delay.get()).await;
                 injected.push(Flag::DelayInjected);
             }
         }
@@ -476,7 +476,7 @@ impl HttpCtx {
         let Some(cluster) = targets.get(idx).cloned().flatten() else {
             return Outcome::local(503, "", vec![Flag::NoClusterFound], "cluster_not_found");
         };
-        let timeout = parse_duration(&target.timeout);
+        let timeout = target.timeout.as_timeout();
         let fut = self.forward(
             cluster,
             &cluster_name,
@@ -488,7 +488,7 @@ impl HttpCtx {
             body,
         );
         match timeout {
-            Some(t) if !t.is_zero() => match tokio::time::timeout(t, fut).await {
+            Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(o) => o,
                 Err(_) => {
                     let mut o = Outcome::local(
@@ -635,7 +635,8 @@ impl HttpCtx {
                             HeaderName::from_bytes(h.header.key.as_bytes()),
                             HeaderValue::from_str(&h.header.value),
                         ) {
-                            if h.append_action == "APPEND_IF_EXISTS_OR_ADD" {
+                            if h.append_action == meshsim_tables::AppendAction::AppendIfExistsOrAdd
+                            {
                                 rp.headers.append(k, v);
                             } else {
                                 rp.headers.insert(k, v);
@@ -735,7 +736,7 @@ impl HttpCtx {
                     HeaderName::from_bytes(o.header.key.as_bytes()),
                     HeaderValue::from_str(&o.header.value),
                 ) {
-                    if o.append_action == "APPEND_IF_EXISTS_OR_ADD" {
+                    if o.append_action == meshsim_tables::AppendAction::AppendIfExistsOrAdd {
                         h.append(k, v);
                     } else {
                         h.insert(k, v);
@@ -749,20 +750,22 @@ impl HttpCtx {
 }
 
 fn retriable_status(r: &RetryPolicy, status: u16) -> bool {
-    let on = |p: &str| r.retry_on.split(',').any(|x| x.trim() == p);
-    (on("retriable-status-codes") && r.retriable_status_codes.contains(&status))
-        || (on("5xx") && status >= 500)
-        || (on("gateway-error") && matches!(status, 502..=504))
+    use meshsim_tables::RetryCondition as C;
+    let on = |c: C| r.retry_on.contains(&c);
+    (on(C::RetriableStatusCodes) && r.retriable_status_codes.contains(&status))
+        || (on(C::FiveXx) && status >= 500)
+        || (on(C::GatewayError) && matches!(status, 502..=504))
 }
 
 fn retriable_error(r: &RetryPolicy, e: &UpstreamError) -> bool {
-    let on = |p: &str| r.retry_on.split(',').any(|x| x.trim() == p);
+    use meshsim_tables::RetryCondition as C;
+    let on = |c: C| r.retry_on.contains(&c);
     match e {
         UpstreamError::ConnectFailure(_) | UpstreamError::TlsFailure(_) => {
-            on("connect-failure") || on("5xx") || on("gateway-error")
+            on(C::ConnectFailure) || on(C::FiveXx) || on(C::GatewayError)
         }
         UpstreamError::ConnectionTermination | UpstreamError::ProtocolError => {
-            on("reset") || on("5xx")
+            on(C::Reset) || on(C::FiveXx)
         }
         UpstreamError::Overflow | UpstreamError::NoHealthyUpstream => false,
     }
@@ -775,13 +778,4 @@ fn count_status(s: &ClusterStats, status: u16) {
         500..=599 => ClusterStats::inc(&s.upstream_rq_5xx),
         _ => {}
     }
-}
-
-/// `"0s"`, `"3s"`, `"1.500s"` → duration.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let n = s.strip_suffix('s')?;
-    n.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
 }

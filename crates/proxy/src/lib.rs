@@ -127,11 +127,7 @@ impl Proxy {
     /// Builds a proxy for `tables`. `seed` fixes the random choices.
     pub fn new(tables: ProxyTables, env: SharedEnv, sink: Arc<dyn LogSink>, seed: u64) -> Self {
         let stats = StatsRegistry::default();
-        let ip = tables
-            .proxy
-            .ip
-            .parse()
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = tables.proxy.ip;
         let id = tables.proxy.id.clone();
         let logger = AccessLogger::new(&id, &tables.access_log, sink.clone());
         let snap = Snapshot::build(tables, env.as_ref(), &stats);
@@ -198,7 +194,9 @@ impl Proxy {
         let snap = self.inner.snapshot.load();
         snap.port_listener(port).is_some_and(|i| {
             snap.tables.listeners[i].filter_chains.iter().any(|c| {
-                c.transport_socket.is_some() || c.filter_chain_match.transport_protocol == "tls"
+                c.transport_socket.is_some()
+                    || c.filter_chain_match.transport_protocol
+                        == meshsim_tables::TransportProtocol::Tls
             })
         })
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use meshsim_tables::filter_chain_match::{select_filter_chain, ConnectionInfo};
-use meshsim_tables::{FilterChain, Listener, NetworkFilterConfig};
+use meshsim_tables::{FilterChain, Listener, NetworkFilterConfig, TransportProtocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -33,7 +33,7 @@ pub enum Capture {
 /// What the listener filters learned about a connection.
 #[derive(Debug, Clone, Default)]
 pub struct Sniffed {
-    pub transport: &'static str,
+    pub transport: TransportProtocol,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
     pub buf: Vec<u8>,
@@ -160,7 +160,7 @@ fn needs_sniffing(l: &Listener) -> bool {
         .any(|c| {
             let m = &c.filter_chain_match;
             !m.server_names.is_empty()
-                || !m.transport_protocol.is_empty()
+                || !m.transport_protocol.is_any()
                 || !m.application_protocols.is_empty()
                 || c.transport_socket.is_some()
         })
@@ -182,7 +182,7 @@ pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
         };
         if n == 0 && buf.is_empty() {
             return Ok(Sniffed {
-                transport: "raw_buffer",
+                transport: TransportProtocol::RawBuffer,
                 buf,
                 ..Default::default()
             });
@@ -205,7 +205,7 @@ pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
                         })
                         .unwrap_or_default();
                     return Ok(Sniffed {
-                        transport: "tls",
+                        transport: TransportProtocol::Tls,
                         sni,
                         alpn,
                         buf,
@@ -214,7 +214,7 @@ pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
                 Some(None) if !done => continue,
                 _ => {
                     return Ok(Sniffed {
-                        transport: "tls",
+                        transport: TransportProtocol::Tls,
                         buf,
                         ..Default::default()
                     })
@@ -223,7 +223,7 @@ pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
         }
         if let Some(alpn) = http_alpn(&buf) {
             return Ok(Sniffed {
-                transport: "raw_buffer",
+                transport: TransportProtocol::RawBuffer,
                 alpn,
                 buf,
                 ..Default::default()
@@ -231,7 +231,7 @@ pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
         }
         if done || !could_be_http(&buf) {
             return Ok(Sniffed {
-                transport: "raw_buffer",
+                transport: TransportProtocol::RawBuffer,
                 buf,
                 ..Default::default()
             });
@@ -304,7 +304,7 @@ impl Inner {
                 .unwrap_or_default()
         } else {
             Sniffed {
-                transport: "raw_buffer",
+                transport: TransportProtocol::RawBuffer,
                 ..Default::default()
             }
         };
@@ -428,8 +428,9 @@ impl Inner {
                     crate::tcp::proxy(self.clone(), io, t.clone(), info).await;
                     return;
                 }
-                NetworkFilterConfig::Opaque(cfg) => {
-                    if f.name == "envoy.filters.network.rbac" && crate::tcp::rbac_denies(cfg) {
+                NetworkFilterConfig::Opaque(_) => {}
+                NetworkFilterConfig::Rbac(rbac) => {
+                    if rbac.decision == meshsim_tables::RbacDecision::DenyAll {
                         // Envoy's RBAC filter decides on the first data, then
                         // closes without a response.
                         let mut first = [0u8; 4096];

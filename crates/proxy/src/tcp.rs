@@ -86,23 +86,6 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
     inner.logger.load().log(&entry);
 }
 
-/// The network RBAC filter with `rules` and no policies: `ALLOW` (the
-/// default action) matches nothing, so every connection is denied.
-pub fn rbac_denies(cfg: &serde_json::Value) -> bool {
-    let Some(rules) = cfg.get("rules") else {
-        return false;
-    };
-    let action = rules
-        .get("action")
-        .and_then(|a| a.as_str())
-        .unwrap_or("ALLOW");
-    let no_policies = rules
-        .get("policies")
-        .and_then(|p| p.as_object())
-        .is_none_or(|p| p.is_empty());
-    action == "ALLOW" && no_policies
-}
-
 pub(crate) fn log_rbac_denied(inner: &Inner, info: &ConnInfo) {
     let e = LogEntry {
         start: Some(SystemTime::now()),

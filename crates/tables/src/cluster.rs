@@ -38,7 +38,7 @@ pub struct Cluster {
     pub name: String,
     #[serde(rename = "type")]
     pub discovery_type: DiscoveryType,
-    pub connect_timeout: String,
+    pub connect_timeout: crate::types::Duration,
     pub lb_policy: LbPolicy,
     pub circuit_breakers: CircuitBreakers,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -160,7 +160,7 @@ fn chain_match(m: &FilterChainMatch) -> String {
     if !m.server_names.is_empty() {
         parts.push(format!("SNI: {}", m.server_names.join(",")));
     }
-    if !m.transport_protocol.is_empty() {
+    if !m.transport_protocol.is_any() {
         parts.push(format!("Trans: {}", m.transport_protocol));
     }
     if !m.application_protocols.is_empty() {

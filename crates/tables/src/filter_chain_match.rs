@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use crate::listener::{FilterChain, Listener};
+use crate::types::TransportProtocol;
 
 /// What the listener knows about a connection when it picks a chain.
 #[derive(Debug, Clone, Default)]
@@ -17,8 +18,8 @@ pub struct ConnectionInfo<'a> {
     pub destination_ip: Option<IpAddr>,
     /// SNI from the ClientHello, if TLS and sent.
     pub server_name: Option<&'a str>,
-    /// `tls` or `raw_buffer`.
-    pub transport_protocol: &'a str,
+    /// `Tls` or `RawBuffer`.
+    pub transport_protocol: TransportProtocol,
     /// ALPN offered by a TLS client, or `http/1.1`/`h2c` sniffed from plaintext.
     pub application_protocols: &'a [String],
 }
@@ -51,8 +52,8 @@ pub fn select_filter_chain(listener: &Listener, conn: &ConnectionInfo<'_>) -> Op
         server_name_rank(&c.filter_chain_match.server_names, conn.server_name)
     });
     let by_transport = narrow(&by_sni, chains, |c| {
-        let t = &c.filter_chain_match.transport_protocol;
-        if t.is_empty() {
+        let t = c.filter_chain_match.transport_protocol;
+        if t.is_any() {
             Some(0)
         } else if t == conn.transport_protocol {
             Some(1)
@@ -188,7 +189,7 @@ mod tests {
             destination_port: port,
             destination_ip: None,
             server_name: sni,
-            transport_protocol: transport,
+            transport_protocol: TransportProtocol::parse(transport).unwrap_or_default(),
             application_protocols: alpn,
         };
         select_chain(l, &c).map(|c| c.name.as_str())
@@ -203,14 +204,14 @@ mod tests {
                 "9080-tls",
                 FilterChainMatch {
                     destination_port: Some(9080),
-                    transport_protocol: "tls".into(),
+                    transport_protocol: TransportProtocol::Tls,
                     ..Default::default()
                 },
             ),
             chain(
                 "passthrough-plain",
                 FilterChainMatch {
-                    transport_protocol: "raw_buffer".into(),
+                    transport_protocol: TransportProtocol::RawBuffer,
                     ..Default::default()
                 },
             ),
@@ -284,7 +285,7 @@ mod tests {
             chain(
                 "http",
                 FilterChainMatch {
-                    transport_protocol: "raw_buffer".into(),
+                    transport_protocol: TransportProtocol::RawBuffer,
                     application_protocols: vec!["http/1.1".into(), "h2c".into()],
                     ..Default::default()
                 },

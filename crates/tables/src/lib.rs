@@ -22,6 +22,7 @@ pub mod filter_chain_match;
 pub mod listener;
 pub mod route;
 pub mod route_match;
+pub mod types;
 pub mod vhost_match;
 pub mod weighted;
 
@@ -30,6 +31,7 @@ use serde::Serialize;
 pub use cluster::*;
 pub use listener::*;
 pub use route::*;
+pub use types::*;
 
 /// What kind of proxy a table set is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,7 +51,7 @@ pub struct ProxyInfo {
     pub namespace: String,
     pub kind: ProxyKind,
     /// The pod IP on the virtual network.
-    pub ip: String,
+    pub ip: std::net::IpAddr,
     pub istio_version: String,
     /// SPIFFE identity of the workload (`spiffe://cluster.local/ns/N/sa/S`).
     pub identity: String,
@@ -61,8 +63,7 @@ pub struct ProxyInfo {
 pub struct AccessLogConfig {
     /// `accessLogFile`; empty means access logging is off (Istio's default).
     pub path: String,
-    /// `TEXT` or `JSON`.
-    pub encoding: String,
+    pub encoding: LogEncoding,
     /// Custom `accessLogFormat`, or empty for Istio's default.
     pub format: String,
 }

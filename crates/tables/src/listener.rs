@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::route::RouteConfiguration;
+use crate::types::TransportProtocol;
 
 /// `address.socket_address` in Envoy JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,8 +78,8 @@ pub struct FilterChainMatch {
     pub prefix_ranges: Vec<CidrRange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_names: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub transport_protocol: String,
+    #[serde(skip_serializing_if = "TransportProtocol::is_any")]
+    pub transport_protocol: TransportProtocol,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub application_protocols: Vec<String>,
 }
@@ -154,9 +155,65 @@ pub struct NetworkFilter {
 pub enum NetworkFilterConfig {
     HttpConnectionManager(Box<HttpConnectionManager>),
     TcpProxy(TcpProxy),
+    /// `envoy.filters.network.rbac`, understood when the tables are built.
+    Rbac(NetworkRbac),
     /// Any other filter (e.g. `istio.stats`, or one added by an EnvoyFilter):
     /// kept as the JSON it was given.
     Opaque(serde_json::Value),
+}
+
+pub const RBAC: &str = "envoy.filters.network.rbac";
+
+/// Envoy's network RBAC filter as meshsim enforces it. Policies are kept
+/// by name only: with none, `ALLOW` denies every connection and `DENY`
+/// denies none (rbac_filter.cc); what a policy's principals and
+/// permissions match is not evaluated. Serializes as the config given.
+#[derive(Debug, Clone)]
+pub struct NetworkRbac {
+    pub decision: RbacDecision,
+    pub config: serde_json::Value,
+}
+
+/// What the filter does to every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RbacDecision {
+    /// No `rules` (shadow only) or a `DENY` with no policy: nothing is denied.
+    AllowAll,
+    /// `ALLOW` with no policy matches nothing: every connection is denied.
+    DenyAll,
+    /// Policies exist: meshsim does not evaluate them and lets traffic pass.
+    NotEvaluated,
+}
+
+impl NetworkRbac {
+    /// Reads the filter's `typed_config` (snake_case or camelCase keys).
+    pub fn from_config(config: serde_json::Value) -> Self {
+        let decision = match config.get("rules") {
+            None => RbacDecision::AllowAll,
+            Some(rules) => {
+                let action = rules
+                    .get("action")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or("ALLOW");
+                let no_policies = rules
+                    .get("policies")
+                    .and_then(|p| p.as_object())
+                    .is_none_or(|p| p.is_empty());
+                match (action, no_policies) {
+                    (_, false) => RbacDecision::NotEvaluated,
+                    ("ALLOW", true) => RbacDecision::DenyAll,
+                    _ => RbacDecision::AllowAll,
+                }
+            }
+        };
+        Self { decision, config }
+    }
+}
+
+impl Serialize for NetworkRbac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.config.serialize(s)
+    }
 }
 
 pub const HCM: &str = "envoy.filters.network.http_connection_manager";

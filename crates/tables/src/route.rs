@@ -2,6 +2,8 @@
 
 use serde::{Serialize, Serializer};
 
+use crate::types::{AppendAction, Duration, RetryOn};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteConfiguration {
     pub name: String,
@@ -61,9 +63,7 @@ pub struct HttpFault {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FaultDelay {
-    /// Milliseconds, printed as Envoy prints a Duration (`7s`, `0.500s`).
-    #[serde(serialize_with = "ser_duration_ms")]
-    pub fixed_delay: u64,
+    pub fixed_delay: Duration,
     pub percentage: FractionalPercent,
 }
 
@@ -92,14 +92,6 @@ impl FractionalPercent {
     /// Whether a draw `r` (uniform over u64) falls inside the fraction.
     pub fn hit(&self, r: u64) -> bool {
         (r % 1_000_000) < u64::from(self.numerator)
-    }
-}
-
-fn ser_duration_ms<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
-    if ms.is_multiple_of(1000) {
-        s.serialize_str(&format!("{}s", ms / 1000))
-    } else {
-        s.serialize_str(&format!("{}.{:03}s", ms / 1000, ms % 1000))
     }
 }
 
@@ -143,7 +135,7 @@ impl Route {
             name,
             RouteAction::Route(RouteTarget {
                 destination: ClusterSpecifier::Cluster(cluster),
-                timeout: "0s".into(),
+                timeout: Duration::ZERO,
                 retry_policy,
                 prefix_rewrite: None,
                 host_rewrite_literal: None,
@@ -187,8 +179,7 @@ impl HeaderMutations {
 #[derive(Debug, Clone, Serialize)]
 pub struct HeaderValueOption {
     pub header: HeaderValue,
-    /// `OVERWRITE_IF_EXISTS_OR_ADD` (Istio `set`) or `APPEND_IF_EXISTS_OR_ADD` (`add`).
-    pub append_action: &'static str,
+    pub append_action: AppendAction,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -320,7 +311,7 @@ pub struct RouteTarget {
     #[serde(flatten)]
     pub destination: ClusterSpecifier,
     /// Request timeout; `0s` disables it (istiod's default for sidecars).
-    pub timeout: String,
+    pub timeout: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -357,10 +348,10 @@ pub struct ClusterWeight {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RetryPolicy {
-    pub retry_on: String,
+    pub retry_on: RetryOn,
     pub num_retries: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_try_timeout: Option<String>,
+    pub per_try_timeout: Option<Duration>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retriable_status_codes: Vec<u16>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
