@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use meshsim_compiler::{Settings, World};
+use meshsim_compiler::{NamespaceFlag, Settings, World};
 use meshsim_mesh::{Mesh, MeshOptions};
 
 const REQUESTS: usize = 5_000;
@@ -72,8 +72,11 @@ async fn drive(addr: SocketAddr, prefix: Option<Vec<u8>>) -> Result {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let loaded = meshsim_model::load_paths(&[root.join("tests/fixtures/bookinfo")]);
-    let (world, _) = World::build(&loaded.resources, Settings::default());
+    let (world, _) = World::load(
+        &[root.join("tests/fixtures/bookinfo")],
+        Settings::default(),
+        &NamespaceFlag::Unset,
+    );
     let mut world = world;
     // Access logging off: measure the proxy path, not log formatting.
     world.mesh.access_log_file.clear();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 
 /// The workspace root (tests refer to `scenarios/...` from there).
 pub fn root() -> PathBuf {
@@ -17,18 +17,17 @@ pub fn root() -> PathBuf {
 /// every diagnostic if the input has errors.
 pub fn world(files: &[&str], version: &str) -> World {
     let paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
-    let loaded = meshsim_model::load_paths(&paths);
-    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-    assert!(
-        errors.is_empty(),
-        "input has errors:\n{}",
-        errors.join("\n")
-    );
     let settings = Settings {
         istio_version: IstioVersion::parse(version).expect("version"),
         ..Settings::default()
     };
-    World::build(&loaded.resources, settings).0
+    let (world, diags) = World::load(&paths, settings, &NamespaceFlag::Unset);
+    assert!(
+        !diags.has_errors(),
+        "input has errors:\n{}",
+        diags.error_text()
+    );
+    world
 }
 
 /// Compares `actual` with the golden file; `MESHSIM_BLESS=1` rewrites it.

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use meshsim_compiler::{IstioVersion, Settings, World};
-use meshsim_model::{load_paths, Diagnostic};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
+use meshsim_model::Diagnostics;
 use meshsim_tables::display;
 
 mod curl;
@@ -304,7 +304,7 @@ fn write_stdout(s: &str) {
     let _ = out.write_all(s.as_bytes()).and_then(|_| out.flush());
 }
 
-fn print_diagnostics(diags: &[Diagnostic]) {
+fn print_diagnostics(diags: &Diagnostics) {
     for d in diags {
         eprintln!("{d}");
     }
@@ -312,33 +312,44 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 /// Loads the input and builds the world; errors stop here with every
 /// diagnostic printed.
-fn load_world(input: &Input) -> Result<(World, Vec<Diagnostic>)> {
+fn load_world(input: &Input) -> Result<(World, Diagnostics)> {
     load_world_ns(input, true)
 }
 
 /// [`load_world`]; `strict_namespace: false` is `istioctl analyze -n`, which
 /// selects a namespace without rejecting objects in others.
-fn load_world_ns(input: &Input, strict_namespace: bool) -> Result<(World, Vec<Diagnostic>)> {
-    let mut loaded = load_paths(&input.files);
-    if let Some(ns) = &input.namespace {
-        loaded.apply_namespace(ns, strict_namespace);
+fn load_world_ns(input: &Input, strict_namespace: bool) -> Result<(World, Diagnostics)> {
+    Ok(World::load(
+        &input.files,
+        input.settings()?,
+        &input.namespace_flag(strict_namespace),
+    ))
+}
+
+impl Input {
+    /// What the flags say about istiod and the proxies.
+    fn settings(&self) -> Result<Settings> {
+        let Some(version) = IstioVersion::parse(&self.istio_version) else {
+            bail!(
+                "--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0",
+                self.istio_version
+            );
+        };
+        Ok(Settings {
+            istio_version: version,
+            inject_undeclared_namespaces: !self.no_implicit_injection,
+            ..Settings::default()
+        })
     }
-    let Some(version) = IstioVersion::parse(&input.istio_version) else {
-        bail!(
-            "--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0",
-            input.istio_version
-        );
-    };
-    let settings = Settings {
-        istio_version: version,
-        inject_undeclared_namespaces: !input.no_implicit_injection,
-        default_namespace: input.namespace.clone().unwrap_or_else(|| "default".into()),
-        ..Settings::default()
-    };
-    let mut diags = loaded.diagnostics;
-    let (world, more) = World::build(&loaded.resources, settings);
-    diags.extend(more);
-    Ok((world, diags))
+
+    /// `-n`, as kubectl apply (`strict`) or istioctl analyze reads it.
+    fn namespace_flag(&self, strict: bool) -> NamespaceFlag {
+        match (&self.namespace, strict) {
+            (None, _) => NamespaceFlag::Unset,
+            (Some(n), true) => NamespaceFlag::Apply(n.clone()),
+            (Some(n), false) => NamespaceFlag::Select(n.clone()),
+        }
+    }
 }
 
 /// The mesh options of a run: `--seed`, else a fresh random seed.
@@ -360,7 +371,7 @@ where
 {
     let (world, diags) = load_world(input)?;
     print_diagnostics(&diags);
-    if diags.iter().any(Diagnostic::is_error) {
+    if diags.has_errors() {
         return Ok(ExitCode::FAILURE);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -423,7 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
-            if diags.iter().any(Diagnostic::is_error) {
+            if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
             let dur = |s: &str| {
@@ -472,7 +483,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sandbox { input, duration } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
-            if diags.iter().any(Diagnostic::is_error) {
+            if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
             let duration = match duration.as_deref() {
@@ -524,7 +535,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (world, diags) = load_world_ns(&input, false)?;
             print_diagnostics(&diags);
-            if diags.iter().any(Diagnostic::is_error) {
+            if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
             let ns = input.namespace.as_deref().unwrap_or("default");
@@ -580,7 +591,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
-            if diags.iter().any(Diagnostic::is_error) {
+            if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
             let pod = match meshsim_compiler::find_proxy(&world, &proxy) {

@@ -35,7 +35,7 @@ use meshsim_model::mesh::AccessLogEncoding;
 use meshsim_tables::*;
 
 pub use version::IstioVersion;
-pub use world::{Settings, World};
+pub use world::{NamespaceFlag, Settings, World};
 
 use crate::ctx::Ctx;
 use crate::world::{Pod, PodRole};

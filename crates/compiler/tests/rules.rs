@@ -1,18 +1,18 @@
 //! Rule-level tests of the compiler: each builds a small mesh from YAML
 //! and checks one istiod rule in the compiled tables (sources cited).
 
-use meshsim_compiler::{compile_proxy, find_proxy, IstioVersion, Settings, World};
+use meshsim_compiler::{compile_proxy, find_proxy, IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_tables::*;
 
 fn world_with(yaml: &str, version: &str) -> World {
     let loaded = meshsim_model::parse_str("test.yaml", yaml);
-    let errs: Vec<String> = loaded.errors().map(|e| e.to_string()).collect();
-    assert!(errs.is_empty(), "{errs:?}");
     let settings = Settings {
         istio_version: IstioVersion::parse(version).expect("v"),
         ..Settings::default()
     };
-    World::build(&loaded.resources, settings).0
+    let (w, diags) = World::from_loaded(loaded, settings, &NamespaceFlag::Unset);
+    assert!(!diags.has_errors(), "{}", diags.error_text());
+    w
 }
 
 fn tables(yaml: &str, proxy: &str) -> ProxyTables {

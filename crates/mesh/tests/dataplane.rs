@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_mesh::curl::{CurlRequest, CurlResponse, From, HttpVersion};
 use meshsim_mesh::logs::LogLine;
 use meshsim_mesh::{Mesh, MeshOptions};
@@ -16,32 +16,16 @@ fn root() -> PathBuf {
 }
 
 fn world(files: &[&str], extra: &str, version: &str) -> World {
-    let mut paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "meshsim-dp-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("tmp");
-    if !extra.is_empty() {
-        let f = dir.join("extra.yaml");
-        std::fs::write(&f, extra).expect("write");
-        paths.push(f);
-    }
-    let loaded = meshsim_model::load_paths(&paths);
-    let errs: Vec<String> = loaded.errors().map(|e| e.to_string()).collect();
-    assert!(errs.is_empty(), "{errs:?}");
+    let paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
+    let mut loaded = meshsim_model::load_paths(&paths);
+    loaded.extend(meshsim_model::parse_str("extra.yaml", extra));
     let settings = Settings {
         istio_version: IstioVersion::parse(version).expect("version"),
         ..Settings::default()
     };
-    World::build(&loaded.resources, settings).0
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+    let (w, diags) = World::from_loaded(loaded, settings, &NamespaceFlag::Unset);
+    assert!(!diags.has_errors(), "{}", diags.error_text());
+    w
 }
 
 async fn start(files: &[&str], extra: &str) -> Mesh {

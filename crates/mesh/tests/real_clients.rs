@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_mesh::{Mesh, MeshOptions};
 
 fn root() -> PathBuf {
@@ -30,16 +30,13 @@ fn have(program: &str) -> bool {
 
 fn world(files: &[&str], version: &str) -> World {
     let paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
-    let loaded = meshsim_model::load_paths(&paths);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    World::build(
-        &loaded.resources,
-        Settings {
-            istio_version: IstioVersion::parse(version).expect("v"),
-            ..Settings::default()
-        },
-    )
-    .0
+    let settings = Settings {
+        istio_version: IstioVersion::parse(version).expect("v"),
+        ..Settings::default()
+    };
+    let (w, diags) = World::load(&paths, settings, &NamespaceFlag::Unset);
+    assert!(!diags.has_errors(), "{}", diags.error_text());
+    w
 }
 
 fn tmpdir(name: &str) -> PathBuf {

@@ -32,6 +32,6 @@ pub mod service_entry;
 pub mod sidecar;
 pub mod virtual_service;
 
-pub use diag::{Diagnostic, Origin, Severity};
+pub use diag::{Diagnostic, Diagnostics, Origin, Severity};
 pub use load::{load_paths, parse_bytes, parse_str, Loaded};
 pub use resource::{Meta, Object, Resource, SecretData};

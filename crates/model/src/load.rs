@@ -66,7 +66,8 @@ impl Loaded {
         }
     }
 
-    fn extend(&mut self, other: Loaded) {
+    /// Adds another load's resources and diagnostics after these.
+    pub fn extend(&mut self, other: Loaded) {
         self.resources.extend(other.resources);
         self.diagnostics.extend(other.diagnostics);
     }

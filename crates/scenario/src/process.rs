@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_mesh::Mesh;
 use meshsim_proxy::accesslog::{LogEntry, LogSink};
 use meshsim_proxy::env::{BoxFuture, CertifiedKey, Environment};
@@ -116,16 +116,15 @@ pub fn run_proxy_process(cfg: ChildConfig) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut loaded = meshsim_model::load_paths(&cfg.files);
-        let mut settings = Settings {
+        let settings = Settings {
             istio_version: IstioVersion::parse(&cfg.istio_version).unwrap_or(IstioVersion::DEFAULT),
             ..Settings::default()
         };
-        if let Some(ns) = &cfg.namespace {
-            loaded.apply_namespace(ns, true);
-            settings.default_namespace = ns.clone();
-        }
-        let (world, _) = World::build(&loaded.resources, settings);
+        let ns = match &cfg.namespace {
+            Some(n) => NamespaceFlag::Apply(n.clone()),
+            None => NamespaceFlag::Unset,
+        };
+        let (world, _) = World::load(&cfg.files, settings, &ns);
         let pod = meshsim_compiler::find_proxy(&world, &cfg.proxy).map_err(|e| anyhow!(e))?;
         let tables = meshsim_compiler::compile_proxy(&world, pod);
         let ca = meshsim_mesh::ca::Ca::new("meshsim mesh CA (process)")?;

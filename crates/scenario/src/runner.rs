@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use meshsim_compiler::{IstioVersion, Settings, World};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_mesh::curl::{CurlRequest, CurlResponse, From, HttpVersion};
 use meshsim_mesh::logs::{prefixed, LogLine};
 use meshsim_mesh::{Mesh, MeshOptions};
@@ -191,19 +191,9 @@ struct Runner {
 }
 
 fn load_world(files: &[PathBuf], settings: &Settings) -> Result<World> {
-    let loaded = meshsim_model::load_paths(files);
-    let errs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
-    if !errs.is_empty() {
-        bail!("invalid resources:\n{}", errs.join("\n"));
-    }
-    let (w, diags) = World::build(&loaded.resources, settings.clone());
-    let errs: Vec<String> = diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
-    if !errs.is_empty() {
-        bail!("invalid resources:\n{}", errs.join("\n"));
+    let (w, diags) = World::load(files, settings.clone(), &NamespaceFlag::Unset);
+    if diags.has_errors() {
+        bail!("invalid resources:\n{}", diags.error_text());
     }
     Ok(w)
 }

@@ -2,12 +2,14 @@
 //! endpoints from selectors) and ServiceEntries (hosts, resolution,
 //! endpoints, workload selectors).
 
+use super::build::pod_endpoint;
 use super::*;
 
 impl World {
     pub(super) fn build_k8s_services(
         &mut self,
         services: &[Object<meshsim_model::k8s::ServiceSpec>],
+        previous: Option<&World>,
         diags: &mut Vec<Diagnostic>,
     ) {
         let sorted = sorted_specs(services);
@@ -15,6 +17,30 @@ impl World {
             .iter()
             .filter_map(|s| s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()))
             .collect();
+        // A Service that existed before keeps its ClusterIP.
+        let mut kept: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+        for s in &sorted {
+            if s.spec
+                .cluster_ip
+                .as_deref()
+                .is_some_and(|ip| !ip.is_empty())
+            {
+                continue;
+            }
+            let hostname = format!(
+                "{}.{}.svc.{}",
+                s.meta.name,
+                s.meta.ns(),
+                self.settings.cluster_domain
+            );
+            let old = previous
+                .and_then(|w| w.service(&hostname))
+                .and_then(|o| o.addresses.first())
+                .and_then(|a| a.parse::<Ipv4Addr>().ok());
+            if let Some(ip) = old.filter(|ip| used.insert(*ip)) {
+                kept.insert(hostname, ip);
+            }
+        }
         let mut next = u32::from(Ipv4Addr::new(10, 96, 0, 10));
         for s in sorted {
             let ns = s.meta.ns().to_string();
@@ -27,6 +53,8 @@ impl World {
                 vec![]
             } else if let Some(ip) = s.spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
                 check_ipv4(s, "spec.clusterIP", ip, " or \"None\"", diags);
+                vec![ip.to_string()]
+            } else if let Some(ip) = kept.get(&hostname) {
                 vec![ip.to_string()]
             } else {
                 let ip = loop {

@@ -65,3 +65,32 @@ fn later_objects_replace_earlier_with_a_warning() {
         Some(81)
     );
 }
+
+/// Applying more objects does not move existing pods or ClusterIPs, as in
+/// a cluster: a Deployment and Service in a namespace that sorts first
+/// would otherwise take the addresses of everything after it.
+#[test]
+fn rebuild_keeps_addresses_of_existing_pods_and_services() {
+    let base = "apiVersion: v1\nkind: Service\nmetadata: {name: shop, namespace: zeta}\nspec: {ports: [{port: 8080}], selector: {app: shop}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop, namespace: zeta}\nspec:\n  replicas: 2\n  template:\n    metadata: {labels: {app: shop}}\n    spec: {containers: [{name: s, image: x}]}\n";
+    let more = "---\napiVersion: v1\nkind: Service\nmetadata: {name: early, namespace: alpha}\nspec: {ports: [{port: 7000}], selector: {app: early}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: early, namespace: alpha, labels: {app: early}}\nspec: {containers: [{name: e, image: x}]}\n";
+    let (before, _) = build(base);
+    let l = meshsim_model::parse_str("w.yaml", &format!("{base}{more}"));
+    let (fresh, _) = World::build(&l.resources, Settings::default());
+    let (after, d) = World::rebuild(&l.resources, Settings::default(), &before);
+    assert!(d.is_empty(), "{d:?}");
+    let ip = |w: &World, n: &str| w.pod(n, "zeta").map(|p| p.ip);
+    let vip = |w: &World| {
+        w.service("shop.zeta.svc.cluster.local")
+            .map(|s| s.addresses.clone())
+    };
+    for pod in ["shop-0", "shop-1"] {
+        assert_eq!(ip(&after, pod), ip(&before, pod), "{pod}");
+    }
+    assert_eq!(vip(&after), vip(&before));
+    // A fresh build would have shifted them (the new pod sorts first).
+    assert_ne!(ip(&fresh, "shop-0"), ip(&before, "shop-0"));
+    // The new objects get addresses nobody else has.
+    let early = after.pod("early", "alpha").map(|p| p.ip);
+    assert!(early.is_some());
+    assert!(after.pods.iter().filter(|p| Some(p.ip) == early).count() == 1);
+}

@@ -1,0 +1,422 @@
+//! Building the world from loaded resources: pods expanded from their
+//! workloads with deterministic IPs, namespaces, the default gateway, and
+//! `kubectl apply`'s "later object wins".
+
+use super::*;
+
+/// A pod as declared before IPs are assigned.
+struct PodDecl {
+    name: String,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    spec: PodSpec,
+    pinned_ip: Option<String>,
+    owner: String,
+    origin: Origin,
+}
+
+impl World {
+    /// Resolves the loaded resources into a world. Problems that are not
+    /// parse errors (a pinned IP that is not an IP, two pods with one IP)
+    /// come back as diagnostics.
+    pub fn build(resources: &[Resource], settings: Settings) -> (World, Vec<Diagnostic>) {
+        World::build_with(resources, settings, None)
+    }
+
+    /// [`World::build`], keeping the addresses pods and Services had in
+    /// `previous` (see [`World::rebuild`]).
+    pub(super) fn build_with(
+        resources: &[Resource],
+        settings: Settings,
+        previous: Option<&World>,
+    ) -> (World, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let deduped = dedupe(resources, &mut diags);
+        let resources = deduped.as_slice();
+        let mesh_cfg = resources.iter().rev().find_map(|r| match r {
+            Resource::MeshConfig(m) => Some(&m.spec),
+            _ => None,
+        });
+        let mesh = MeshSettings::from_config(mesh_cfg, settings.istio_version);
+
+        let mut w = World {
+            mesh,
+            namespaces: BTreeMap::new(),
+            pods: Vec::new(),
+            services: Vec::new(),
+            virtual_services: Vec::new(),
+            destination_rules: Vec::new(),
+            gateways: Vec::new(),
+            envoy_filters: Vec::new(),
+            sidecars: Vec::new(),
+            peer_authentications: Vec::new(),
+            secrets: Vec::new(),
+            config_maps: Vec::new(),
+            service_index: std::collections::HashMap::new(),
+            settings,
+        };
+        let mut decls: Vec<PodDecl> = Vec::new();
+        let mut k8s_services = Vec::new();
+        let mut entries = Vec::new();
+        for r in resources {
+            match r {
+                Resource::Namespace(o) => {
+                    w.namespaces.insert(
+                        o.meta.name.clone(),
+                        Namespace {
+                            name: o.meta.name.clone(),
+                            labels: o.meta.labels.clone(),
+                            declared: true,
+                        },
+                    );
+                }
+                Resource::Deployment(o) => {
+                    let replicas = o.spec.replicas.unwrap_or(1);
+                    expand_pods(
+                        &mut decls,
+                        &o.meta,
+                        &o.spec.template,
+                        replicas,
+                        "Deployment",
+                    );
+                }
+                Resource::StatefulSet(o) => {
+                    let replicas = o.spec.replicas.unwrap_or(1);
+                    let before = decls.len();
+                    expand_pods(
+                        &mut decls,
+                        &o.meta,
+                        &o.spec.template,
+                        replicas,
+                        "StatefulSet",
+                    );
+                    if let Some(svc) = &o.spec.service_name {
+                        for d in &mut decls[before..] {
+                            d.spec.hostname = Some(d.name.clone());
+                            d.spec.subdomain = Some(svc.clone());
+                        }
+                    }
+                }
+                Resource::Pod(o) => decls.push(PodDecl {
+                    name: o.meta.name.clone(),
+                    namespace: o.meta.ns().to_string(),
+                    labels: o.meta.labels.clone(),
+                    annotations: o.meta.annotations.clone(),
+                    spec: o.spec.clone(),
+                    pinned_ip: o.meta.annotations.get(POD_IPS_ANNOTATION).cloned(),
+                    owner: format!("Pod/{}", o.meta.name),
+                    origin: o.meta.origin.clone(),
+                }),
+                Resource::Service(o) => k8s_services.push(o.clone()),
+                Resource::ServiceEntry(o) => entries.push(o.clone()),
+                Resource::VirtualService(o) => w.virtual_services.push(o.clone()),
+                Resource::DestinationRule(o) => w.destination_rules.push(o.clone()),
+                Resource::Gateway(o) => w.gateways.push(o.clone()),
+                Resource::EnvoyFilter(o) => w.envoy_filters.push(o.clone()),
+                Resource::Sidecar(o) => w.sidecars.push(o.clone()),
+                Resource::PeerAuthentication(o) => w.peer_authentications.push(o.clone()),
+                Resource::Secret(o) => w.secrets.push(o.clone()),
+                Resource::ConfigMap(o) => w.config_maps.push(o.clone()),
+                Resource::ServiceAccount(_) | Resource::MeshConfig(_) => {}
+            }
+        }
+
+        let declares_gateway = decls.iter().any(is_gateway_decl);
+        if !declares_gateway {
+            add_default_ingress_gateway(&mut decls, &mut k8s_services);
+        }
+
+        // Namespaces referenced but not declared.
+        let referenced: Vec<String> = decls
+            .iter()
+            .map(|d| d.namespace.clone())
+            .chain(k8s_services.iter().map(|s| s.meta.ns().to_string()))
+            .chain(entries.iter().map(|s| s.meta.ns().to_string()))
+            .collect();
+        for ns in referenced {
+            w.namespaces.entry(ns.clone()).or_insert(Namespace {
+                name: ns,
+                labels: BTreeMap::new(),
+                declared: false,
+            });
+        }
+
+        w.assign_pods(decls, previous, &mut diags);
+        w.build_k8s_services(&k8s_services, previous, &mut diags);
+        w.build_service_entries(&entries);
+        for (i, s) in w.services.iter().enumerate() {
+            w.service_index
+                .entry(s.hostname.to_ascii_lowercase())
+                .or_insert(i);
+        }
+        (w, diags)
+    }
+
+    fn assign_pods(
+        &mut self,
+        mut decls: Vec<PodDecl>,
+        previous: Option<&World>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        decls.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        let mut pinned: Vec<Option<Ipv4Addr>> = Vec::with_capacity(decls.len());
+        for d in &decls {
+            let ip = d
+                .pinned_ip
+                .as_deref()
+                .and_then(|s| match s.trim().parse::<Ipv4Addr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        diags.push(Diagnostic::error(
+                            &d.origin.file,
+                            d.origin.line,
+                            0,
+                            format!("metadata.annotations[{POD_IPS_ANNOTATION}]"),
+                            format!("{s:?} is not an IPv4 address (pod {})", d.name),
+                        ));
+                        None
+                    }
+                });
+            if let Some(ip) = ip {
+                if !used.insert(ip) {
+                    diags.push(Diagnostic::error(
+                        &d.origin.file,
+                        d.origin.line,
+                        0,
+                        format!("metadata.annotations[{POD_IPS_ANNOTATION}]"),
+                        format!("{ip} is already the IP of another pod"),
+                    ));
+                }
+            }
+            pinned.push(ip);
+        }
+        // A pod that existed before keeps its IP (unless it is taken now).
+        for (d, pin) in decls.iter().zip(pinned.iter_mut()) {
+            if pin.is_none() {
+                *pin = previous
+                    .and_then(|w| w.pod(&d.name, &d.namespace))
+                    .map(|p| p.ip)
+                    .filter(|ip| used.insert(*ip));
+            }
+        }
+        let mut next: u32 = u32::from(Ipv4Addr::new(10, 244, 0, 10));
+        for (d, pin) in decls.into_iter().zip(pinned) {
+            let ip = pin.unwrap_or_else(|| loop {
+                let candidate = Ipv4Addr::from(next);
+                next += 1;
+                if used.insert(candidate) {
+                    break candidate;
+                }
+            });
+            let ns_inject = self
+                .namespaces
+                .get(&d.namespace)
+                .is_some_and(|n| n.injection_enabled(&self.settings));
+            let role = if is_gateway_decl(&d) {
+                PodRole::Gateway
+            } else {
+                PodRole::Workload
+            };
+            let pod_inject = d
+                .annotations
+                .get("sidecar.istio.io/inject")
+                .or_else(|| d.labels.get("sidecar.istio.io/inject"))
+                .map(|v| v == "true");
+            let sidecar = role == PodRole::Workload
+                && !d.spec.host_network.unwrap_or(false)
+                && pod_inject.unwrap_or(ns_inject);
+            let sa = d
+                .spec
+                .service_account_name
+                .clone()
+                .or(d.spec.service_account.clone())
+                .unwrap_or_else(|| "default".into());
+            let image = d
+                .spec
+                .containers
+                .first()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let container_ports = d
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().map(|p| (p.container_port, p.name.clone())))
+                .collect();
+            self.pods.push(Pod {
+                name: d.name,
+                namespace: d.namespace,
+                ip,
+                labels: d.labels,
+                annotations: d.annotations,
+                service_account: sa,
+                role,
+                sidecar,
+                image,
+                container_ports,
+                config_maps: d
+                    .spec
+                    .volumes
+                    .iter()
+                    .filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone()))
+                    .collect(),
+                owner: d.owner,
+                origin: d.origin,
+            });
+        }
+    }
+}
+
+/// A pod as a service endpoint (`pmap`: service port → pod port).
+pub(super) fn pod_endpoint(i: usize, pod: &Pod, pmap: BTreeMap<u16, u16>) -> ServiceEndpoint {
+    ServiceEndpoint {
+        pod: Some(i),
+        address: pod.ip.to_string(),
+        ports: pmap,
+        labels: pod.labels.clone(),
+        sidecar: pod.is_proxy(),
+        service_account: Some(pod.service_account.clone()),
+    }
+}
+
+/// Like `kubectl apply`: a later object with the same kind, namespace and
+/// name replaces the earlier one (reported, so nothing is silently lost).
+fn dedupe(resources: &[Resource], diags: &mut Vec<Diagnostic>) -> Vec<Resource> {
+    let mut last: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        let m = r.meta();
+        if let Some(prev) = last.insert((m.kind.clone(), m.ns().to_string(), m.name.clone()), i) {
+            let p = resources[prev].meta();
+            diags.push(Diagnostic::warning(
+                &m.origin.file,
+                m.origin.line,
+                0,
+                "metadata.name",
+                format!(
+                    "{} replaces the one from {} (later objects win, as with kubectl apply)",
+                    m.key(),
+                    p.origin
+                ),
+            ));
+        }
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+fn is_gateway_decl(d: &PodDecl) -> bool {
+    d.labels
+        .get("istio")
+        .is_some_and(|v| v == "ingressgateway" || v == "egressgateway")
+        || d.annotations
+            .get("inject.istio.io/templates")
+            .is_some_and(|v| v == "gateway")
+        || d.spec.containers.iter().any(|c| {
+            c.image.as_deref().is_some_and(|i| i.contains("proxyv2"))
+                || c.image.as_deref() == Some("auto")
+        })
+}
+
+fn expand_pods(
+    decls: &mut Vec<PodDecl>,
+    meta: &Meta,
+    template: &meshsim_model::k8s::PodTemplate,
+    replicas: u32,
+    kind: &str,
+) {
+    let ns = meta.ns().to_string();
+    let ips: Vec<String> = meta
+        .annotations
+        .get(POD_IPS_ANNOTATION)
+        .or_else(|| template.metadata.annotations.get(POD_IPS_ANNOTATION))
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    for ordinal in 0..replicas {
+        decls.push(PodDecl {
+            name: format!("{}-{ordinal}", meta.name),
+            namespace: ns.clone(),
+            labels: template.metadata.labels.clone(),
+            annotations: template.metadata.annotations.clone(),
+            spec: template.spec.clone(),
+            pinned_ip: ips.get(ordinal as usize).cloned(),
+            owner: format!("{kind}/{}", meta.name),
+            origin: meta.origin.clone(),
+        });
+    }
+}
+
+/// Istio's default profile: `istio-ingressgateway` in `istio-system`.
+fn add_default_ingress_gateway(
+    decls: &mut Vec<PodDecl>,
+    services: &mut Vec<Object<meshsim_model::k8s::ServiceSpec>>,
+) {
+    let labels: BTreeMap<String, String> =
+        [("app", "istio-ingressgateway"), ("istio", "ingressgateway")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let origin = Origin {
+        file: "<built-in: Istio default profile>".into(),
+        line: 0,
+    };
+    let spec = PodSpec {
+        containers: vec![meshsim_model::k8s::Container {
+            name: "istio-proxy".into(),
+            image: Some("docker.io/istio/proxyv2".into()),
+            ..Default::default()
+        }],
+        service_account_name: Some("istio-ingressgateway-service-account".into()),
+        ..Default::default()
+    };
+    decls.push(PodDecl {
+        name: "istio-ingressgateway-0".into(),
+        namespace: "istio-system".into(),
+        labels: labels.clone(),
+        annotations: BTreeMap::new(),
+        spec,
+        pinned_ip: None,
+        owner: "Deployment/istio-ingressgateway".into(),
+        origin: origin.clone(),
+    });
+    let port = |name: &str, port: u16, target: u32| meshsim_model::k8s::ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(target)),
+        protocol: Some(L4Protocol::Tcp),
+        app_protocol: None,
+        node_port: None,
+    };
+    services.push(Object {
+        meta: Meta {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+            name: "istio-ingressgateway".into(),
+            namespace: Some("istio-system".into()),
+            labels: labels.clone(),
+            origin,
+            ..Default::default()
+        },
+        spec: meshsim_model::k8s::ServiceSpec {
+            ports: vec![
+                port("status-port", 15021, 15021),
+                port("http2", 80, 8080),
+                port("https", 443, 8443),
+            ],
+            selector: Some(labels),
+            type_: Some("LoadBalancer".into()),
+            ..Default::default()
+        },
+    });
+}
