@@ -87,11 +87,12 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let mesh = Mesh::start(world, MeshOptions::default()).await.expect("mesh");
-        let reviews = mesh.world.pod("reviews-v1-0", "default").expect("reviews");
-        let app = mesh.net.pod(IpAddr::V4(reviews.ip)).and_then(|p| p.apps.get(&9080).copied()).expect("app socket");
-        let sleep = mesh.world.pod("sleep-0", "default").expect("sleep");
-        let capture = mesh.net.pod(IpAddr::V4(sleep.ip)).and_then(|p| p.capture).map(|(out, _)| out).expect("sleep capture");
-        let vip: IpAddr = mesh.net.resolve("default", "reviews").expect("vip");
+        let world = mesh.world();
+        let reviews = world.pod("reviews-v1-0", "default").expect("reviews");
+        let app = mesh.net().pod(IpAddr::V4(reviews.ip)).and_then(|p| p.apps.get(&9080).copied()).expect("app socket");
+        let sleep = world.pod("sleep-0", "default").expect("sleep");
+        let capture = mesh.net().pod(IpAddr::V4(sleep.ip)).and_then(|p| p.capture).map(|(out, _)| out).expect("sleep capture");
+        let vip: IpAddr = mesh.net().resolve("default", "reviews").expect("vip");
         let header = meshsim_proxy_header(SocketAddr::new(IpAddr::V4(sleep.ip), 45000), SocketAddr::new(vip, 9080));
         // Warm up both paths.
         let _ = drive(app, None).await;

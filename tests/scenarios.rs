@@ -4,9 +4,18 @@
 use libtest_mimic::{Arguments, Failed, Trial};
 use meshsim_tests::root;
 
+/// As the `meshsim` binary does: out of file descriptors, a proxy process
+/// prints Envoy's assert line and aborts (the fd-limit scenario expects it).
+fn envoy_fd_abort() -> meshsim_proxy::FdExhaustedHook {
+    std::sync::Arc::new(|_| {
+        eprintln!("{}", meshsim_proxy::envoy_fd_assert_line());
+        std::process::abort();
+    })
+}
+
 fn main() {
     // The fd-limit scenario re-runs this binary as a proxy process.
-    meshsim_scenario::process::maybe_child();
+    meshsim_mesh::process::maybe_child(envoy_fd_abort());
     let args = Arguments::from_args();
     let files = meshsim_scenario::runner::discover(&root().join("scenarios"));
     let trials = files

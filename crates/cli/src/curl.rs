@@ -58,7 +58,7 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
         verbose: a.verbose,
     };
     let mesh = Mesh::start(world, opts).await?;
-    for w in &mesh.warnings {
+    for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
     let (resp, lines) = mesh.curl_logged(&from, &req).await;
@@ -103,6 +103,7 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
     for l in lines {
         eprintln!("{}", prefixed(&l));
     }
+    mesh.shutdown().await;
     Ok(ExitCode::from(resp.exit_code.clamp(0, 255) as u8))
 }
 

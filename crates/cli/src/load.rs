@@ -28,7 +28,7 @@ struct Tally {
 pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCode> {
     let from = crate::curl::resolve_from(&world, &a.from)?;
     let mesh = Arc::new(Mesh::start(world, opts).await?);
-    for w in &mesh.warnings {
+    for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
     let req = CurlRequest {
@@ -44,17 +44,17 @@ pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCod
         calls / connections,
         calls % connections
     );
-    let before = mesh.logs.len();
+    let before = mesh.logs().len();
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for i in 0..connections {
         let n = calls / connections + u64::from(i < calls % connections);
         let (mesh, from, req) = (mesh.clone(), from.clone(), req.clone());
-        tasks.push(tokio::spawn(connection(mesh, from, req, n)));
+        tasks.spawn(connection(mesh, from, req, n));
     }
     let mut total = Tally::default();
-    for t in tasks {
-        let t = t.await?;
+    while let Some(t) = tasks.join_next().await {
+        let t = t?;
         for (k, v) in t.codes {
             *total.codes.entry(k).or_default() += v;
         }
@@ -62,7 +62,8 @@ pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCod
         total.latencies_us.extend(t.latencies_us);
     }
     let elapsed = started.elapsed();
-    let logs = mesh.logs.len() - before;
+    let logs = mesh.logs().len() - before;
+    mesh.shutdown().await;
     print!(
         "{}",
         report(&total, connections, calls, elapsed, a.url.as_str())?

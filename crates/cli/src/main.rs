@@ -284,9 +284,19 @@ impl From<FormatArg> for display::Format {
     }
 }
 
+/// Envoy's policy when a proxy runs out of file descriptors: the page's
+/// critical assert line, then abort (Envoy treats EMFILE like OOM). Only
+/// this binary installs it; the libraries never end the process.
+fn envoy_fd_abort() -> meshsim_proxy::FdExhaustedHook {
+    std::sync::Arc::new(|_| {
+        eprintln!("{}", meshsim_proxy::envoy_fd_assert_line());
+        std::process::abort();
+    })
+}
+
 fn main() -> ExitCode {
     // A proxy started as its own process (`fd-limit` scenarios) runs here.
-    meshsim_scenario::process::maybe_child();
+    meshsim_mesh::process::maybe_child(envoy_fd_abort());
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -360,7 +370,11 @@ fn mesh_options(input: &Input, echo_logs: bool) -> meshsim_mesh::MeshOptions {
             .build_hasher()
             .finish()
     });
-    meshsim_mesh::MeshOptions { seed, echo_logs }
+    meshsim_mesh::MeshOptions {
+        seed,
+        echo_logs,
+        ..Default::default()
+    }
 }
 
 /// Loads the input (stopping on errors) and runs `f` on a tokio runtime.
@@ -443,39 +457,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!(e))
             };
             let (delay, after) = (dur(&push_delay)?, dur(&after)?);
-            let mut all = input.clone();
-            all.files.extend(apply.iter().cloned());
-            let (next, diags) = load_world(&all)?;
-            print_diagnostics(&diags);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let opts = meshsim_mesh::MeshOptions {
+                push_delay: delay,
+                ..mesh_options(&input, false)
+            };
+            let ns = input.namespace_flag(true);
             let table = rt.block_on(async move {
-                let version = world.settings.istio_version.to_string();
-                let mesh = std::sync::Arc::new(
-                    meshsim_mesh::Mesh::start(world, mesh_options(&input, false)).await?,
-                );
-                let next = std::sync::Arc::new(next);
+                let mesh = meshsim_mesh::Mesh::start(world, opts).await?;
                 if !apply.is_empty() {
-                    for id in mesh.proxies.keys() {
-                        let (mesh, next, id) = (mesh.clone(), next.clone(), id.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            mesh.push_to(&next, &id);
-                        });
+                    let report = mesh
+                        .apply(vec![meshsim_mesh::Change::apply_files(&apply, &ns)])
+                        .await?;
+                    for o in &report.objects {
+                        eprintln!("{o}");
                     }
                 }
                 tokio::time::sleep(after).await;
-                let rows: Vec<meshsim_mesh::status::ProxyStatus> = mesh
-                    .proxies
-                    .iter()
-                    .map(|(id, p)| meshsim_mesh::status::ProxyStatus {
-                        id: id.clone(),
-                        synced: apply.is_empty() || p.config_version() > 1,
-                        version: version.clone(),
-                    })
-                    .collect();
-                anyhow::Ok(meshsim_mesh::status::table(&rows))
+                let table = meshsim_mesh::status::table(&mesh.status());
+                mesh.shutdown().await;
+                anyhow::Ok(table)
             })?;
             write_stdout(&table);
             Ok(ExitCode::SUCCESS)
@@ -518,7 +521,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .map_err(|_| anyhow::anyhow!("--app {a:?}: bad address"))?,
                 );
             }
-            let cfg = meshsim_scenario::process::ChildConfig {
+            let cfg = meshsim_mesh::process::ChildConfig {
                 files: input.files.clone(),
                 namespace: input.namespace.clone(),
                 istio_version: input.istio_version.clone(),
@@ -526,7 +529,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 apps,
                 fd_limit,
             };
-            meshsim_scenario::process::run_proxy_process(cfg)?;
+            meshsim_mesh::process::run_proxy_process(cfg, envoy_fd_abort())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Analyze {

@@ -1,4 +1,7 @@
-//! `meshsim sandbox`: the mesh, kept running for real clients.
+//! `meshsim sandbox`: the mesh, kept running for real clients. Files it
+//! writes (the CA to trust) go to a fresh private directory (`tempfile`:
+//! 0700, unpredictable name) removed when the sandbox ends — by `--for`,
+//! Ctrl-C or SIGTERM.
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -11,18 +14,53 @@ use meshsim_mesh::{Mesh, MeshOptions};
 
 pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) -> Result<()> {
     let mesh = Mesh::start(world, opts).await?;
-    for w in &mesh.warnings {
+    for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
-    let dir = std::env::temp_dir().join(format!("meshsim-sandbox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, mesh.public_ca.root_pem())?;
+    let dir = tempfile::Builder::new()
+        .prefix("meshsim-sandbox-")
+        .tempdir()?;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, mesh.public_ca().root_pem())?;
+    println!("{}", describe(&mesh, &ca).await?);
+    wait_for_end(duration).await;
+    mesh.shutdown().await;
+    // `dir` is removed here, on every way out of `wait_for_end`.
+    drop(dir);
+    Ok(())
+}
+
+/// Until `duration` passes, or Ctrl-C, or SIGTERM.
+async fn wait_for_end(duration: Option<Duration>) {
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = timer => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// What a user needs to reach the sandbox: gateway ports, entry ports
+/// from inside client pods, admin ports and the CA.
+async fn describe(mesh: &Mesh, ca: &std::path::Path) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "meshsim sandbox: {} proxies running; access logs follow on stderr.",
-        mesh.proxies.len()
+        mesh.proxy_ids().len()
     );
     let _ = writeln!(
         out,
@@ -30,26 +68,25 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
         ca.display()
     );
     let mut last = None;
-    for ((ip, port), ing) in &mesh.ingress {
-        if last != Some((ip, &ing.service)) {
+    for ((ip, port), ing) in &mesh.ingress() {
+        if last.as_ref() != Some(&(*ip, ing.service.clone())) {
             let _ = writeln!(
                 out,
                 "\nGateway Service {} (outside address {ip}):",
                 ing.service
             );
-            last = Some((ip, &ing.service));
+            last = Some((*ip, ing.service.clone()));
         }
         let tls = mesh
-            .proxies
-            .get(&ing.proxy)
+            .proxy(&ing.proxy)
             .is_some_and(|p| p.expects_tls(ing.target_port));
         let scheme = if tls { "https" } else { "http" };
         let _ = writeln!(out, "  {port:>5} -> {}    curl --connect-to ::{} {scheme}://HOST:{port}/   (add --cacert {} for https)", ing.real, ing.real, ca.display());
     }
+    let world = mesh.world();
     // Entry ports: a real client inside each client pod (no server app),
     // to every service it can name.
-    let targets: Vec<(String, SocketAddr)> = mesh
-        .world
+    let targets: Vec<(String, SocketAddr)> = world
         .services
         .iter()
         .filter(|s| !s.hostname.starts_with('*'))
@@ -60,7 +97,7 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
             } else {
                 None
             }
-            .or_else(|| mesh.net.resolve("default", &s.hostname));
+            .or_else(|| mesh.net().resolve("default", &s.hostname));
             s.ports
                 .iter()
                 .filter_map(move |p| {
@@ -78,7 +115,7 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
                     .map(String::as_str),
             ) == meshsim_mesh::apps::AppKind::Client
     };
-    for pod in mesh.world.pods.iter().filter(is_client) {
+    for pod in world.pods.iter().filter(is_client) {
         let _ = writeln!(out, "\nInside pod {} (through its sidecar):", pod.id());
         for (name, dst) in &targets {
             let local = mesh.expose(IpAddr::V4(pod.ip), *dst).await?;
@@ -89,18 +126,11 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
         }
     }
     let _ = writeln!(out, "\nAdmin (loopback):");
-    for (id, addr) in &mesh.admin {
+    for (id, addr) in &mesh.admin() {
         let _ = writeln!(
             out,
             "  {id:<44} http://{addr}/config_dump  /stats  /clusters"
         );
     }
-    println!("{out}");
-    match duration {
-        Some(d) => tokio::time::sleep(d).await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    Ok(())
+    Ok(out)
 }

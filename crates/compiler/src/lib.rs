@@ -28,6 +28,7 @@ pub mod names;
 pub mod protocol;
 pub mod routes;
 pub mod sidecar;
+pub mod store;
 pub mod version;
 pub mod world;
 

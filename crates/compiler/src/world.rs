@@ -281,6 +281,10 @@ pub struct World {
     pub peer_authentications: Vec<Object<PeerAuthenticationSpec>>,
     pub secrets: Vec<Object<SecretData>>,
     pub config_maps: Vec<Object<BTreeMap<String, String>>>,
+    /// The objects the world was built from, in creation order (a later
+    /// object with the same kind, namespace and name replaced an earlier
+    /// one): what a control plane rebuilds it from after a change.
+    pub resources: Vec<Resource>,
     /// Hostname → index into `services` (first declared wins).
     service_index: std::collections::HashMap<String, usize>,
 }

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use meshsim_proxy::scope::Scope;
 use tokio::net::TcpListener;
 
 /// Which built-in application a pod runs.
@@ -49,7 +50,7 @@ pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
 }
 
 /// Identity an echo server reports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoIdentity {
     pub pod: String,
     pub namespace: String,
@@ -57,11 +58,13 @@ pub struct EchoIdentity {
     pub host: Option<String>,
 }
 
-/// Serves the echo application on `listener` (HTTP/1.1 and h2c).
+/// Serves the echo application on `listener` (HTTP/1.1 and h2c); its
+/// connections live in `scope`.
 pub async fn serve_echo(
     listener: TcpListener,
     id: Arc<EchoIdentity>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    scope: Scope,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -71,8 +74,9 @@ pub async fn serve_echo(
         let _ = stream.set_nodelay(true);
         let id = id.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let exec = scope.clone();
+        scope.spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(exec);
             let service = |id: Arc<EchoIdentity>, peer: Option<String>| {
                 hyper::service::service_fn(move |req: Request<Incoming>| {
                     let (id, peer) = (id.clone(), peer.clone());
@@ -189,13 +193,13 @@ async fn echo(
 }
 
 /// `GET /healthz/ready` → 200, as a gateway's status port answers health checks.
-pub async fn serve_readiness(listener: TcpListener) {
+pub async fn serve_readiness(listener: TcpListener, scope: Scope) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        tokio::spawn(async move {
+        scope.spawn(async move {
             let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
                 let mut r = Response::new(Full::new(Bytes::new()));
                 if req.uri().path() != "/healthz/ready" {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use crate::error::Result;
 use meshsim_proxy::env::CertifiedKey;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -64,11 +64,7 @@ impl Ca {
     /// Like istiod's, its subject is empty: the identity is the URI SAN
     /// (so `x-forwarded-client-cert` shows `Subject=""`).
     pub fn workload(&self, spiffe: &str) -> Result<CertifiedKey> {
-        self.issue(
-            spiffe,
-            &[SanType::URI(spiffe.try_into().context("SPIFFE id")?)],
-            false,
-        )
+        self.issue(spiffe, &[SanType::URI(spiffe.try_into()?)], false)
     }
 
     /// A server certificate for DNS names (wildcards allowed) and IPs.
@@ -77,7 +73,7 @@ impl Ca {
         for n in names {
             match n.parse::<IpAddr>() {
                 Ok(ip) => sans.push(SanType::IpAddress(ip)),
-                Err(_) => sans.push(SanType::DnsName(n.as_str().try_into().context("DNS name")?)),
+                Err(_) => sans.push(SanType::DnsName(n.as_str().try_into()?)),
             }
         }
         self.issue(&names.join(","), &sans, true)

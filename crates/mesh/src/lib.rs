@@ -1,29 +1,45 @@
 //! meshsim-mesh: the simulated cluster at run time. It turns a compiled
 //! [`World`](meshsim_compiler::World) into running pieces on localhost —
-//! applications, one real proxy per sidecar and gateway, external hosts —
+//! applications, one real proxy per sidecar and gateway, internet hosts —
 //! joined by a virtual network that maps Kubernetes addresses to real
-//! sockets, plus the mesh CA and the clients users drive it with.
+//! sockets, plus the mesh CA, the control plane, and the clients users
+//! drive it with.
 //!
-//! Place in the data flow: world + tables → **mesh** (sockets, CA, apps,
-//! control plane) → proxies.
+//! Place in the data flow: world + tables → **mesh** (plan, sockets, CA,
+//! apps, control plane) → proxies. Everything the mesh starts lives in its
+//! scope; [`Mesh::shutdown`] closes every socket it bound.
 //!
 //! # Layout
+//! * [`topology`] — the pure plan: pods (app, proxy), services, DNS,
+//!   internet hosts, gateway addresses; the diff between two plans.
+//! * [`mesh`] — the running mesh and its queries; `runtime` launches a plan
+//!   and moves the mesh from one plan to the next.
+//! * [`control`] — istiod: `apply(changes)`, per-proxy pushes after the
+//!   push delay, versions, `status()`, `wait_synced()`.
 //! * [`network`] — virtual addresses, capture (PROXY v2), kube-proxy, DNS.
+//! * [`sds`] — secrets for proxies (workload certs, gateway credentials).
 //! * [`ca`] — mesh CA and fake public CA (rcgen).
-//! * [`apps`] — built-in applications.
-//! * [`mesh`] — starting everything.
-//! * [`nginx`] — built-in nginx with `proxy_pass` (HTTP/1.0 upstream by default).
+//! * [`apps`], [`nginx`] — built-in applications.
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
-//! * [`status`] — `proxy-status` (SYNCED / STALE).
-//! * [`logs`] — collected access logs.
+//! * [`process`] — a sidecar as its own OS process (fd limits).
+//! * [`status`], [`logs`] — `proxy-status` rows, collected access logs.
 
 pub mod apps;
 pub mod ca;
+pub mod control;
 pub mod curl;
+pub mod error;
 pub mod logs;
 pub mod mesh;
 pub mod network;
 pub mod nginx;
+pub mod process;
+mod runtime;
+pub mod sds;
 pub mod status;
+pub mod topology;
 
+pub use control::{ApplyReport, Change};
+pub use error::MeshError;
 pub use mesh::{Mesh, MeshOptions};
+pub use runtime::Restarts;

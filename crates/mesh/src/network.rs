@@ -86,16 +86,36 @@ impl Network {
         }
     }
 
-    pub fn add_pod(&self, ip: IpAddr, pod: PodNet) {
+    /// Adds a pod (its sockets come later), keeping sockets already set
+    /// when the pod is known.
+    pub fn add_pod(&self, ip: IpAddr, name: &str, namespace: &str) {
         if let Ok(mut m) = self.pods.write() {
-            m.insert(ip, pod);
+            let p = m.entry(ip).or_default();
+            p.name = name.to_string();
+            p.namespace = namespace.to_string();
         }
     }
 
-    pub fn set_pod_app(&self, ip: IpAddr, port: u16, real: SocketAddr) {
+    pub fn remove_pod(&self, ip: IpAddr) {
+        if let Ok(mut m) = self.pods.write() {
+            m.remove(&ip);
+        }
+    }
+
+    /// The pod's application sockets (replacing the previous ones).
+    pub fn set_apps(&self, ip: IpAddr, apps: HashMap<u16, SocketAddr>) {
         if let Ok(mut m) = self.pods.write() {
             if let Some(p) = m.get_mut(&ip) {
-                p.apps.insert(port, real);
+                p.apps = apps;
+            }
+        }
+    }
+
+    /// The pod's capture sockets, `(outbound, inbound)`, or none.
+    pub fn set_capture(&self, ip: IpAddr, capture: Option<(SocketAddr, SocketAddr)>) {
+        if let Ok(mut m) = self.pods.write() {
+            if let Some(p) = m.get_mut(&ip) {
+                p.capture = capture;
             }
         }
     }
@@ -106,9 +126,10 @@ impl Network {
         }
     }
 
-    pub fn add_external(&self, virt: SocketAddr, real: SocketAddr) {
+    /// Outside the cluster: external address → real socket (replacing the map).
+    pub fn set_external(&self, map: HashMap<SocketAddr, SocketAddr>) {
         if let Ok(mut m) = self.external.write() {
-            m.insert(virt, real);
+            *m = map;
         }
     }
 
@@ -120,10 +141,10 @@ impl Network {
         }
     }
 
-    pub fn add_dns(&self, name: &str, ip: IpAddr) {
+    /// Cluster DNS (replacing every name).
+    pub fn set_dns(&self, names: impl IntoIterator<Item = (String, IpAddr)>) {
         if let Ok(mut m) = self.dns.write() {
-            m.entry(name.trim_end_matches('.').to_ascii_lowercase())
-                .or_insert(ip);
+            *m = names.into_iter().collect();
         }
     }
 

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use meshsim_proxy::scope::Scope;
 use tokio::net::TcpListener;
 
 use crate::apps::EchoIdentity;
@@ -159,6 +160,7 @@ pub async fn serve(
     id: Arc<EchoIdentity>,
     net: Arc<Network>,
     pod_ip: IpAddr,
+    scope: Scope,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -166,12 +168,15 @@ pub async fn serve(
             continue;
         };
         let (conf, id, net) = (conf.clone(), id.clone(), net.clone());
-        tokio::spawn(async move {
+        let exec = scope.clone();
+        scope.spawn(async move {
+            let inner_scope = exec.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (conf, id, net) = (conf.clone(), id.clone(), net.clone());
-                async move { Ok::<_, Infallible>(handle(&conf, &id, &net, pod_ip, req).await) }
+                let (conf, id, net, s) =
+                    (conf.clone(), id.clone(), net.clone(), inner_scope.clone());
+                async move { Ok::<_, Infallible>(handle(&conf, &id, &net, pod_ip, &s, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let _ = hyper_util::server::conn::auto::Builder::new(exec)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
@@ -193,6 +198,7 @@ async fn handle(
     id: &EchoIdentity,
     net: &Network,
     pod_ip: IpAddr,
+    scope: &Scope,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req
@@ -239,7 +245,7 @@ async fn handle(
     else {
         return text(StatusCode::BAD_GATEWAY, String::new());
     };
-    tokio::spawn(conn);
+    scope.spawn(conn);
     let mut b = Request::builder()
         .method(req.method().clone())
         .uri(upstream_path)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
 use meshsim_mesh::curl::{CurlRequest, CurlResponse, From, HttpVersion};
 use meshsim_mesh::logs::LogLine;
-use meshsim_mesh::{Mesh, MeshOptions};
+use meshsim_mesh::{Change, Mesh, MeshOptions};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -36,7 +36,7 @@ async fn start_v(files: &[&str], extra: &str, version: &str) -> Mesh {
     let m = Mesh::start(world(files, extra, version), MeshOptions::default())
         .await
         .expect("mesh");
-    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    assert!(m.warnings().is_empty(), "{:?}", m.warnings());
     m
 }
 
@@ -381,8 +381,8 @@ async fn circuit_breaker_overflow_is_503_uo() {
         .count();
     assert!(overflow > 0, "some requests overflow: {all:?}");
     assert!(all.iter().any(|(s, _)| *s == Some(200)));
-    let _ = mesh.logs.settle(0).await;
-    assert!(mesh.logs.lines().iter().any(|l| l
+    let _ = mesh.logs().settle(0).await;
+    assert!(mesh.logs().lines().iter().any(|l| l
         .line
         .contains(" 503 UO upstream_reset_before_response_started{overflow} ")));
     let stats = mesh.proxy("sleep-0.default").expect("proxy").stats();
@@ -444,7 +444,7 @@ async fn gateway_sni_matching_needs_sni() {
 async fn admin_interface() {
     let mesh = start(BOOKINFO, "").await;
     let _ = curl(&mesh, &sleep(), &get("http://reviews:9080/")).await;
-    let addr = mesh.admin["sleep-0.default"];
+    let addr = mesh.admin()["sleep-0.default"];
     let get_admin = |path: &'static str| async move {
         let s = tokio::net::TcpStream::connect(addr).await.expect("admin");
         let (mut sender, conn) =
@@ -498,7 +498,7 @@ async fn shared_certificate_connection_reuse() {
     assert_eq!(r1.status, Some(200), "{r1:?}");
     let r2 = conn.send(&get("https://service2.test.com/hello")).await;
     assert_eq!(r2.status, Some(404), "{r2:?}");
-    let lines = mesh.logs.settle(0).await;
+    let lines = mesh.logs().settle(0).await;
     let l = lines
         .iter()
         .rev()
@@ -535,15 +535,13 @@ async fn shared_certificate_connection_reuse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_tables_apply_without_dropping_connections() {
     let v1 = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: helloworld}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - destination: {host: helloworld, subset: v1}\n";
-    let mut mesh = start(HELLO, v1).await;
+    let mesh = start(HELLO, v1).await;
     let req = get("http://helloworld:5000/hello");
     let mut conn = mesh.open(&sleep(), &req).await.expect("connect");
     assert!(body(&conn.send(&req).await).contains("version: v1"));
-    mesh.push(world(
-        HELLO,
-        &v1.replace("subset: v1", "subset: v2"),
-        "1.28.0",
-    ));
+    let v2 = meshsim_model::parse_str("v2.yaml", &v1.replace("subset: v1", "subset: v2"));
+    let report = mesh.apply(vec![Change::Apply(v2)]).await.expect("apply");
+    assert!(report.restarts.is_empty(), "{:?}", report.restarts);
     let r = conn.send(&req).await;
     assert_eq!(r.status, Some(200), "same connection still served");
     assert!(body(&r).contains("version: v2"), "{}", body(&r));
@@ -687,7 +685,7 @@ async fn gateway_mutual_tls_requires_a_client_certificate() {
         "no client certificate: the handshake fails: {r:?}"
     );
     req.client_cert = Some(
-        mesh.public_ca
+        mesh.public_ca()
             .server(&["client.example.com".to_string()])
             .expect("client cert"),
     );

@@ -47,7 +47,7 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn sleep_ip(mesh: &Mesh) -> IpAddr {
-    IpAddr::V4(mesh.world.pod("sleep-0", "default").expect("sleep").ip)
+    IpAddr::V4(mesh.world().pod("sleep-0", "default").expect("sleep").ip)
 }
 
 /// Runs the real curl (blocking, off the runtime's threads).
@@ -68,7 +68,7 @@ async fn real_curl(args: Vec<String>) -> (i32, String, String) {
 /// mesh through sleep's sidecar; the CA file is meshsim's public test CA.
 async fn curl_httpbin_from_sleep(mesh: &Mesh, dir: &Path) -> (i32, String, String) {
     let vip = mesh
-        .net
+        .net()
         .resolve("default", "httpbin.org")
         .expect("httpbin.org resolves");
     let port = mesh
@@ -76,7 +76,7 @@ async fn curl_httpbin_from_sleep(mesh: &Mesh, dir: &Path) -> (i32, String, Strin
         .await
         .expect("expose");
     let ca = dir.join("ca.pem");
-    std::fs::write(&ca, mesh.public_ca.root_pem()).expect("ca");
+    std::fs::write(&ca, mesh.public_ca().root_pem()).expect("ca");
     real_curl(vec![
         "-sS".into(),
         "--cacert".into(),
@@ -222,7 +222,7 @@ async fn real_nginx_http10_upstream_gets_426_until_fixed() {
     .await
     .expect("mesh");
     let vip = mesh
-        .net
+        .net()
         .resolve("default", "helloworld")
         .expect("helloworld");
     // nginx runs "in" the sleep pod: its upstream connections go through sleep's sidecar.
@@ -236,9 +236,9 @@ async fn real_nginx_http10_upstream_gets_426_until_fixed() {
         status, 426,
         "nginx's default HTTP/1.0 upstream is rejected by Envoy"
     );
-    let _ = mesh.logs.settle(0).await;
+    let _ = mesh.logs().settle(0).await;
     assert!(
-        mesh.logs
+        mesh.logs()
             .lines()
             .iter()
             .any(|l| l.line.contains("\"- - HTTP/1.1\" 426 DPE low_version")),
@@ -275,7 +275,7 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
         )
         .await
         .expect("mesh");
-        let port = mesh.ingress[&(meshsim_mesh::mesh::INGRESS_IP, 443)]
+        let port = mesh.ingress()[&(meshsim_mesh::mesh::INGRESS_IP, 443)]
             .real
             .port();
         let frame = format!("https://service2.test.com:{port}/hello");
@@ -287,7 +287,7 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
         let nssdb = home.join(".pki/nssdb");
         std::fs::create_dir_all(&nssdb).expect("nssdb");
         let ca = dir.join("ca.pem");
-        std::fs::write(&ca, mesh.public_ca.root_pem()).expect("ca");
+        std::fs::write(&ca, mesh.public_ca().root_pem()).expect("ca");
         let db = format!("sql:{}", nssdb.display());
         let ok = Command::new("certutil")
             .args(["-d", &db, "-N", "--empty-password"])
@@ -338,7 +338,7 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
             "page from service1: {dom}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let lines = mesh.logs.settle(0).await;
+        let lines = mesh.logs().settle(0).await;
         let frame_line = lines
             .iter()
             .find(|l| {

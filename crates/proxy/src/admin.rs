@@ -16,24 +16,32 @@ use tokio::net::TcpListener;
 use crate::Proxy;
 
 impl Proxy {
-    /// Serves the admin API on `listener` (bind it to 127.0.0.1).
-    pub async fn serve_admin(self, listener: TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let p = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let p = p.clone();
-                    async move { Ok::<_, Infallible>(p.admin(&req)) }
+    /// Serves the admin API on `listener` (bind it to 127.0.0.1), in the
+    /// proxy's scope.
+    pub fn serve_admin(&self, listener: TcpListener) {
+        let p = self.clone();
+        let scope = self.inner.scope.clone();
+        self.inner.scope.spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        p.inner.io_failed(&e).await;
+                        continue;
+                    }
+                };
+                let p = p.clone();
+                scope.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let p = p.clone();
+                        async move { Ok::<_, Infallible>(p.admin(&req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+            }
+        });
     }
 
     fn admin(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {

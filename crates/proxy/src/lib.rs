@@ -9,17 +9,22 @@
 //!
 //! Place in the data flow: compiler → tables → **proxy** → access log.
 //! The mesh (another crate) owns the sockets' addresses and certificates and
-//! reaches the proxy only through [`env::Environment`].
+//! reaches the proxy only through [`env::Environment`]. Every task a proxy
+//! starts lives in its [`scope::Scope`] and ends with [`Proxy::shutdown`].
 //!
 //! # Layout
-//! * [`listener`] — accepting, original destination (PROXY v2), sniffing,
-//!   chain selection, TLS termination, dispatch to HTTP or TCP.
-//! * [`http`] — HTTP connection manager and router.
-//! * [`tcp`] — TCP proxy.
-//! * [`upstream`] — clusters at run time: endpoints, pools, breakers, errors.
-//! * [`snapshot`] — tables resolved for serving; swapped atomically.
+//! * [`listener`] — accepting, original destination (PROXY v2), listener
+//!   and filter-chain selection, TLS termination, dispatch to HTTP or TCP.
+//! * [`sniff`] — the TLS and HTTP inspectors (read once, parsed once).
+//! * [`http`] — the HTTP connection manager and the request pipeline:
+//!   decode → route → filters → upstream → forward → log, with one
+//!   [`http::LocalReply`] type for every reply Envoy makes itself.
+//! * [`tcp`] — TCP proxy and the network RBAC filter.
+//! * [`upstream`] — clusters at run time: host choice, the one connect path
+//!   (TCP and HTTP), pools, breakers, Envoy's failure vocabulary.
+//! * [`snapshot`] — tables and logger resolved for serving, swapped as one.
 //! * [`accesslog`] — Envoy's log formats and response flags.
-//! * [`tls`], [`io`], [`env`] — plumbing.
+//! * [`scope`] — task ownership; [`tls`], [`io`], [`env`], [`admin`].
 
 pub mod accesslog;
 pub mod admin;
@@ -27,7 +32,9 @@ pub mod env;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod scope;
 pub mod snapshot;
+pub mod sniff;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
@@ -36,13 +43,15 @@ mod xfcc;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use meshsim_tables::ProxyTables;
 use rand::{Rng, SeedableRng};
 
-use crate::accesslog::{AccessLogger, LogSink};
+use crate::accesslog::LogSink;
 use crate::env::SharedEnv;
+use crate::scope::Scope;
 use crate::snapshot::{Snapshot, StatsRegistry};
 
 /// Listener-level counters (`/stats`).
@@ -55,21 +64,60 @@ pub struct ServerStats {
     pub downstream_cx_protocol_error: AtomicU64,
 }
 
-/// What to do when the process runs out of file descriptors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdExhaustion {
-    /// Back off and keep serving (library use: never take the host down).
-    Retry,
-    /// What Envoy does: log the critical assert line and abort the process
-    /// (Envoy treats EMFILE like out-of-memory).
-    Abort,
+/// Wall-clock time for access-log timestamps; tests inject a fixed one.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> SystemTime;
 }
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// What happens when accept or connect fails for lack of file descriptors.
+/// The library only calls it; a process that wants Envoy's behaviour
+/// (log `assert failure: fd_ != -1` and abort) installs that hook itself.
+pub type FdExhaustedHook = Arc<dyn Fn(&std::io::Error) + Send + Sync>;
 
 /// The line Istio's page quotes, with the current time and pid.
 pub fn envoy_fd_assert_line() -> String {
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let ts = now.trim_end_matches('Z').replacen('T', " ", 1);
     format!("[{ts}][{}][critical][assert] assert failure: fd_ != -1: external/envoy/source/common/network/connection_impl.cc:58", std::process::id())
+}
+
+/// Whether an I/O error means "out of file descriptors" (EMFILE, ENFILE).
+pub fn is_fd_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24) | Some(23))
+}
+
+/// The run-time handles a proxy is built with (apart from its tables).
+#[derive(Clone)]
+pub struct ProxyRuntime {
+    pub env: SharedEnv,
+    pub sink: Arc<dyn LogSink>,
+    /// Where the proxy's tasks live; the owner shuts it down.
+    pub scope: Scope,
+    /// Seeds weighted picks and request ids.
+    pub seed: u64,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ProxyRuntime {
+    pub fn new(env: SharedEnv, sink: Arc<dyn LogSink>, scope: Scope, seed: u64) -> Self {
+        Self {
+            env,
+            sink,
+            scope,
+            seed,
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -77,37 +125,46 @@ pub(crate) struct Inner {
     /// The proxy's own IP on the virtual network.
     pub ip: IpAddr,
     pub env: SharedEnv,
+    /// Tables and logger, swapped together.
     pub snapshot: ArcSwap<Snapshot>,
-    pub logger: ArcSwap<AccessLogger>,
     pub sink: Arc<dyn LogSink>,
     pub stats: StatsRegistry,
     pub server: ServerStats,
+    pub scope: Scope,
+    pub clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::SmallRng>,
     /// Request ids come from their own generator, so weighted picks depend
     /// only on the seed and the number of picks.
     id_rng: Mutex<rand::rngs::SmallRng>,
     pub version: AtomicU64,
-    pub fd_policy: std::sync::atomic::AtomicBool,
+    fd_hook: arc_swap::ArcSwapOption<FdExhaustedHook>,
 }
 
 impl Inner {
-    /// An accept (or connect) failed: on descriptor exhaustion, behave as
-    /// configured; otherwise back off briefly.
-    pub async fn accept_failed(&self, e: &std::io::Error) {
-        let emfile = matches!(e.raw_os_error(), Some(24) | Some(23));
-        if emfile && self.fd_policy.load(Ordering::Relaxed) {
-            eprintln!("{}", envoy_fd_assert_line());
-            std::process::abort();
+    /// An accept or connect failed: on descriptor exhaustion, run the hook
+    /// (if the process installed one) and back off; otherwise back off
+    /// briefly.
+    pub async fn io_failed(&self, e: &std::io::Error) {
+        let exhausted = is_fd_exhaustion(e);
+        if exhausted {
+            if let Some(hook) = self.fd_hook.load_full() {
+                hook(e);
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(if emfile {
-            50
-        } else {
-            5
-        }))
-        .await;
+        let ms = if exhausted { 50 } else { 5 };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 
-    /// A random number for weighted picks and request ids (seeded: runs repeat).
+    /// A connect failed: descriptor exhaustion runs the hook.
+    pub fn connect_failed(&self, e: &std::io::Error) {
+        if is_fd_exhaustion(e) {
+            if let Some(hook) = self.fd_hook.load_full() {
+                hook(e);
+            }
+        }
+    }
+
+    /// A random number for weighted picks and fault percentages (seeded).
     pub fn random(&self) -> u64 {
         self.rng.lock().map(|mut r| r.random()).unwrap_or(0)
     }
@@ -124,29 +181,29 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds a proxy for `tables`. `seed` fixes the random choices.
-    pub fn new(tables: ProxyTables, env: SharedEnv, sink: Arc<dyn LogSink>, seed: u64) -> Self {
+    /// Builds a proxy for `tables`; it serves nothing until given listeners.
+    pub fn new(tables: ProxyTables, rt: ProxyRuntime) -> Self {
         let stats = StatsRegistry::default();
         let ip = tables.proxy.ip;
         let id = tables.proxy.id.clone();
-        let logger = AccessLogger::new(&id, &tables.access_log, sink.clone());
-        let snap = Snapshot::build(tables, env.as_ref(), &stats);
+        let snap = Snapshot::build(tables, rt.env.as_ref(), &stats, rt.sink.clone());
         Proxy {
             inner: Arc::new(Inner {
                 id,
                 ip,
-                env,
+                env: rt.env,
                 snapshot: ArcSwap::from_pointee(snap),
-                logger: ArcSwap::from_pointee(logger),
-                sink,
+                sink: rt.sink,
                 stats,
                 server: ServerStats::default(),
-                rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(seed)),
+                scope: rt.scope,
+                clock: rt.clock,
+                rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(rt.seed)),
                 id_rng: Mutex::new(rand::rngs::SmallRng::seed_from_u64(
-                    seed ^ 0x9e37_79b9_7f4a_7c15,
+                    rt.seed ^ 0x9e37_79b9_7f4a_7c15,
                 )),
                 version: AtomicU64::new(1),
-                fd_policy: std::sync::atomic::AtomicBool::new(false),
+                fd_hook: arc_swap::ArcSwapOption::empty(),
             }),
         }
     }
@@ -155,13 +212,17 @@ impl Proxy {
         &self.inner.id
     }
 
-    /// Swaps in new tables. Established connections keep going; new
-    /// connections and new requests see the new tables.
+    /// Swaps in new tables (and the logger they configure) as one snapshot.
+    /// Established connections keep going; new connections and new
+    /// requests see the new tables.
     pub fn update(&self, tables: ProxyTables) {
-        let logger = AccessLogger::new(&self.inner.id, &tables.access_log, self.inner.sink.clone());
-        let snap = Snapshot::build(tables, self.inner.env.as_ref(), &self.inner.stats);
+        let snap = Snapshot::build(
+            tables,
+            self.inner.env.as_ref(),
+            &self.inner.stats,
+            self.inner.sink.clone(),
+        );
         self.inner.snapshot.store(Arc::new(snap));
-        self.inner.logger.store(Arc::new(logger));
         self.inner.version.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -175,12 +236,9 @@ impl Proxy {
         self.inner.snapshot.load().warnings.clone()
     }
 
-    /// Sets what running out of file descriptors does.
-    pub fn set_fd_exhaustion(&self, policy: FdExhaustion) {
-        self.inner
-            .fd_policy
-            .store(policy == FdExhaustion::Abort, Ordering::Relaxed);
-        upstream::FD_ABORT.store(policy == FdExhaustion::Abort, Ordering::Relaxed);
+    /// Installs what running out of file descriptors does.
+    pub fn on_fd_exhausted(&self, hook: FdExhaustedHook) {
+        self.inner.fd_hook.store(Some(Arc::new(hook)));
     }
 
     /// Whether a listener is bound on `port` (gateways).
@@ -204,5 +262,20 @@ impl Proxy {
     /// How many table sets this proxy has received.
     pub fn config_version(&self) -> u64 {
         self.inner.version.load(Ordering::Relaxed)
+    }
+
+    /// Ends every listener and connection of this proxy and waits for them.
+    pub async fn shutdown(&self) {
+        self.inner.scope.shutdown().await;
+    }
+
+    /// The scope the proxy's tasks live in (its owner shuts it down).
+    pub fn scope(&self) -> Scope {
+        self.inner.scope.clone()
+    }
+
+    /// Whether the proxy was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.scope.is_shut_down()
     }
 }

@@ -1,22 +1,23 @@
 //! Accepting connections: the original destination (a PROXY protocol v2
 //! header from the mesh's capture, like iptables' SO_ORIGINAL_DST),
-//! listener selection, sniffing (tls_inspector / http_inspector), Envoy's
-//! filter-chain match, TLS termination, then the chain's filters.
+//! listener selection, the inspectors, Envoy's filter-chain match, TLS
+//! termination, then the chain's network filters.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use meshsim_tables::filter_chain_match::{select_filter_chain, ConnectionInfo};
-use meshsim_tables::{FilterChain, Listener, NetworkFilterConfig, TransportProtocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use meshsim_tables::{FilterChain, NetworkFilterConfig, RbacDecision, TransportProtocol};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::accesslog::{Flag, LogEntry};
 use crate::io::{BoxIo, Rewind};
 use crate::snapshot::{Snapshot, DEFAULT_CHAIN};
+use crate::sniff::{needs_sniffing, sniff, LineVerdict, Sniffed};
 use crate::{Inner, Proxy};
 
 /// Which capture a connection arrived on.
@@ -28,15 +29,6 @@ pub enum Capture {
     Inbound,
     /// A gateway's own port (no redirect): the listener bound on it.
     Port(u16),
-}
-
-/// What the listener filters learned about a connection.
-#[derive(Debug, Clone, Default)]
-pub struct Sniffed {
-    pub transport: TransportProtocol,
-    pub sni: Option<String>,
-    pub alpn: Vec<String>,
-    pub buf: Vec<u8>,
 }
 
 /// Per-connection facts the filters and the access log need.
@@ -57,48 +49,75 @@ pub struct ConnInfo {
     /// Negotiated ALPN after TLS termination.
     pub negotiated_alpn: Option<String>,
     pub sniffed_alpn: Vec<String>,
+    /// The request line, when the HTTP inspector already parsed it.
+    pub request_line: Option<LineVerdict>,
+}
+
+/// Counts a connection as active while it lives.
+struct ActiveConn(Arc<Inner>);
+
+impl ActiveConn {
+    fn new(inner: &Arc<Inner>) -> Self {
+        inner
+            .server
+            .downstream_cx_total
+            .fetch_add(1, Ordering::Relaxed);
+        inner
+            .server
+            .downstream_cx_active
+            .fetch_add(1, Ordering::Relaxed);
+        Self(inner.clone())
+    }
+}
+
+impl Drop for ActiveConn {
+    fn drop(&mut self) {
+        self.0
+            .server
+            .downstream_cx_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Proxy {
     /// Serves a capture socket: each connection starts with a PROXY v2
-    /// header carrying the original source and destination.
-    pub async fn serve_capture(self, listener: TcpListener, capture: Capture) {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    self.inner.accept_failed(&e).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let p = self.clone();
-            tokio::spawn(async move {
-                let mut stream = stream;
-                match read_proxy_header(&mut stream).await {
-                    Ok((src, dst)) => p.inner.clone().handle(stream, src, dst, capture).await,
-                    Err(e) => tracing::debug!("{}: bad PROXY header: {e}", p.inner.id),
-                }
-            });
-        }
+    /// header carrying the original source and destination. The accept
+    /// loop and its connections live in the proxy's scope.
+    pub fn serve_capture(&self, listener: TcpListener, capture: Capture) {
+        let inner = self.inner.clone();
+        self.inner.scope.spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        inner.io_failed(&e).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let inner2 = inner.clone();
+                inner.scope.spawn(async move {
+                    let mut stream = stream;
+                    match read_proxy_header(&mut stream).await {
+                        Ok((src, dst)) => inner2.handle(stream, src, dst, capture).await,
+                        Err(e) => tracing::debug!("{}: bad PROXY header: {e}", inner2.id),
+                    }
+                });
+            }
+        });
     }
 
-    /// Serves a port opened to the outside (a gateway's `0.0.0.0:8080` as a
-    /// real localhost port): no header, the destination is the proxy's IP.
-    pub async fn serve_port(self, listener: TcpListener, port: u16) {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    self.inner.accept_failed(&e).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let inner = self.inner.clone();
-            let dst = SocketAddr::new(inner.ip, port);
-            tokio::spawn(async move { inner.handle(stream, peer, dst, Capture::Port(port)).await });
-        }
+    /// A connection accepted on a port opened to the outside (a gateway's
+    /// `0.0.0.0:8080` as a real localhost port): no header, the destination
+    /// is the proxy's own IP. The listener belongs to whoever exposes the
+    /// port; the connection belongs to this proxy.
+    pub fn accept_port(&self, stream: TcpStream, peer: SocketAddr, port: u16) {
+        let _ = stream.set_nodelay(true);
+        let inner = self.inner.clone();
+        let dst = SocketAddr::new(inner.ip, port);
+        self.inner
+            .scope
+            .spawn(async move { inner.handle(stream, peer, dst, Capture::Port(port)).await });
     }
 }
 
@@ -153,150 +172,24 @@ pub fn proxy_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn needs_sniffing(l: &Listener) -> bool {
-    l.filter_chains
-        .iter()
-        .chain(l.default_filter_chain.iter())
-        .any(|c| {
-            let m = &c.filter_chain_match;
-            !m.server_names.is_empty()
-                || !m.transport_protocol.is_any()
-                || !m.application_protocols.is_empty()
-                || c.transport_socket.is_some()
-        })
-}
-
-/// tls_inspector + http_inspector: reads (and keeps) the first bytes.
-pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    wait: Duration,
-) -> io::Result<Sniffed> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let deadline = Instant::now() + wait;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let n = match tokio::time::timeout(remaining, s.read(&mut chunk)).await {
-            Ok(r) => r?,
-            Err(_) => 0,
-        };
-        if n == 0 && buf.is_empty() {
-            return Ok(Sniffed {
-                transport: TransportProtocol::RawBuffer,
-                buf,
-                ..Default::default()
-            });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let done = n == 0 || buf.len() >= 16 * 1024 || Instant::now() >= deadline;
-        if buf[0] == 0x16 {
-            let mut acc = rustls::server::Acceptor::default();
-            let mut rd: &[u8] = &buf;
-            let parsed = acc.read_tls(&mut rd).ok().and_then(|_| acc.accept().ok());
-            match parsed {
-                Some(Some(accepted)) => {
-                    let ch = accepted.client_hello();
-                    let sni = ch.server_name().map(|s| s.to_ascii_lowercase());
-                    let alpn = ch
-                        .alpn()
-                        .map(|it| {
-                            it.map(|p| String::from_utf8_lossy(p).into_owned())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    return Ok(Sniffed {
-                        transport: TransportProtocol::Tls,
-                        sni,
-                        alpn,
-                        buf,
-                    });
-                }
-                Some(None) if !done => continue,
-                _ => {
-                    return Ok(Sniffed {
-                        transport: TransportProtocol::Tls,
-                        buf,
-                        ..Default::default()
-                    })
-                }
-            }
-        }
-        if let Some(alpn) = http_alpn(&buf) {
-            return Ok(Sniffed {
-                transport: TransportProtocol::RawBuffer,
-                alpn,
-                buf,
-                ..Default::default()
-            });
-        }
-        if done || !could_be_http(&buf) {
-            return Ok(Sniffed {
-                transport: TransportProtocol::RawBuffer,
-                buf,
-                ..Default::default()
-            });
-        }
-    }
-}
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// http_inspector's verdict once the first line is in: `http/1.0`,
-/// `http/1.1` or `h2c`; `Some(vec![])` means "not HTTP".
-fn http_alpn(buf: &[u8]) -> Option<Vec<String>> {
-    if buf.len() >= H2_PREFACE.len() && buf.starts_with(H2_PREFACE) {
-        return Some(vec!["h2c".into()]);
-    }
-    let end = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&buf[..end]).ok()?;
-    let mut parts = line.split(' ');
-    let (m, _t, v) = (parts.next()?, parts.next()?, parts.next()?);
-    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Some(vec![]);
-    }
-    match v {
-        "HTTP/1.1" => Some(vec!["http/1.1".into()]),
-        "HTTP/1.0" => Some(vec!["http/1.0".into()]),
-        _ => Some(vec![]),
-    }
-}
-
-fn could_be_http(buf: &[u8]) -> bool {
-    let head = &buf[..buf.len().min(H2_PREFACE.len())];
-    H2_PREFACE.starts_with(head)
-        || buf
-            .iter()
-            .take_while(|b| **b != b' ')
-            .all(|b| b.is_ascii_uppercase())
-}
-
 impl Inner {
+    /// One accepted connection: listener, inspectors, chain, TLS, filters.
     pub(crate) async fn handle(
         self: Arc<Self>,
-        mut stream: tokio::net::TcpStream,
+        mut stream: TcpStream,
         src: SocketAddr,
         dst: SocketAddr,
         capture: Capture,
     ) {
-        self.server
-            .downstream_cx_total
-            .fetch_add(1, Ordering::Relaxed);
-        self.server
-            .downstream_cx_active
-            .fetch_add(1, Ordering::Relaxed);
+        let _active = ActiveConn::new(&self);
         let snap = self.snapshot.load_full();
         let listener = match capture {
             Capture::Outbound => snap.outbound_listener(dst.ip(), dst.port()),
             Capture::Inbound => snap.virtual_inbound,
             Capture::Port(p) => snap.port_listener(p),
         };
-        let Some(li) = listener else {
-            // No listener: the kernel would refuse; we close.
-            self.server
-                .downstream_cx_active
-                .fetch_sub(1, Ordering::Relaxed);
-            return;
-        };
+        // No listener: the kernel would refuse; we close.
+        let Some(li) = listener else { return };
         let l = snap.listener(li);
         let sniffed = if needs_sniffing(l) {
             sniff(&mut stream, Duration::from_millis(1000))
@@ -308,53 +201,20 @@ impl Inner {
                 ..Default::default()
             }
         };
-        let alpn = sniffed.alpn.clone();
         let conn = ConnectionInfo {
             destination_port: dst.port(),
             destination_ip: Some(dst.ip()),
             server_name: sniffed.sni.as_deref(),
             transport_protocol: sniffed.transport,
-            application_protocols: &alpn,
+            application_protocols: &sniffed.alpn,
         };
-        let chain = match select_filter_chain(l, &conn) {
-            Some(i) => Some(i),
-            None => l.default_filter_chain.as_ref().map(|_| DEFAULT_CHAIN),
-        };
-        let start = SystemTime::now();
+        let chain = select_filter_chain(l, &conn)
+            .or_else(|| l.default_filter_chain.as_ref().map(|_| DEFAULT_CHAIN));
         let Some(ci) = chain else {
-            // Envoy closes the connection and logs NR filter_chain_not_found.
-            self.server
-                .no_filter_chain_match
-                .fetch_add(1, Ordering::Relaxed);
-            let e = LogEntry {
-                start: Some(start),
-                flags: vec![Flag::NoRouteFound],
-                details: Some("filter_chain_not_found".into()),
-                bytes_received: sniffed.buf.len() as u64,
-                downstream_local: Some(dst),
-                downstream_remote: Some(src),
-                requested_server_name: sniffed.sni.clone(),
-                ..Default::default()
-            };
-            self.logger.load().log(&e);
-            // Envoy closes with the client's bytes unread: the kernel answers
-            // with a reset (curl: "(56) Recv failure: Connection reset by
-            // peer"). We have read them while sniffing, so ask for the reset.
-            // SO_LINGER 0 closes at once with a RST (no blocking on drop).
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            drop(stream);
-            self.server
-                .downstream_cx_active
-                .fetch_sub(1, Ordering::Relaxed);
+            self.no_filter_chain(stream, src, dst, &sniffed);
             return;
         };
-        let fc: &FilterChain = if ci == DEFAULT_CHAIN {
-            l.default_filter_chain
-                .as_ref()
-                .unwrap_or(&l.filter_chains[0])
-        } else {
-            &l.filter_chains[ci]
-        };
+        let Some(fc) = snap.chain(li, ci) else { return };
         let mut info = ConnInfo {
             src,
             dst,
@@ -365,57 +225,85 @@ impl Inner {
             peer_cert: None,
             local_uris: vec![],
             negotiated_alpn: None,
-            sniffed_alpn: sniffed.alpn.clone(),
+            sniffed_alpn: sniffed.alpn,
+            request_line: sniffed.request_line,
         };
         let rewound: BoxIo = Box::new(Rewind::new(sniffed.buf, stream));
-        let io: BoxIo = match (&fc.transport_socket, snap.chain_tls.get(&(li, ci))) {
-            (Some(_), Some(Ok(server_tls))) => {
-                info.local_uris = server_tls.local_uris.clone();
-                let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.config.clone());
-                match acceptor.accept(rewound).await {
-                    Ok(tls) => {
-                        let (_, session) = tls.get_ref();
-                        info.negotiated_alpn = session
-                            .alpn_protocol()
-                            .map(|p| String::from_utf8_lossy(p).into_owned());
-                        if let Some(certs) = session.peer_certificates() {
-                            if let Some(c) = certs.first() {
-                                info.peer_sans = crate::tls::subject_alt_names(c);
-                                info.peer_cert = Some(crate::tls::cert_details(c));
-                            }
-                        }
-                        Box::new(tls)
-                    }
-                    Err(e) => {
-                        tracing::debug!("{}: TLS handshake failed: {e}", self.id);
-                        self.server
-                            .downstream_cx_active
-                            .fetch_sub(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-            (Some(_), _) => {
-                // Missing secret: Envoy would not have warmed this chain.
-                self.server
-                    .downstream_cx_active
-                    .fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
-            (None, _) => rewound,
+        let io = match fc.transport_socket {
+            None => rewound,
+            Some(_) => match self.terminate_tls(&snap, li, ci, rewound, &mut info).await {
+                Some(io) => io,
+                None => return,
+            },
         };
-        self.clone().run_filters(io, fc, info, snap.clone()).await;
-        self.server
-            .downstream_cx_active
-            .fetch_sub(1, Ordering::Relaxed);
+        self.run_filters(io, fc, info, &snap).await;
     }
 
+    /// Envoy closes the connection and logs `NR filter_chain_not_found`.
+    fn no_filter_chain(&self, stream: TcpStream, src: SocketAddr, dst: SocketAddr, s: &Sniffed) {
+        self.server
+            .no_filter_chain_match
+            .fetch_add(1, Ordering::Relaxed);
+        let e = LogEntry {
+            start: Some(self.clock.now()),
+            flags: vec![Flag::NoRouteFound],
+            details: Some("filter_chain_not_found".into()),
+            bytes_received: s.buf.len() as u64,
+            downstream_local: Some(dst),
+            downstream_remote: Some(src),
+            requested_server_name: s.sni.clone(),
+            ..Default::default()
+        };
+        self.snapshot.load().logger.log(&e);
+        // Envoy closes with the client's bytes unread: the kernel answers
+        // with a reset (curl: "(56) Recv failure: Connection reset by
+        // peer"). We have read them while sniffing, so ask for the reset.
+        // SO_LINGER 0 closes at once with a RST (no blocking on drop).
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        drop(stream);
+    }
+
+    /// The chain's `transport_socket`: a TLS handshake with the context
+    /// built at push time. `None`: the connection is over (a handshake
+    /// failure, or a chain Envoy would not have warmed for lack of a secret).
+    async fn terminate_tls(
+        &self,
+        snap: &Snapshot,
+        li: usize,
+        ci: usize,
+        io: BoxIo,
+        info: &mut ConnInfo,
+    ) -> Option<BoxIo> {
+        let server_tls = snap.chain_tls.get(&(li, ci))?.as_ref().ok()?;
+        info.local_uris = server_tls.local_uris.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.config.clone());
+        match acceptor.accept(io).await {
+            Ok(tls) => {
+                let (_, session) = tls.get_ref();
+                info.negotiated_alpn = session
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                if let Some(c) = session.peer_certificates().and_then(|c| c.first()) {
+                    info.peer_sans = crate::tls::subject_alt_names(c);
+                    info.peer_cert = Some(crate::tls::cert_details(c));
+                }
+                Some(Box::new(tls))
+            }
+            Err(e) => {
+                tracing::debug!("{}: TLS handshake failed: {e}", self.id);
+                None
+            }
+        }
+    }
+
+    /// The chain's network filters in order; the terminal one (HTTP
+    /// connection manager or TCP proxy) owns the connection from there.
     async fn run_filters(
         self: Arc<Self>,
-        mut io: BoxIo,
+        io: BoxIo,
         fc: &FilterChain,
         info: ConnInfo,
-        snap: Arc<Snapshot>,
+        snap: &Snapshot,
     ) {
         let inbound = snap.is_inbound(info.listener);
         for f in &fc.filters {
@@ -428,20 +316,11 @@ impl Inner {
                     crate::tcp::proxy(self.clone(), io, t.clone(), info).await;
                     return;
                 }
-                NetworkFilterConfig::Opaque(_) => {}
-                NetworkFilterConfig::Rbac(rbac) => {
-                    if rbac.decision == meshsim_tables::RbacDecision::DenyAll {
-                        // Envoy's RBAC filter decides on the first data, then
-                        // closes without a response.
-                        let mut first = [0u8; 4096];
-                        let _ =
-                            tokio::time::timeout(Duration::from_millis(200), io.read(&mut first))
-                                .await;
-                        let _ = io.shutdown().await;
-                        crate::tcp::log_rbac_denied(&self, &info);
-                        return;
-                    }
+                NetworkFilterConfig::Rbac(rbac) if rbac.decision == RbacDecision::DenyAll => {
+                    crate::tcp::rbac_deny(&self, io, &info).await;
+                    return;
                 }
+                NetworkFilterConfig::Rbac(_) | NetworkFilterConfig::Opaque(_) => {}
             }
         }
     }

@@ -7,9 +7,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use meshsim_tables::{
-    ClusterSpecifier, Listener, ProxyTables, RouteAction, RouteConfiguration, TrafficDirection,
+    ClusterSpecifier, FilterChain, Listener, ProxyTables, RouteAction, RouteConfiguration,
+    TrafficDirection,
 };
 
+use crate::accesslog::{AccessLogger, LogSink};
 use crate::env::Environment;
 use crate::tls;
 use crate::upstream::{ClusterRt, ClusterStats};
@@ -75,6 +77,9 @@ impl RouteTable {
 
 pub struct Snapshot {
     pub tables: ProxyTables,
+    /// The access logger these tables configure (swapped with them, so a
+    /// request never sees new tables with the old logger).
+    pub logger: Arc<AccessLogger>,
     /// Per-port listeners handed connections by `virtualOutbound`:
     /// exact `(ip, port)` first, then `(0.0.0.0, port)`.
     exact: HashMap<(IpAddr, u16), usize>,
@@ -94,7 +99,17 @@ pub struct Snapshot {
 pub const DEFAULT_CHAIN: usize = usize::MAX;
 
 impl Snapshot {
-    pub fn build(tables: ProxyTables, env: &dyn Environment, stats: &StatsRegistry) -> Snapshot {
+    pub fn build(
+        tables: ProxyTables,
+        env: &dyn Environment,
+        stats: &StatsRegistry,
+        sink: Arc<dyn LogSink>,
+    ) -> Snapshot {
+        let logger = Arc::new(AccessLogger::new(
+            &tables.proxy.id,
+            &tables.access_log,
+            sink,
+        ));
         let mut warnings = Vec::new();
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
@@ -167,6 +182,7 @@ impl Snapshot {
         }
         Snapshot {
             tables,
+            logger,
             exact,
             wildcard,
             virtual_outbound,
@@ -201,6 +217,16 @@ impl Snapshot {
 
     pub fn listener(&self, i: usize) -> &Listener {
         &self.tables.listeners[i]
+    }
+
+    /// A listener's chain by index ([`DEFAULT_CHAIN`]: its default chain).
+    pub fn chain(&self, li: usize, ci: usize) -> Option<&FilterChain> {
+        let l = self.tables.listeners.get(li)?;
+        if ci == DEFAULT_CHAIN {
+            l.default_filter_chain.as_ref()
+        } else {
+            l.filter_chains.get(ci)
+        }
     }
 
     /// The resolved route table for an RDS name.

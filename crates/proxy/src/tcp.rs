@@ -1,23 +1,23 @@
 //! The TCP proxy filter: one upstream connection per downstream
-//! connection, bytes copied both ways, one access-log line at close
-//! (`"- - -" 0 ...`). Also the network RBAC filter's deny-all form.
+//! connection (through the same connect path as HTTP), bytes copied both
+//! ways, one access-log line at close (`"- - -" 0 ...`). Also the network
+//! RBAC filter's deny.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Duration;
 
 use meshsim_tables::weighted::pick_weighted;
 use meshsim_tables::TcpProxy;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::accesslog::{Flag, LogEntry};
 use crate::io::BoxIo;
 use crate::listener::ConnInfo;
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, Carries, UpstreamError};
 use crate::Inner;
 
 pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info: ConnInfo) {
-    let start = SystemTime::now();
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let cluster_name = match (&tp.cluster, &tp.weighted_clusters) {
         (Some(c), _) => c.clone(),
         (None, Some(w)) => pick_weighted(w, inner.random())
@@ -26,7 +26,7 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
         _ => String::new(),
     };
     let mut entry = LogEntry {
-        start: Some(start),
+        start: Some(inner.clock.now()),
         upstream_cluster: Some(cluster_name.clone()),
         downstream_local: Some(info.dst),
         downstream_remote: Some(info.src),
@@ -34,31 +34,13 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
         ..Default::default()
     };
     let snap = inner.snapshot.load_full();
-    let env = inner.env.as_ref();
     let connected = match snap.cluster(&cluster_name) {
         None => Err(UpstreamError::NoHealthyUpstream),
-        Some(c) if upstream::is_original_dst(&c.config) => {
-            entry.upstream_host = Some(info.dst.to_string());
-            match c.original_dst_tls(env) {
-                Ok(tls) => {
-                    upstream::connect(
-                        env,
-                        &info.dst.ip().to_string(),
-                        info.dst.port(),
-                        tls.as_ref(),
-                        None,
-                    )
-                    .await
-                }
-                Err(e) => Err(UpstreamError::TlsFailure(e)),
-            }
-        }
-        Some(c) => match c.pick() {
-            None => Err(UpstreamError::NoHealthyUpstream),
-            Some(i) => {
-                let ep = &c.endpoints[i];
-                entry.upstream_host = Some(format!("{}:{}", ep.host, ep.port));
-                upstream::connect(env, &ep.host, ep.port, ep.tls.as_ref(), None).await
+        Some(c) => match c.choose(info.dst) {
+            Err(e) => Err(e),
+            Ok(host) => {
+                entry.upstream_host = Some(host.label());
+                upstream::connect(&inner, c, &host, Carries::Bytes).await
             }
         },
     };
@@ -83,17 +65,22 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
         }
     }
     entry.duration = started.elapsed();
-    inner.logger.load().log(&entry);
+    snap.logger.log(&entry);
 }
 
-pub(crate) fn log_rbac_denied(inner: &Inner, info: &ConnInfo) {
+/// Envoy's network RBAC filter decides on the first data, then closes
+/// without a response and logs the policy that denied.
+pub(crate) async fn rbac_deny(inner: &Inner, mut io: BoxIo, info: &ConnInfo) {
+    let mut first = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), io.read(&mut first)).await;
+    let _ = io.shutdown().await;
     let e = LogEntry {
-        start: Some(SystemTime::now()),
+        start: Some(inner.clock.now()),
         termination_details: Some("rbac_access_denied_matched_policy[none]".into()),
         downstream_local: Some(info.dst),
         downstream_remote: Some(info.src),
         requested_server_name: info.sni.clone(),
         ..Default::default()
     };
-    inner.logger.load().log(&e);
+    inner.snapshot.load().logger.log(&e);
 }

@@ -27,42 +27,137 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-/// One step: exactly one action, then expectations.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One step: an optional configuration change, an optional wait, at most
+/// one traffic action, then expectations — in that order. The file spells
+/// them as flat fields (`apply`, `wait`, `request`, ...); loading checks
+/// the combination and builds this shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawStep")]
 pub struct Step {
     /// What the step is for, shown in the transcript.
     pub name: String,
-    /// `kubectl apply -f` these files (relative to the scenario).
-    #[serde(default)]
-    pub apply: Vec<String>,
-    /// `kubectl delete -f` these files.
-    #[serde(default)]
-    pub delete: Vec<String>,
-    /// Wait a duration (`"1s"`) ...
-    #[serde(default)]
-    pub wait: Option<String>,
-    /// ... or until every proxy is SYNCED.
-    #[serde(default)]
-    pub wait_synced: bool,
-    /// Upgrade Istio: proxies restart reporting this version.
-    #[serde(default)]
-    pub upgrade: Option<String>,
-    /// Send requests (one each, or `count` times).
-    #[serde(default)]
-    pub request: Option<RequestSpec>,
-    /// Several requests on one connection, as a browser reuses an HTTP/2
-    /// connection.
-    #[serde(default)]
-    pub session: Option<SessionSpec>,
-    /// Concurrent load: `connections` clients × `requests` each.
-    #[serde(default)]
-    pub load: Option<LoadSpec>,
-    /// Run a proxy as its own OS process with an fd limit, then load it.
-    #[serde(default)]
-    pub process: Option<ProcessSpec>,
-    #[serde(default)]
+    pub change: Option<ChangeSpec>,
+    pub wait: Option<Wait>,
+    pub traffic: Option<Traffic>,
     pub expect: Expect,
+}
+
+/// `kubectl apply` / `kubectl delete` / `istioctl upgrade`, as one change.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeSpec {
+    /// Istio upgrade: proxies restart reporting this version.
+    pub upgrade: Option<String>,
+    /// Files (relative to the scenario) to apply.
+    pub apply: Vec<String>,
+    /// Files whose objects are deleted.
+    pub delete: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Wait {
+    /// `wait: 2s`
+    For(String),
+    /// `waitSynced: true`: until every proxy is SYNCED.
+    Synced,
+}
+
+/// What traffic a step sends.
+#[derive(Debug, Clone)]
+pub enum Traffic {
+    /// One request (or `count` in a row).
+    Request(RequestSpec),
+    /// Several requests on one connection, as a browser reuses HTTP/2.
+    Session(SessionSpec),
+    /// Concurrent clients.
+    Load(LoadSpec),
+    /// A proxy as its own OS process with an fd limit, under load.
+    Process(ProcessSpec),
+}
+
+/// The step as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    #[serde(default)]
+    apply: Vec<String>,
+    #[serde(default)]
+    delete: Vec<String>,
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    wait_synced: bool,
+    #[serde(default)]
+    upgrade: Option<String>,
+    #[serde(default)]
+    request: Option<RequestSpec>,
+    #[serde(default)]
+    session: Option<SessionSpec>,
+    #[serde(default)]
+    load: Option<LoadSpec>,
+    #[serde(default)]
+    process: Option<ProcessSpec>,
+    #[serde(default)]
+    expect: Expect,
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let mut traffic: Vec<(&str, Traffic)> = Vec::new();
+        if let Some(x) = r.request {
+            traffic.push(("request", Traffic::Request(x)));
+        }
+        if let Some(x) = r.session {
+            traffic.push(("session", Traffic::Session(x)));
+        }
+        if let Some(x) = r.load {
+            traffic.push(("load", Traffic::Load(x)));
+        }
+        if let Some(x) = r.process {
+            traffic.push(("process", Traffic::Process(x)));
+        }
+        if traffic.len() > 1 {
+            let names: Vec<&str> = traffic.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "step {:?}: one of request, session, load, process per step (found {})",
+                r.name,
+                names.join(", ")
+            ));
+        }
+        let wait = match (r.wait, r.wait_synced) {
+            (Some(_), true) => {
+                return Err(format!(
+                    "step {:?}: wait and waitSynced exclude each other",
+                    r.name
+                ))
+            }
+            (Some(d), false) => Some(Wait::For(d)),
+            (None, true) => Some(Wait::Synced),
+            (None, false) => None,
+        };
+        let change = (r.upgrade.is_some() || !r.apply.is_empty() || !r.delete.is_empty())
+            .then_some(ChangeSpec {
+                upgrade: r.upgrade,
+                apply: r.apply,
+                delete: r.delete,
+            });
+        let traffic = traffic.pop().map(|(_, t)| t);
+        if change.is_none() && wait.is_none() && traffic.is_none() {
+            return Err(format!(
+                "step {:?}: nothing to do (apply, delete, upgrade, wait, waitSynced, request, session, load or process)",
+                r.name
+            ));
+        }
+        Ok(Step {
+            name: r.name,
+            change,
+            wait,
+            traffic,
+            expect: r.expect,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

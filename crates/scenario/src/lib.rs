@@ -8,16 +8,18 @@
 //! Place in the data flow: scenario runner → mesh (world, proxies) →
 //! access logs and responses → verdicts.
 //!
+//! The mesh (with its control plane and proxy processes) is the mesh
+//! crate's; this crate is the file format and what a step does with it.
+//!
 //! # Layout
-//! * [`format`] — the scenario file.
-//! * [`runner`] — executing steps, the control plane with push delay,
-//!   proxy status, transcripts and reports.
+//! * [`format`] — the scenario file; a step is an optional change, an
+//!   optional wait and at most one traffic action.
+//! * [`runner`] — reports and transcripts; `runner/steps` executes steps on
+//!   one running mesh, `runner/check` turns observations into verdicts.
 //! * [`expect`] — verdicts.
-//! * [`process`] — a sidecar as its own OS process (`meshsim proxy`).
 
 pub mod expect;
 pub mod format;
-pub mod process;
 pub mod runner;
 
 pub use runner::{run_path, run_scenario, Report, ScenarioReport};

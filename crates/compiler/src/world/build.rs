@@ -54,6 +54,7 @@ impl World {
             secrets: Vec::new(),
             config_maps: Vec::new(),
             service_index: std::collections::HashMap::new(),
+            resources: Vec::new(),
             settings,
         };
         let mut decls: Vec<PodDecl> = Vec::new();
@@ -150,6 +151,7 @@ impl World {
                 .entry(s.hostname.to_ascii_lowercase())
                 .or_insert(i);
         }
+        w.resources = deduped;
         (w, diags)
     }
 

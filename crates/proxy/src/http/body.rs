@@ -5,7 +5,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame};
@@ -19,7 +18,7 @@ pub(super) struct LoggedBody {
     pub(super) inner: Body,
     pub(super) entry: Option<LogEntry>,
     pub(super) logger: Arc<AccessLogger>,
-    pub(super) started: Instant,
+    pub(super) started: tokio::time::Instant,
     pub(super) sent: u64,
 }
 

@@ -1,17 +1,19 @@
 //! Checking a step's expectations against what was observed; each check
 //! is a verdict with the expected and observed values.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use meshsim_mesh::logs::LogLine;
+
+use super::steps::{Observed, Runner};
+use super::StepReport;
+use crate::expect::{self, count_matches, describe, Verdict};
+use crate::format::Expect;
 
 impl Runner {
-    pub(super) fn check(
-        &self,
-        e: &Expect,
-        responses: &[CurlResponse],
-        logs: &[LogLine],
-        crashed: Option<(bool, String)>,
-        sr: &mut StepReport,
-    ) {
+    pub(super) fn check(&self, e: &Expect, o: &Observed, logs: &[LogLine], sr: &mut StepReport) {
+        let responses = &o.responses;
+        let crashed = o.crashed.clone();
         let StepReport {
             verdicts: v,
             transcript,
@@ -224,21 +226,17 @@ impl Runner {
             }
         }
         if !e.proxy_status.is_empty() {
-            let st = self.proxy_status();
-            let rows: Vec<meshsim_mesh::status::ProxyStatus> = st
-                .iter()
-                .map(|(id, s)| meshsim_mesh::status::ProxyStatus {
-                    id: id.clone(),
-                    synced: *s == "SYNCED",
-                    version: self.settings.istio_version.to_string(),
-                })
-                .collect();
+            let rows = self.mesh.status();
             transcript.push("$ istioctl proxy-status".into());
             for l in meshsim_mesh::status::table(&rows).lines() {
                 transcript.push(format!("  {l}"));
             }
             for (id, want) in &e.proxy_status {
-                let got = st.get(id).copied().unwrap_or("unknown proxy");
+                let got = rows
+                    .iter()
+                    .find(|r| &r.id == id)
+                    .map(|r| if r.synced { "SYNCED" } else { "STALE" })
+                    .unwrap_or("unknown proxy");
                 v.push(Verdict::new(
                     format!("proxy-status {id}"),
                     got == want,

@@ -1,0 +1,280 @@
+//! The forward phase: attempts to the chosen cluster under the route's
+//! retry policy (router.cc, retry_state_impl.cc) — each attempt picks a
+//! host, checks a connection out of the pool (circuit breakers) and sends
+//! the request, within the policy's `per_try_timeout`; the whole exchange
+//! runs within the route's `timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Response};
+use http_body_util::BodyExt;
+use meshsim_tables::{RetryCondition as C, RetryPolicy, Route, RouteTarget};
+
+use super::headers::{mutate, upstream_path, HOP_BY_HOP};
+use super::request::RequestCtx;
+use super::{HttpCtx, LocalReply, Outcome, UpstreamInfo};
+use crate::accesslog::Flag;
+use crate::upstream::{self, ClusterRt, ClusterStats, Host, UpstreamError};
+
+/// Why one attempt got no response.
+enum AttemptError {
+    Upstream(UpstreamError),
+    /// The retry policy's `per_try_timeout` passed.
+    PerTryTimeout,
+}
+
+/// What one attempt learned, answered or not.
+struct Attempt {
+    result: Result<Response<hyper::body::Incoming>, AttemptError>,
+    host: Option<String>,
+    local: Option<String>,
+}
+
+impl HttpCtx {
+    pub(super) async fn forward(
+        &self,
+        rq: &RequestCtx,
+        route: &Route,
+        target: &RouteTarget,
+        cluster: Arc<ClusterRt>,
+        name: String,
+    ) -> Outcome {
+        let fut = self.attempts(rq, route, target, &cluster, &name);
+        match target.timeout.as_timeout() {
+            None => fut.await,
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(o) => o,
+                Err(_) => {
+                    ClusterStats::inc(&cluster.stats.upstream_rq_timeout);
+                    let info = UpstreamInfo {
+                        cluster: Some(name),
+                        ..Default::default()
+                    };
+                    Outcome::local_with(LocalReply::ResponseTimeout, info, vec![])
+                }
+            },
+        }
+    }
+
+    /// Attempts until one answers with something not to retry, or the
+    /// policy says stop.
+    async fn attempts(
+        &self,
+        rq: &RequestCtx,
+        route: &Route,
+        target: &RouteTarget,
+        cluster: &Arc<ClusterRt>,
+        name: &str,
+    ) -> Outcome {
+        let policy = target.retry_policy.as_ref();
+        let tries = 1 + policy.map_or(0, |r| r.num_retries);
+        let path = upstream_path(route, target, &rq.path);
+        let started = tokio::time::Instant::now();
+        for attempt in 1..=tries {
+            if attempt > 1 {
+                ClusterStats::inc(&cluster.stats.upstream_rq_retry);
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt - 1))).await;
+            }
+            let a = self
+                .attempt(rq, route, target, cluster, &path, attempt)
+                .await;
+            let more = attempt < tries;
+            let retry = match &a.result {
+                Ok(resp) => policy.is_some_and(|r| retriable_status(r, resp.status().as_u16())),
+                Err(e) => policy.is_some_and(|r| retriable_failure(r, e)),
+            };
+            if retry && more {
+                continue;
+            }
+            // URX: the policy wanted another try and none was left.
+            let exhausted = retry && tries > 1;
+            return match a.result {
+                Ok(resp) => {
+                    let info = UpstreamInfo {
+                        host: a.host,
+                        local: a.local,
+                        cluster: Some(name.to_string()),
+                        transport_failure: None,
+                    };
+                    self.answered(resp, info, route, cluster, started, exhausted)
+                }
+                Err(e) => failed(e, a.host, a.local, name, attempt > 1, exhausted),
+            };
+        }
+        // Not reached: the last attempt returns above.
+        Outcome::local(LocalReply::UpstreamFailure {
+            error: UpstreamError::ConnectionTermination,
+            retried: tries > 1,
+        })
+    }
+
+    /// One attempt: host, connection, request, response headers — within
+    /// the per-try timeout.
+    async fn attempt(
+        &self,
+        rq: &RequestCtx,
+        route: &Route,
+        target: &RouteTarget,
+        cluster: &Arc<ClusterRt>,
+        path: &str,
+        n: u32,
+    ) -> Attempt {
+        let mut a = Attempt {
+            result: Err(AttemptError::PerTryTimeout),
+            host: None,
+            local: None,
+        };
+        let host = match cluster.choose(self.info.dst) {
+            Ok(h) => h,
+            Err(e) => {
+                a.result = Err(AttemptError::Upstream(e));
+                return a;
+            }
+        };
+        a.host = Some(host.label());
+        ClusterStats::inc(&cluster.stats.upstream_rq_total);
+        let req = self.upstream_request(rq, route, target, path, n);
+        let send = self.send(cluster, &host, req);
+        let per_try = target
+            .retry_policy
+            .as_ref()
+            .and_then(|r| r.per_try_timeout)
+            .and_then(|t| t.as_timeout());
+        let sent = match per_try {
+            None => send.await,
+            Some(t) => match tokio::time::timeout(t, send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
+                    return a;
+                }
+            },
+        };
+        match sent {
+            Ok((resp, local)) => {
+                a.local = Some(local);
+                a.result = Ok(resp);
+            }
+            Err(e) => a.result = Err(AttemptError::Upstream(e)),
+        }
+        a
+    }
+
+    /// A pooled connection (or a one-off to an original destination) and
+    /// the request on it.
+    async fn send(
+        &self,
+        cluster: &Arc<ClusterRt>,
+        host: &Host,
+        req: http::Request<super::Body>,
+    ) -> Result<(Response<hyper::body::Incoming>, String), UpstreamError> {
+        let mut lease = match host.endpoint {
+            Some(_) => {
+                let h2 = cluster.config.http2_protocol_options;
+                upstream::acquire(&self.inner, cluster, host, h2).await?
+            }
+            None => upstream::one_off(&self.inner, cluster, host).await?,
+        };
+        let local = lease.local.clone();
+        lease.send(req).await.map(|r| (r, local))
+    }
+
+    /// The upstream answered: its response goes downstream, with Envoy's
+    /// changes (hop-by-hop headers, service time, route header operations).
+    fn answered(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        upstream: UpstreamInfo,
+        route: &Route,
+        cluster: &ClusterRt,
+        started: tokio::time::Instant,
+        exhausted: bool,
+    ) -> Outcome {
+        cluster.stats.count_status(resp.status().as_u16());
+        let (mut rp, rb) = resp.into_parts();
+        for h in HOP_BY_HOP {
+            rp.headers.remove(h);
+        }
+        let ms = started.elapsed().as_millis().to_string();
+        if let Ok(v) = HeaderValue::from_str(&ms) {
+            rp.headers.insert("x-envoy-upstream-service-time", v);
+        }
+        mutate(
+            &mut rp.headers,
+            &route.headers.response_headers_to_remove,
+            &route.headers.response_headers_to_add,
+        );
+        Outcome {
+            response: Response::from_parts(rp, rb.boxed()),
+            flags: if exhausted {
+                vec![Flag::UpstreamRetryLimitExceeded]
+            } else {
+                vec![]
+            },
+            details: "via_upstream".into(),
+            upstream,
+        }
+    }
+}
+
+/// No usable response: the local reply for the last attempt's failure.
+fn failed(
+    e: AttemptError,
+    host: Option<String>,
+    local: Option<String>,
+    name: &str,
+    retried: bool,
+    exhausted: bool,
+) -> Outcome {
+    let flags = if exhausted {
+        vec![Flag::UpstreamRetryLimitExceeded]
+    } else {
+        vec![]
+    };
+    let mut info = UpstreamInfo {
+        host,
+        local,
+        cluster: Some(name.to_string()),
+        transport_failure: None,
+    };
+    let reply = match e {
+        AttemptError::PerTryTimeout => LocalReply::PerTryTimeout,
+        AttemptError::Upstream(error) => {
+            match &error {
+                // The overflowing request never had a host.
+                UpstreamError::Overflow => info.host = None,
+                // No endpoint: no host, and nothing retried.
+                UpstreamError::NoHealthyUpstream => {
+                    info.host = None;
+                    return Outcome::local_with(LocalReply::NoHealthyUpstream, info, vec![]);
+                }
+                _ => {}
+            }
+            info.transport_failure = error.transport_failure_reason();
+            LocalReply::UpstreamFailure { error, retried }
+        }
+    };
+    Outcome::local_with(reply, info, flags)
+}
+
+fn retriable_status(r: &RetryPolicy, status: u16) -> bool {
+    let on = |c: C| r.retry_on.contains(&c);
+    (on(C::RetriableStatusCodes) && r.retriable_status_codes.contains(&status))
+        || (on(C::FiveXx) && status >= 500)
+        || (on(C::GatewayError) && matches!(status, 502..=504))
+}
+
+/// retry_state_impl.cc `wouldRetryFromReset`: overflow never; `reset`,
+/// `5xx` and `gateway-error` retry any reset (a per-try timeout is a local
+/// reset); `connect-failure` retries failures to connect.
+fn retriable_failure(r: &RetryPolicy, e: &AttemptError) -> bool {
+    let on = |c: C| r.retry_on.contains(&c);
+    let any_reset = on(C::Reset) || on(C::FiveXx) || on(C::GatewayError);
+    match e {
+        AttemptError::PerTryTimeout => any_reset,
+        AttemptError::Upstream(UpstreamError::Overflow | UpstreamError::NoHealthyUpstream) => false,
+        AttemptError::Upstream(u) if u.is_connect_failure() => any_reset || on(C::ConnectFailure),
+        AttemptError::Upstream(_) => any_reset,
+    }
+}

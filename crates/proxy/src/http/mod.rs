@@ -1,0 +1,253 @@
+//! The HTTP connection manager: the codec checks (HTTP/1.0 → 426, garbage →
+//! 400), then each request through named phases over one per-request
+//! context (pingora's `ProxyHttp` phases are the model):
+//!
+//! 1. **decode** ([`request`]) — `:authority`, path, `x-request-id`, the
+//!    log entry's request fields;
+//! 2. **route** ([`router`]) — virtual host and route;
+//! 3. **filters** ([`router`]) — the fault filter's delay and abort;
+//! 4. **upstream** ([`router`]) — direct responses, redirects, the weighted
+//!    cluster pick;
+//! 5. **forward** ([`forward`]) — host choice, pool, retries, per-try and
+//!    route timeouts;
+//! 6. **log** — the response goes out through [`body::LoggedBody`], which
+//!    writes the access-log line when it is done.
+//!
+//! Replies Envoy makes itself are [`LocalReply`] values.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use meshsim_tables::HttpConnectionManager;
+
+use crate::accesslog::Flag;
+use crate::io::{BoxIo, Rewind};
+use crate::listener::ConnInfo;
+use crate::snapshot::{RouteTable, Snapshot};
+use crate::sniff::LineVerdict;
+use crate::Inner;
+
+mod body;
+mod codec;
+mod forward;
+mod headers;
+mod reply;
+mod request;
+mod router;
+
+pub use reply::LocalReply;
+
+use body::LoggedBody;
+use request::RequestCtx;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+pub(crate) fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// The route table a connection used last, with the snapshot it came from:
+/// while no push happens, requests reuse it without any lookup by name.
+struct CachedRoutes {
+    snap: Arc<Snapshot>,
+    table: Option<Arc<RouteTable>>,
+}
+
+/// One HTTP connection's state, shared by its requests.
+struct HttpCtx {
+    cache: arc_swap::ArcSwapOption<CachedRoutes>,
+    inner: Arc<Inner>,
+    hcm: HttpConnectionManager,
+    info: ConnInfo,
+    inbound: bool,
+    h2: bool,
+    tls: bool,
+}
+
+/// What upstream (if anyone) answered, for the log.
+#[derive(Default)]
+struct UpstreamInfo {
+    host: Option<String>,
+    local: Option<String>,
+    cluster: Option<String>,
+    transport_failure: Option<String>,
+}
+
+/// What the pipeline produced for one request.
+struct Outcome {
+    response: Response<Body>,
+    flags: Vec<Flag>,
+    details: String,
+    upstream: UpstreamInfo,
+}
+
+impl Outcome {
+    fn local(reply: LocalReply) -> Outcome {
+        Outcome::local_with(reply, UpstreamInfo::default(), vec![])
+    }
+
+    /// A local reply, with what was learned upstream and flags the
+    /// pipeline adds before the reply's own (`URX` before `UF`...).
+    fn local_with(reply: LocalReply, upstream: UpstreamInfo, mut flags: Vec<Flag>) -> Outcome {
+        flags.extend(reply.flag());
+        Outcome {
+            response: reply.response(),
+            details: reply.details(),
+            flags,
+            upstream,
+        }
+    }
+}
+
+/// Serves HTTP on a connection whose chain has an HTTP connection manager.
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    mut io: BoxIo,
+    hcm: HttpConnectionManager,
+    info: ConnInfo,
+    inbound: bool,
+) {
+    let mut h2 = match info.negotiated_alpn.as_deref() {
+        Some("h2" | "istio-h2") => true,
+        Some(_) => false,
+        None => info.sniffed_alpn.iter().any(|a| a == "h2c"),
+    };
+    let tls = info.negotiated_alpn.is_some() || !info.peer_sans.is_empty();
+    if !h2 {
+        // HTTP/1 codec checks before hyper sees the bytes: Envoy's messages.
+        let mut buf = Vec::new();
+        let verdict = match info.request_line.filter(|_| info.negotiated_alpn.is_none()) {
+            Some(v) => v,
+            None => codec::read_request_line(&mut io, &mut buf).await,
+        };
+        let accept10 = hcm.http_protocol_options.accept_http_10;
+        match verdict {
+            LineVerdict::Http11 { .. } => {}
+            LineVerdict::Http10 { .. } if accept10 => {}
+            LineVerdict::H2Preface => h2 = true,
+            LineVerdict::Http10 { .. } => {
+                return codec::codec_reply(&inner, io, &info, LocalReply::LowVersion).await
+            }
+            LineVerdict::Garbage => {
+                return codec::codec_reply(&inner, io, &info, LocalReply::CodecError).await
+            }
+            LineVerdict::Incomplete => return,
+        }
+        io = Box::new(Rewind::new(buf, io));
+    }
+    let scope = inner.scope.clone();
+    let ctx = Arc::new(HttpCtx {
+        cache: arc_swap::ArcSwapOption::empty(),
+        inner,
+        hcm,
+        info,
+        inbound,
+        h2,
+        tls,
+    });
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(ctx.handle(req).await) }
+    });
+    let io = TokioIo::new(io);
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(scope)
+            .serve_connection(io, svc)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .await;
+    }
+}
+
+/// `server:` on responses: Istio's sidecars set `istio-envoy` inbound.
+fn server_name(inbound: bool) -> &'static str {
+    if inbound {
+        "istio-envoy"
+    } else {
+        "envoy"
+    }
+}
+
+impl HttpCtx {
+    /// One request through the phases.
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let mut rq = self.decode(req).await;
+        let outcome = self.process(&mut rq).await;
+        self.respond(rq, outcome)
+    }
+
+    /// route → filters → upstream → forward.
+    async fn process(&self, rq: &mut RequestCtx) -> Outcome {
+        let table = self.route_table(&rq.snapshot);
+        let (table, vi, ri) = match self.route(table, rq) {
+            Ok(found) => found,
+            Err(reply) => return Outcome::local(reply),
+        };
+        let route = &table.config.virtual_hosts[vi].routes[ri];
+        rq.entry.route_name = (!route.name.is_empty()).then(|| route.name.clone());
+        if let Err(reply) = self.fault(route, rq).await {
+            return Outcome::local_with(reply, UpstreamInfo::default(), rq.injected.clone());
+        }
+        let mut o = match self.upstream(route, &table.targets[vi][ri], rq) {
+            Ok((target, cluster, name)) => self.forward(rq, route, target, cluster, name).await,
+            Err(reply) => Outcome::local(reply),
+        };
+        o.flags.splice(0..0, rq.injected.iter().copied());
+        o
+    }
+
+    /// The log phase: the response headers Envoy adds, the log entry's
+    /// response fields, and a body that logs the line when it is done.
+    fn respond(&self, rq: RequestCtx, outcome: Outcome) -> Response<Body> {
+        let Outcome {
+            mut response,
+            flags,
+            details,
+            upstream,
+        } = outcome;
+        response.headers_mut().insert(
+            http::header::SERVER,
+            HeaderValue::from_static(server_name(self.inbound)),
+        );
+        let RequestCtx {
+            mut entry,
+            snapshot,
+            started,
+            ..
+        } = rq;
+        let logger = snapshot.logger.clone();
+        entry.response_code = response.status().as_u16();
+        entry.flags = flags;
+        entry.details = Some(details);
+        entry.upstream_host = upstream.host;
+        entry.upstream_local = upstream.local;
+        entry.upstream_cluster = upstream.cluster;
+        entry.transport_failure_reason = upstream.transport_failure;
+        for name in logger.response_headers() {
+            if let Some(v) = response
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
+                entry.resp_headers.insert(name.clone(), v.to_string());
+            }
+        }
+        let (rparts, rbody) = response.into_parts();
+        let logged = LoggedBody {
+            inner: rbody,
+            entry: Some(entry),
+            logger,
+            started,
+            sent: 0,
+        };
+        Response::from_parts(rparts, logged.boxed())
+    }
+}

@@ -1,0 +1,163 @@
+//! The decode phase: what a request is, for routing and the log — its
+//! `:authority`, path and method, an `x-request-id` when it has none, the
+//! body, and the request fields of its access-log entry (only the headers
+//! the log format prints are copied).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use meshsim_tables::route_match::RequestView;
+
+use super::HttpCtx;
+use crate::accesslog::{Flag, LogEntry};
+use crate::snapshot::Snapshot;
+
+/// One request as it flows through the phases.
+pub(super) struct RequestCtx {
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+    pub authority: String,
+    /// Path and query.
+    pub path: String,
+    pub method: String,
+    pub entry: LogEntry,
+    pub started: tokio::time::Instant,
+    /// The tables and logger this request is served with.
+    pub snapshot: Arc<Snapshot>,
+    /// Flags the filters set before the router (`DI`).
+    pub injected: Vec<Flag>,
+}
+
+impl RequestCtx {
+    pub fn view(&self) -> ReqView<'_> {
+        ReqView {
+            path: &self.path,
+            method: &self.method,
+            headers: &self.parts.headers,
+            authority: &self.authority,
+        }
+    }
+}
+
+/// A request as the route matchers see it.
+pub(super) struct ReqView<'a> {
+    path: &'a str,
+    method: &'a str,
+    headers: &'a HeaderMap,
+    authority: &'a str,
+}
+
+impl RequestView for ReqView<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        if name == ":authority" {
+            return Some(self.authority);
+        }
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl HttpCtx {
+    pub(super) async fn decode(&self, req: Request<Incoming>) -> RequestCtx {
+        let started = tokio::time::Instant::now();
+        let start = self.inner.clock.now();
+        self.inner
+            .server
+            .downstream_rq_total
+            .fetch_add(1, Ordering::Relaxed);
+        let (mut parts, body) = req.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            })
+            .unwrap_or_default();
+        if !parts.headers.contains_key("x-request-id") {
+            if let Ok(v) = HeaderValue::from_str(&self.request_id()) {
+                parts.headers.insert("x-request-id", v);
+            }
+        }
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let method = parts.method.as_str().to_string();
+        let protocol = if self.h2 {
+            "HTTP/2"
+        } else if parts.version == http::Version::HTTP_10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
+        let snapshot = self.inner.snapshot.load_full();
+        let mut entry = LogEntry {
+            start: Some(start),
+            method: Some(method.clone()),
+            path: Some(path.clone()),
+            protocol: Some(protocol.into()),
+            bytes_received: body.len() as u64,
+            downstream_local: Some(self.info.dst),
+            downstream_remote: Some(self.info.src),
+            requested_server_name: self.info.sni.clone(),
+            ..Default::default()
+        };
+        for name in snapshot.logger.request_headers() {
+            if let Some(v) = parts
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
+                entry.req_headers.insert(name.clone(), v.to_string());
+            }
+        }
+        entry
+            .req_headers
+            .insert(":authority".into(), authority.clone());
+        RequestCtx {
+            parts,
+            body,
+            authority,
+            path,
+            method,
+            entry,
+            started,
+            snapshot,
+            injected: Vec::new(),
+        }
+    }
+
+    /// A UUIDv4-shaped id from the proxy's seeded generator.
+    fn request_id(&self) -> String {
+        let a = self.inner.random_id();
+        let b = self.inner.random_id();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+}

@@ -1,0 +1,405 @@
+//! HTTP connection pools per cluster with Envoy's circuit breakers
+//! (conn_pool_base.cc): `max_connections` overflow queues the request as
+//! pending (`upstream_cx_overflow`), `max_pending_requests` and
+//! `max_requests` overflow fail it with `503 UO`
+//! (`upstream_rq_pending_overflow`). Connections are opened through
+//! [`super::connect`], the path the TCP proxy uses too.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+use meshsim_tables::{Cluster, LbEndpoint, Thresholds, UpstreamTlsMode, UpstreamTransportSocket};
+use tokio::sync::Notify;
+
+use super::{classify, connect, Carries, ClusterStats, Host, UpstreamError};
+use crate::env::Environment;
+use crate::tls;
+use crate::Inner;
+
+/// One endpoint, with the TLS (if any) its transport socket selects.
+pub struct EndpointRt {
+    /// IP or DNS name on the virtual network.
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<TlsTarget>,
+}
+
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub config: Arc<rustls::ClientConfig>,
+    /// Same context with ALPN `istio-http/1.1` (Istio's `istio.alpn` for HTTP over mTLS).
+    pub http_config: Arc<rustls::ClientConfig>,
+    /// ... and `istio-h2` for HTTP/2 upstreams (the server side picks its
+    /// codec from it).
+    pub h2_config: Arc<rustls::ClientConfig>,
+    pub sni: String,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// An idle HTTP connection in the pool.
+struct Idle {
+    sender: Sender,
+    endpoint: usize,
+    used: u32,
+    local: String,
+}
+
+/// A cluster's live state; kept across table pushes while the cluster's
+/// name stays, like Envoy's cluster manager does for unchanged clusters.
+pub struct ClusterRt {
+    pub config: Cluster,
+    pub endpoints: Vec<EndpointRt>,
+    pub stats: Arc<ClusterStats>,
+    rr: AtomicUsize,
+    thresholds: Thresholds,
+    cx_active: Arc<AtomicU32>,
+    rq_active: AtomicU32,
+    rq_pending: AtomicU32,
+    idle: Mutex<VecDeque<Idle>>,
+    released: Notify,
+    /// ORIGINAL_DST clusters (no endpoint list): the cluster's own TLS, or
+    /// why it could not be built (a missing secret).
+    pub(super) original_dst_tls: Result<Option<TlsTarget>, String>,
+}
+
+impl ClusterRt {
+    pub fn new(
+        config: Cluster,
+        lb: &[LbEndpoint],
+        env: &dyn Environment,
+        stats: Arc<ClusterStats>,
+    ) -> Result<Self, String> {
+        let mut endpoints = Vec::new();
+        for e in lb {
+            let sock = match &config.transport_socket {
+                Some(s) => Some(s.clone()),
+                None => config
+                    .transport_socket_matches
+                    .iter()
+                    .find(|m| socket_matches(&m.match_, e))
+                    .and_then(|m| m.transport_socket.clone()),
+            };
+            let tls = sock.as_ref().map(|s| tls_target(s, env)).transpose()?;
+            let a = &e.endpoint.address.socket_address;
+            endpoints.push(EndpointRt {
+                host: a.address.clone(),
+                port: a.port_value,
+                tls,
+            });
+        }
+        let thresholds = config.circuit_breakers.default_thresholds();
+        let original_dst_tls = config
+            .transport_socket
+            .as_ref()
+            .map(|s| tls_target(s, env))
+            .transpose();
+        Ok(Self {
+            original_dst_tls,
+            endpoints,
+            stats,
+            rr: AtomicUsize::new(0),
+            thresholds,
+            cx_active: Arc::new(AtomicU32::new(0)),
+            rq_active: AtomicU32::new(0),
+            rq_pending: AtomicU32::new(0),
+            idle: Mutex::new(VecDeque::new()),
+            released: Notify::new(),
+            config,
+        })
+    }
+
+    /// Round-robin pick (Envoy's LEAST_REQUEST with equal load degenerates to it).
+    pub fn pick(&self) -> Option<usize> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        Some(self.rr.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+    }
+}
+
+fn socket_matches(m: &serde_json::Value, e: &LbEndpoint) -> bool {
+    let Some(obj) = m.as_object() else {
+        return true;
+    };
+    obj.iter().all(|(k, v)| match k.as_str() {
+        "tlsMode" => {
+            v.as_str()
+                == Some(if e.tls_mode_istio() {
+                    "istio"
+                } else {
+                    "disabled"
+                })
+        }
+        _ => false,
+    })
+}
+
+fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsTarget, String> {
+    let ctx = &s.typed_config;
+    let mut ctx = ctx.clone();
+    // Auto SAN validation: SIMPLE/MUTUAL without SANs verify the SNI host.
+    if ctx.istio_mode != UpstreamTlsMode::IstioMutual && !ctx.sni.is_empty() {
+        if let Some(v) = ctx.common_tls_context.validation_context.as_mut() {
+            if v.match_subject_alt_names.is_empty() {
+                v.match_subject_alt_names.push(ctx.sni.clone());
+            }
+        }
+    }
+    let config = tls::client_config(&ctx, env, None)?;
+    let (http_config, h2_config) = if ctx.istio_mode == UpstreamTlsMode::IstioMutual {
+        (
+            tls::client_config(&ctx, env, Some(&["istio-http/1.1"]))?,
+            tls::client_config(&ctx, env, Some(&["istio-h2"]))?,
+        )
+    } else {
+        (config.clone(), config.clone())
+    };
+    Ok(TlsTarget {
+        config,
+        http_config,
+        h2_config,
+        sni: ctx.sni.clone(),
+    })
+}
+
+/// A pooled HTTP connection checked out for one request.
+pub struct Lease {
+    /// The pool to return to; `None` for a one-off connection.
+    cluster: Option<Arc<ClusterRt>>,
+    sender: Option<Sender>,
+    endpoint: usize,
+    used: u32,
+    pub local: String,
+}
+
+impl Lease {
+    /// Sends one request; failures are classified as Envoy would report them.
+    pub async fn send(
+        &mut self,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+        self.used += 1;
+        let r = match self.sender.as_mut() {
+            Some(Sender::H1(s)) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            Some(Sender::H2(s)) => match s.ready().await {
+                Ok(()) => s.send_request(req).await,
+                Err(e) => Err(e),
+            },
+            // The connection was handed back already: treat as reset.
+            None => return Err(UpstreamError::ConnectionTermination),
+        };
+        r.map_err(|e| classify(&e))
+    }
+}
+/// A lease goes back to its pool (when the connection can carry more) and
+/// frees its request slot.
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(c) = self.cluster.take() else { return };
+        c.rq_active.fetch_sub(1, Ordering::AcqRel);
+        let reusable = match &self.sender {
+            Some(Sender::H1(s)) => {
+                !s.is_closed()
+                    && c.config
+                        .max_requests_per_connection
+                        .is_none_or(|m| self.used < m)
+            }
+            Some(Sender::H2(s)) => !s.is_closed(),
+            None => false,
+        };
+        if let (true, Some(sender)) = (reusable, self.sender.take()) {
+            if let Ok(mut idle) = c.idle.lock() {
+                idle.push_back(Idle {
+                    sender,
+                    endpoint: self.endpoint,
+                    used: self.used,
+                    local: self.local.clone(),
+                });
+            }
+        } else {
+            self.sender = None;
+        }
+        c.released.notify_one();
+    }
+}
+
+/// Checks out a connection to `host` (an endpoint the load balancer chose)
+/// for one HTTP request, obeying the circuit breakers.
+pub(crate) async fn acquire(
+    inner: &Inner,
+    cluster: &Arc<ClusterRt>,
+    host: &Host,
+    http2: bool,
+) -> Result<Lease, UpstreamError> {
+    let Some(endpoint) = host.endpoint else {
+        return Err(UpstreamError::NoHealthyUpstream);
+    };
+    let th = cluster.thresholds;
+    if cluster.rq_active.load(Ordering::Acquire) >= th.max_requests {
+        ClusterStats::inc(&cluster.stats.upstream_rq_pending_overflow);
+        return Err(UpstreamError::Overflow);
+    }
+    cluster.rq_active.fetch_add(1, Ordering::AcqRel);
+    let mut pending = false;
+    let result = loop {
+        let idle = cluster.idle.lock().ok().and_then(|mut q| {
+            // The load balancer picked the host first; only its pool counts.
+            let pos = q.iter().position(|i| {
+                i.endpoint == endpoint
+                    && match &i.sender {
+                        Sender::H1(s) => !s.is_closed(),
+                        Sender::H2(s) => !s.is_closed(),
+                    }
+            })?;
+            q.remove(pos)
+        });
+        if let Some(i) = idle {
+            break Ok(Lease {
+                cluster: Some(cluster.clone()),
+                sender: Some(i.sender),
+                endpoint: i.endpoint,
+                used: i.used,
+                local: i.local,
+            });
+        }
+        let cx = cluster.cx_active.load(Ordering::Acquire);
+        if cx < th.max_connections
+            && cluster
+                .cx_active
+                .compare_exchange(cx, cx + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            break new_connection(inner, cluster, host, endpoint, http2).await;
+        }
+        if !pending {
+            ClusterStats::inc(&cluster.stats.upstream_cx_overflow);
+            if cluster.rq_pending.load(Ordering::Acquire) >= th.max_pending_requests {
+                ClusterStats::inc(&cluster.stats.upstream_rq_pending_overflow);
+                break Err(UpstreamError::Overflow);
+            }
+            cluster.rq_pending.fetch_add(1, Ordering::AcqRel);
+            ClusterStats::inc(&cluster.stats.upstream_rq_pending_total);
+            pending = true;
+        }
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            cluster.released.notified(),
+        )
+        .await;
+    };
+    if pending {
+        cluster.rq_pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    if result.is_err() {
+        cluster.rq_active.fetch_sub(1, Ordering::AcqRel);
+    }
+    result
+}
+
+async fn new_connection(
+    inner: &Inner,
+    cluster: &Arc<ClusterRt>,
+    host: &Host,
+    endpoint: usize,
+    http2: bool,
+) -> Result<Lease, UpstreamError> {
+    let carries = if http2 {
+        Carries::Http2
+    } else {
+        Carries::Http1
+    };
+    let (io, local) = match connect(inner, cluster, host, carries).await {
+        Ok(x) => x,
+        Err(e) => {
+            cluster.cx_active.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+    };
+    cluster
+        .stats
+        .upstream_cx_active
+        .fetch_add(1, Ordering::Relaxed);
+    let guard = CxGuard {
+        active: cluster.cx_active.clone(),
+        stats: cluster.stats.clone(),
+    };
+    let sender = if http2 {
+        let (s, conn) = http2::handshake(inner.scope.clone(), TokioIo::new(io))
+            .await
+            .map_err(|_| UpstreamError::ProtocolError)?;
+        inner.scope.spawn(async move {
+            let _ = conn.await;
+            drop(guard);
+        });
+        Sender::H2(s)
+    } else {
+        let (s, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|_| UpstreamError::ConnectionTermination)?;
+        inner.scope.spawn(async move {
+            let _ = conn.await;
+            drop(guard);
+        });
+        Sender::H1(s)
+    };
+    Ok(Lease {
+        cluster: Some(cluster.clone()),
+        sender: Some(sender),
+        endpoint,
+        used: 0,
+        local: local.to_string(),
+    })
+}
+
+struct CxGuard {
+    active: Arc<AtomicU32>,
+    stats: Arc<ClusterStats>,
+}
+
+impl Drop for CxGuard {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.stats
+            .upstream_cx_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A single-use HTTP/1.1 connection (ORIGINAL_DST clusters: the endpoint
+/// is the downstream connection's original destination).
+/// A single-use HTTP/1.1 connection (ORIGINAL_DST clusters: the endpoint
+/// is the downstream connection's original destination; not pooled).
+pub(crate) async fn one_off(
+    inner: &Inner,
+    cluster: &ClusterRt,
+    host: &Host,
+) -> Result<Lease, UpstreamError> {
+    let (io, local) = connect(inner, cluster, host, Carries::Http1).await?;
+    let (s, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| UpstreamError::ConnectionTermination)?;
+    inner.scope.spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Lease {
+        cluster: None,
+        sender: Some(Sender::H1(s)),
+        endpoint: usize::MAX,
+        used: 0,
+        local: local.to_string(),
+    })
+}
