@@ -33,7 +33,7 @@ fn run_case(dir: &std::path::Path) -> Result<(), String> {
     let w = world(&file_refs, &version);
     let mut out = String::new();
     for (proxy, kinds) in shows {
-        let pod = meshsim_compiler::find_proxy(&w, &proxy)?;
+        let pod = meshsim_compiler::find_proxy(&w, &proxy).map_err(|e| e.to_string())?;
         let t = meshsim_compiler::compile_proxy(&w, pod);
         for k in kinds {
             let kind = match k.as_str() {

@@ -7,7 +7,12 @@
 //! no hyper, no I/O. Each rule cites the istiod source it follows.
 //!
 //! # Layout
-//! * [`world`] — pods, IPs, Services/ServiceEntries with endpoints, injection.
+//! * [`world`] — pods, IPs, Services/ServiceEntries with endpoints,
+//!   injection; `World::load` is the one way callers turn files into a
+//!   world (with `-n` as a [`NamespaceFlag`]); `World::rebuild` keeps
+//!   addresses across a change.
+//! * [`store`] — the API server's store: objects by kind/namespace/name in
+//!   creation order, `kubectl apply`/`delete` on it.
 //! * [`ctx`] — per-proxy lookups (DestinationRule, Sidecar scope).
 //! * [`clusters`] — outbound/inbound/special clusters, TLS, circuit breakers.
 //! * [`routes`] — VirtualService → routes; sidecar and inbound route configs.
@@ -15,11 +20,13 @@
 //! * [`gateway`] — gateway listeners and route configs.
 //! * [`envoyfilter`] — EnvoyFilter patches in istiod's order.
 //! * [`protocol`], [`mtls`], [`host`], [`names`], [`version`] — rules and names.
+//! * [`error`] — this stage's error (a proxy or pod that is not there).
 
 pub mod analyze;
 pub mod clusters;
 pub mod ctx;
 pub mod envoyfilter;
+pub mod error;
 pub mod filters;
 pub mod gateway;
 pub mod host;
@@ -35,6 +42,7 @@ pub mod world;
 use meshsim_model::mesh::AccessLogEncoding;
 use meshsim_tables::*;
 
+pub use error::CompileError;
 pub use version::IstioVersion;
 pub use world::{NamespaceFlag, Settings, World};
 
@@ -102,19 +110,25 @@ pub fn compile_all(world: &World) -> Vec<ProxyTables> {
 
 /// Finds a proxy as istioctl names it: `POD[.NAMESPACE]` or
 /// `deploy/NAME[.NAMESPACE]` (first pod of the Deployment).
-pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, String> {
+pub fn find_proxy<'w>(world: &'w World, name: &str) -> Result<&'w Pod, CompileError> {
     match find_pod(world, name)? {
         Some(p) if p.is_proxy() => Ok(p),
-        Some(p) => Err(format!("pod {}.{} has no sidecar (namespace not labelled istio-injection=enabled, or sidecar.istio.io/inject: \"false\")", p.name, p.namespace)),
+        Some(p) => Err(CompileError::NoSidecar {
+            pod: p.name.clone(),
+            namespace: p.namespace.clone(),
+        }),
         None => {
             let known: Vec<String> = world.proxies().map(Pod::id).collect();
-            Err(format!("no proxy {name:?}; proxies: {}", known.join(", ")))
+            Err(CompileError::NoProxy {
+                name: name.to_string(),
+                known: known.join(", "),
+            })
         }
     }
 }
 
 /// Finds a pod, with or without a sidecar, named as [`find_proxy`] takes it.
-pub fn find_pod<'w>(world: &'w World, name: &str) -> Result<Option<&'w Pod>, String> {
+pub fn find_pod<'w>(world: &'w World, name: &str) -> Result<Option<&'w Pod>, CompileError> {
     let (kind, rest) = match name.split_once('/') {
         Some((k, r)) => (Some(k), r),
         None => (None, name),
@@ -139,11 +153,7 @@ pub fn find_pod<'w>(world: &'w World, name: &str) -> Result<Option<&'w Pod>, Str
                 .iter()
                 .find(|p| p.owner == want && p.namespace == ns)
         }
-        Some(k) => return Err(unsupported_kind(k)),
+        Some(k) => return Err(CompileError::UnsupportedKind(k.to_string())),
     };
     Ok(found)
-}
-
-fn unsupported_kind(k: &str) -> String {
-    format!("unsupported resource type {k:?}: use POD[.NAMESPACE] or deploy/NAME[.NAMESPACE]")
 }

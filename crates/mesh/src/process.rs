@@ -224,7 +224,7 @@ pub async fn run_under_load(
             (false, "still running after the load (stopped)".to_string())
         }
     };
-    let stderr = stderr.await.unwrap_or_default();
+    let stderr = collected(stderr).await;
     Ok(Outcome {
         crashed,
         exit,
@@ -241,7 +241,7 @@ async fn start_child(
 ) -> Result<(
     tokio::process::Child,
     SocketAddr,
-    tokio::task::JoinHandle<String>,
+    tokio::task::JoinSet<String>,
 )> {
     let exe = std::env::current_exe().map_err(|e| MeshError::io("current executable", e))?;
     let json = serde_json::to_string(cfg).map_err(fail)?;
@@ -255,7 +255,9 @@ async fn start_child(
         .map_err(|e| MeshError::io("start proxy process", e))?;
     let stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
     let mut stderr_pipe = child.stderr.take().ok_or_else(|| fail("no stderr"))?;
-    let stderr = tokio::spawn(async move {
+    // Read stderr while the child runs (a full pipe would block it).
+    let mut stderr = tokio::task::JoinSet::new();
+    stderr.spawn(async move {
         let mut s = String::new();
         let _ = stderr_pipe.read_to_string(&mut s).await;
         s
@@ -271,13 +273,22 @@ async fn start_child(
         Some(addr) => Ok((child, addr, stderr)),
         None => {
             let _ = child.kill().await;
-            let said = stderr.await.unwrap_or_default();
+            let said = collected(stderr).await;
             Err(fail(format!(
                 "the proxy process did not start: {}",
                 said.trim().lines().last().unwrap_or("(no output)")
             )))
         }
     }
+}
+
+/// What the stderr reader collected, once the child's stderr closed.
+async fn collected(mut reader: tokio::task::JoinSet<String>) -> String {
+    reader
+        .join_next()
+        .await
+        .and_then(|r| r.ok())
+        .unwrap_or_default()
 }
 
 /// Opens `n` connections at once to the process's inbound capture (as

@@ -2,82 +2,14 @@
 //! from a pod (through its sidecar) or from outside (to the gateway), then
 //! the response and the Envoy access-log lines of every proxy on the path.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
-use meshsim_mesh::curl::{CurlRequest, CurlResponse, From, HttpVersion};
-use meshsim_mesh::logs::LogLine;
-use meshsim_mesh::{Change, Mesh, MeshOptions};
+use meshsim_mesh::curl::{From, HttpVersion};
+use meshsim_mesh::Change;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn world(files: &[&str], extra: &str, version: &str) -> World {
-    let paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
-    let mut loaded = meshsim_model::load_paths(&paths);
-    loaded.extend(meshsim_model::parse_str("extra.yaml", extra));
-    let settings = Settings {
-        istio_version: IstioVersion::parse(version).expect("version"),
-        ..Settings::default()
-    };
-    let (w, diags) = World::from_loaded(loaded, settings, &NamespaceFlag::Unset);
-    assert!(!diags.has_errors(), "{}", diags.error_text());
-    w
-}
-
-async fn start(files: &[&str], extra: &str) -> Mesh {
-    start_v(files, extra, "1.28.0").await
-}
-
-async fn start_v(files: &[&str], extra: &str, version: &str) -> Mesh {
-    let m = Mesh::start(world(files, extra, version), MeshOptions::default())
-        .await
-        .expect("mesh");
-    assert!(m.warnings().is_empty(), "{:?}", m.warnings());
-    m
-}
-
-fn sleep() -> From {
-    From::Pod("sleep-0".into(), "default".into())
-}
-
-fn get(url: &str) -> CurlRequest {
-    CurlRequest {
-        url: url.into(),
-        timeout: Some(Duration::from_secs(10)),
-        ..Default::default()
-    }
-}
-
-/// Sends a request and returns the response with the log lines it caused.
-async fn curl(mesh: &Mesh, from: &From, req: &CurlRequest) -> (CurlResponse, Vec<LogLine>) {
-    mesh.curl_logged(from, req).await
-}
-
-fn line<'a>(logs: &'a [LogLine], proxy_prefix: &str) -> &'a str {
-    logs.iter()
-        .find(|l| l.proxy.starts_with(proxy_prefix))
-        .map(|l| l.line.as_str())
-        .unwrap_or_else(|| panic!("no log line from {proxy_prefix}: {logs:#?}"))
-}
-
-/// curl failed with `code`, its error line saying `says`.
-fn assert_client_error(r: &CurlResponse, code: i32, says: &str) {
-    assert_eq!(r.exit_code, code, "{r:?}");
-    assert!(
-        r.error.as_deref().is_some_and(|e| e.contains(says)),
-        "{r:?}"
-    );
-}
-
-fn body(r: &CurlResponse) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
-const BOOKINFO: &[&str] = &["tests/fixtures/bookinfo"];
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookinfo_routes_by_end_user_with_auto_mtls() {
@@ -138,11 +70,6 @@ async fn http10_gets_426_from_envoy() {
         "{server}"
     );
 }
-
-const HELLO: &[&str] = &[
-    "scenarios/_shared/sleep.yaml",
-    "scenarios/_shared/helloworld.yaml",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_route_is_404_nr() {

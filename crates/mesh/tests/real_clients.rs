@@ -1,49 +1,31 @@
 //! Real clients where users meet them: the `curl` binary (OpenSSL) against
 //! meshsim's ports, the `nginx` binary running the page's configuration,
-//! and headless Chromium reusing one HTTP/2 connection. Each test skips
-//! with a loud message when its program is not installed (`.ci/run`
-//! installs them).
+//! and headless Chromium reusing one HTTP/2 connection. A test whose
+//! program is not installed shows as ignored in the summary (and fails
+//! under `CI=true`; `.ci/run` installs them).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings, World};
+use meshsim_compiler::World;
 use meshsim_mesh::{Mesh, MeshOptions};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn have(program: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("\n!!! SKIPPED: `{program}` is not installed; this test needs the real program (.ci/run installs it) !!!\n");
-    }
-    found
-}
+mod common;
+use common::programs::{run_all, Real};
+use common::world as world_with;
 
 fn world(files: &[&str], version: &str) -> World {
-    let paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
-    let settings = Settings {
-        istio_version: IstioVersion::parse(version).expect("v"),
-        ..Settings::default()
-    };
-    let (w, diags) = World::load(&paths, settings, &NamespaceFlag::Unset);
-    assert!(!diags.has_errors(), "{}", diags.error_text());
-    w
+    world_with(files, "", version)
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("meshsim-real-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp");
-    d
+/// A private directory for a test's files, removed when it ends.
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("meshsim-real-")
+        .tempdir()
+        .expect("tmp")
 }
 
 fn sleep_ip(mesh: &Mesh) -> IpAddr {
@@ -88,12 +70,9 @@ async fn curl_httpbin_from_sleep(mesh: &Mesh, dir: &Path) -> (i32, String, Strin
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_curl_https_to_http_port_wrong_version_number() {
-    if !have("curl") {
-        return;
-    }
-    let dir = tmpdir("curl-http-port");
+    let tmp = tmpdir();
+    let dir = tmp.path().to_path_buf();
     let mesh = Mesh::start(
         world(
             &[
@@ -126,12 +105,9 @@ async fn real_curl_https_to_http_port_wrong_version_number() {
     assert!(out.contains("external host httpbin.org"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_curl_double_tls_wrong_version_number() {
-    if !have("curl") {
-        return;
-    }
-    let dir = tmpdir("curl-double-tls");
+    let tmp = tmpdir();
+    let dir = tmp.path().to_path_buf();
     let mesh = Mesh::start(
         world(
             &[
@@ -203,12 +179,9 @@ async fn nginx_status(dir: &Path, upstream: u16, http11: bool) -> (u16, String) 
     result
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_nginx_http10_upstream_gets_426_until_fixed() {
-    if !have("nginx") || !have("curl") {
-        return;
-    }
-    let dir = tmpdir("nginx");
+    let tmp = tmpdir();
+    let dir = tmp.path().to_path_buf();
     let mesh = Mesh::start(
         world(
             &[
@@ -252,12 +225,9 @@ async fn real_nginx_http10_upstream_gets_426_until_fixed() {
 /// service2.test.com): Chromium reuses its HTTP/2 connection, so the
 /// gateway gets service2 on gw1's chain and answers 404 NR — the page's
 /// browser symptom. With one wildcard gateway both load.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_chromium_reuses_the_connection_and_gets_404() {
-    if !have("chromium") || !have("certutil") {
-        return;
-    }
-    let dir = tmpdir("chromium");
+    let tmp = tmpdir();
+    let dir = tmp.path().to_path_buf();
     let files = [
         "scenarios/_shared/helloworld.yaml",
         "scenarios/shared-cert-connection-reuse/wildcard-secret.yaml",
@@ -368,4 +338,29 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
             );
         }
     }
+}
+
+fn main() {
+    run_all(vec![
+        Real {
+            name: "real_curl_https_to_http_port_wrong_version_number",
+            needs: &["curl"],
+            run: || Box::pin(real_curl_https_to_http_port_wrong_version_number()),
+        },
+        Real {
+            name: "real_curl_double_tls_wrong_version_number",
+            needs: &["curl"],
+            run: || Box::pin(real_curl_double_tls_wrong_version_number()),
+        },
+        Real {
+            name: "real_nginx_http10_upstream_gets_426_until_fixed",
+            needs: &["nginx", "curl"],
+            run: || Box::pin(real_nginx_http10_upstream_gets_426_until_fixed()),
+        },
+        Real {
+            name: "real_chromium_reuses_the_connection_and_gets_404",
+            needs: &["chromium", "certutil"],
+            run: || Box::pin(real_chromium_reuses_the_connection_and_gets_404()),
+        },
+    ])
 }

@@ -170,6 +170,9 @@ impl Diagnostics {
     }
 }
 
+/// The model stage's error: every problem of the input, with positions.
+impl std::error::Error for Diagnostics {}
+
 impl From<Vec<Diagnostic>> for Diagnostics {
     fn from(v: Vec<Diagnostic>) -> Self {
         Self(v)

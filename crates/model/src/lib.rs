@@ -11,8 +11,10 @@
 //! reported as warnings, never silently dropped.
 //!
 //! # Layout
-//! * [`load`] — splitting files into documents, dispatch by `kind`, `List`.
-//! * [`diag`] — diagnostics.
+//! * [`load`] — splitting files into documents; one table of the kinds
+//!   meshsim reads (API versions, how each parses); `List`; the mesh
+//!   config inside ConfigMap `istio`.
+//! * [`diag`] — diagnostics; [`Diagnostics`] is this stage's error.
 //! * [`common`] — metadata, durations, selectors, not-simulated marker.
 //! * [`k8s`] — Service, Deployment, StatefulSet, Pod and friends.
 //! * [`mesh`] — the mesh config (`ConfigMap istio`, key `mesh`).

@@ -29,6 +29,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod env;
+pub mod error;
 pub mod http;
 pub mod io;
 pub mod listener;

@@ -13,6 +13,7 @@ use meshsim_tables::{
 
 use crate::accesslog::{AccessLogger, LogSink};
 use crate::env::Environment;
+use crate::error::ProxyError;
 use crate::tls;
 use crate::upstream::{ClusterRt, ClusterStats};
 
@@ -37,7 +38,7 @@ impl StatsRegistry {
 }
 
 /// Server TLS contexts per (listener, chain), built at push time.
-pub type ChainTls = HashMap<(usize, usize), Result<tls::ServerTls, String>>;
+pub type ChainTls = HashMap<(usize, usize), Result<tls::ServerTls, ProxyError>>;
 
 /// A route configuration whose routes point at cluster handles, resolved
 /// when the tables are pushed.

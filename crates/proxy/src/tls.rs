@@ -14,6 +14,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use meshsim_tables::{DownstreamTlsContext, UpstreamTlsContext};
 
 use crate::env::Environment;
+use crate::error::ProxyError;
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -59,19 +60,18 @@ pub struct ServerTls {
 pub fn server_config(
     ctx: &DownstreamTlsContext,
     env: &dyn Environment,
-) -> Result<ServerTls, String> {
+) -> Result<ServerTls, ProxyError> {
     let common = &ctx.common_tls_context;
     let cert_name = common
         .tls_certificate_sds_secret_configs
         .first()
         .map(|s| s.name.clone())
-        .ok_or("no certificate configured")?;
+        .ok_or(ProxyError::NoCertificate)?;
     let ck = env
         .certificate(&cert_name)
-        .ok_or_else(|| format!("secret {cert_name:?} not found"))?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .ok_or_else(|| ProxyError::SecretNotFound(cert_name.clone()))?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match &common.validation_context {
         Some(v) if ctx.require_client_certificate || v.trusted_ca_sds.is_some() => {
             let store = roots(env.trust_roots(v.trusted_ca_sds.as_deref()));
@@ -81,7 +81,7 @@ pub fn server_config(
             } else {
                 verifier.allow_unauthenticated()
             };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            builder.with_client_cert_verifier(verifier.build()?)
         }
         _ => builder.with_no_client_auth(),
     };
@@ -90,9 +90,7 @@ pub fn server_config(
         .first()
         .map(|c| cert_details(c).uris)
         .unwrap_or_default();
-    let mut cfg = builder
-        .with_single_cert(ck.chain, ck.key)
-        .map_err(|e| e.to_string())?;
+    let mut cfg = builder.with_single_cert(ck.chain, ck.key)?;
     cfg.alpn_protocols = server_alpn(&common.alpn_protocols);
     Ok(ServerTls {
         config: Arc::new(cfg),
@@ -107,7 +105,7 @@ pub fn client_config(
     ctx: &UpstreamTlsContext,
     env: &dyn Environment,
     alpn_override: Option<&[&str]>,
-) -> Result<Arc<ClientConfig>, String> {
+) -> Result<Arc<ClientConfig>, ProxyError> {
     let common = &ctx.common_tls_context;
     let v = common.validation_context.clone().unwrap_or_default();
     let store = Arc::new(roots(env.trust_roots(v.trusted_ca_sds.as_deref())));
@@ -118,18 +116,15 @@ pub fn client_config(
         provider: provider(),
     });
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut cfg = match common.tls_certificate_sds_secret_configs.first() {
         Some(s) => {
             let ck = env
                 .certificate(&s.name)
-                .ok_or_else(|| format!("secret {:?} not found", s.name))?;
-            builder
-                .with_client_auth_cert(ck.chain, ck.key)
-                .map_err(|e| e.to_string())?
+                .ok_or_else(|| ProxyError::SecretNotFound(s.name.clone()))?;
+            builder.with_client_auth_cert(ck.chain, ck.key)?
         }
         None => builder.with_no_client_auth(),
     };

@@ -97,24 +97,27 @@ pub fn discover(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Runs every scenario found under `paths`, `parallel` at a time.
+/// Runs every scenario found under `paths`, `parallel` at a time; the
+/// report keeps the order they were found in.
 pub async fn run_path(paths: &[PathBuf], parallel: usize) -> Report {
     let files: Vec<PathBuf> = paths.iter().flat_map(|p| discover(p)).collect();
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let mut handles = Vec::new();
-    for f in files {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, f) in files.into_iter().enumerate() {
         let sem = sem.clone();
-        handles.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let _permit = sem.acquire().await;
-            run_scenario(&f).await
-        }));
+            (i, run_scenario(&f).await)
+        });
     }
-    let mut scenarios = Vec::new();
-    for h in handles {
-        if let Ok(r) = h.await {
-            scenarios.push(r);
+    let mut done = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(r) = r {
+            done.push(r);
         }
     }
+    done.sort_by_key(|(i, _)| *i);
+    let scenarios: Vec<ScenarioReport> = done.into_iter().map(|(_, r)| r).collect();
     let passed = scenarios.iter().filter(|s| s.passed).count();
     Report {
         failed: scenarios.len() - passed,

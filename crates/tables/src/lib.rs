@@ -15,6 +15,9 @@
 //! * [`route_match`] — route selection for a request.
 //! * [`display`] — istioctl-style tables and config_dump JSON.
 //! * [`weighted`] — weighted cluster pick with an injected random number.
+//! * [`types`] — typed values (durations, retry conditions, append actions,
+//!   transport protocols, log encodings) that serialize to Envoy's text, so
+//!   the proxy never parses a string the compiler wrote.
 
 pub mod cluster;
 pub mod display;

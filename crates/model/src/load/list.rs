@@ -1,7 +1,18 @@
 //! `kind: List` (what `kubectl get -o yaml` prints): each item is parsed
 //! as a document of its own, keeping its position in the file.
 
-use super::*;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{parse_document, parse_typed, DocCtx, Loaded};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListDoc {
+    #[serde(default)]
+    items: Vec<Spanned<IgnoredAny>>,
+}
 
 /// `kind: List`: each item is re-parsed as its own document, keeping its
 /// position in the file.

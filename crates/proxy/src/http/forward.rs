@@ -135,49 +135,58 @@ impl HttpCtx {
         a.host = Some(host.label());
         ClusterStats::inc(&cluster.stats.upstream_rq_total);
         let req = self.upstream_request(rq, route, target, path, n);
-        let send = self.send(cluster, &host, req);
-        let per_try = target
+        // The per-try deadline covers getting a connection and the response
+        // headers; the connection's address is known once it is had.
+        let deadline = target
             .retry_policy
             .as_ref()
             .and_then(|r| r.per_try_timeout)
-            .and_then(|t| t.as_timeout());
-        let sent = match per_try {
-            None => send.await,
-            Some(t) => match tokio::time::timeout(t, send).await {
-                Ok(r) => r,
-                Err(_) => {
-                    ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
-                    return a;
-                }
-            },
-        };
-        match sent {
-            Ok((resp, local)) => {
-                a.local = Some(local);
-                a.result = Ok(resp);
+            .and_then(|t| t.as_timeout())
+            .map(|t| tokio::time::Instant::now() + t);
+        let within = |d: Option<tokio::time::Instant>| async move {
+            match d {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
             }
-            Err(e) => a.result = Err(AttemptError::Upstream(e)),
+        };
+        let lease = tokio::select! {
+            l = self.lease(cluster, &host) => l,
+            _ = within(deadline) => Err(UpstreamError::ConnectionTermination),
+        };
+        let mut lease = match lease {
+            Ok(l) => l,
+            Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
+                return a;
+            }
+            Err(e) => {
+                a.result = Err(AttemptError::Upstream(e));
+                return a;
+            }
+        };
+        a.local = Some(lease.local.clone());
+        tokio::select! {
+            r = lease.send(req) => a.result = r.map_err(AttemptError::Upstream),
+            _ = within(deadline) => {
+                ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
+            }
         }
         a
     }
 
-    /// A pooled connection (or a one-off to an original destination) and
-    /// the request on it.
-    async fn send(
+    /// A pooled connection (or a one-off to an original destination).
+    async fn lease(
         &self,
         cluster: &Arc<ClusterRt>,
         host: &Host,
-        req: http::Request<super::Body>,
-    ) -> Result<(Response<hyper::body::Incoming>, String), UpstreamError> {
-        let mut lease = match host.endpoint {
+    ) -> Result<upstream::Lease, UpstreamError> {
+        match host.endpoint {
             Some(_) => {
                 let h2 = cluster.config.http2_protocol_options;
-                upstream::acquire(&self.inner, cluster, host, h2).await?
+                upstream::acquire(&self.inner, cluster, host, h2).await
             }
-            None => upstream::one_off(&self.inner, cluster, host).await?,
-        };
-        let local = lease.local.clone();
-        lease.send(req).await.map(|r| (r, local))
+            None => upstream::one_off(&self.inner, cluster, host).await,
+        }
     }
 
     /// The upstream answered: its response goes downstream, with Envoy's

@@ -58,7 +58,7 @@ impl ClusterRt {
             let tls = self
                 .original_dst_tls
                 .clone()
-                .map_err(UpstreamError::TlsFailure)?;
+                .map_err(|e| UpstreamError::TlsFailure(e.to_string()))?;
             return Ok(Host {
                 address: original_dst.ip().to_string(),
                 port: original_dst.port(),

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::{classify, connect, Carries, ClusterStats, Host, UpstreamError};
 use crate::env::Environment;
+use crate::error::ProxyError;
 use crate::tls;
 use crate::Inner;
 
@@ -70,7 +71,7 @@ pub struct ClusterRt {
     released: Notify,
     /// ORIGINAL_DST clusters (no endpoint list): the cluster's own TLS, or
     /// why it could not be built (a missing secret).
-    pub(super) original_dst_tls: Result<Option<TlsTarget>, String>,
+    pub(super) original_dst_tls: Result<Option<TlsTarget>, ProxyError>,
 }
 
 impl ClusterRt {
@@ -79,7 +80,7 @@ impl ClusterRt {
         lb: &[LbEndpoint],
         env: &dyn Environment,
         stats: Arc<ClusterStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProxyError> {
         let mut endpoints = Vec::new();
         for e in lb {
             let sock = match &config.transport_socket {
@@ -145,7 +146,7 @@ fn socket_matches(m: &serde_json::Value, e: &LbEndpoint) -> bool {
     })
 }
 
-fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsTarget, String> {
+fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsTarget, ProxyError> {
     let ctx = &s.typed_config;
     let mut ctx = ctx.clone();
     // Auto SAN validation: SIMPLE/MUTUAL without SANs verify the SNI host.

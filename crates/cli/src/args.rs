@@ -1,0 +1,304 @@
+//! The command line, as clap reads it: every command and its flags
+//! (curl's and fortio's spellings where they have one).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use meshsim_compiler::{IstioVersion, NamespaceFlag, Settings};
+use meshsim_tables::display;
+
+#[derive(Parser)]
+#[command(
+    name = "meshsim",
+    version,
+    about = "A real Istio data plane on one laptop: compile, run and debug mesh configs locally"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command that reads YAML.
+#[derive(clap::Args, Clone)]
+pub struct Input {
+    /// YAML/JSON files or directories, as you would `kubectl apply -f`.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The Istio version the proxies report (changes version-dependent behaviour).
+    #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
+    pub istio_version: String,
+    /// Treat namespaces that the input does not declare as NOT injected.
+    #[arg(long)]
+    pub no_implicit_injection: bool,
+    /// As `kubectl apply -n`: the namespace of objects that name none; also
+    /// the namespace of a PROXY / --from named without one (`istioctl -n`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Seeds the mesh's random choices (weighted picks, request ids) so a
+    /// run can be repeated; random by default, like a real mesh.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check YAML for errors (exit status 1 on any error).
+    Validate {
+        #[command(flatten)]
+        input: Input,
+    },
+    /// Show the Envoy configuration istiod would push to a proxy.
+    #[command(name = "proxy-config", alias = "pc")]
+    ProxyConfig {
+        #[arg(value_enum)]
+        kind: KindArg,
+        /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
+        proxy: String,
+        #[command(flatten)]
+        input: Input,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: FormatArg,
+        /// Only resources with this name (listener, route config or cluster).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only listeners on / clusters for this port.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run scenarios (files or directories): each documented failure,
+    /// reproduced and fixed through real traffic. Ends with `N passed, M failed`.
+    Run {
+        /// Scenario files or directories (e.g. `scenarios/`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// `text` transcripts, or `json` for machines.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Scenarios run at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+    /// `istioctl proxy-status`: start the mesh, apply more files through a
+    /// control plane that pushes after `--push-delay`, and show which
+    /// proxies are SYNCED or STALE `--after` the apply.
+    #[command(name = "proxy-status", alias = "ps")]
+    ProxyStatus {
+        #[command(flatten)]
+        input: Input,
+        /// Files applied after the mesh started.
+        #[arg(long)]
+        apply: Vec<PathBuf>,
+        /// Delay before each proxy receives the change (e.g. 2s).
+        #[arg(long, default_value = "0s")]
+        push_delay: String,
+        /// When to look, after the apply (e.g. 500ms).
+        #[arg(long, default_value = "0s")]
+        after: String,
+    },
+    /// Start the mesh and keep it running for real clients: prints the
+    /// localhost ports of the ingress gateway, per-pod entry ports (a real
+    /// curl or browser "inside" a client pod, through its sidecar), admin
+    /// ports and the CA to trust; access logs stream to stderr.
+    Sandbox {
+        #[command(flatten)]
+        input: Input,
+        /// Stop after this long (default: until Ctrl-C).
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Run one sidecar as its own process (as the fd-limit scenario does):
+    /// `RLIMIT_NOFILE` set to `--fd-limit`; prints `READY <addr>` for its
+    /// inbound capture (PROXY protocol v2); aborts like Envoy when out of
+    /// file descriptors.
+    Proxy {
+        #[command(flatten)]
+        input: Input,
+        /// The workload whose sidecar this is: POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
+        #[arg(long)]
+        proxy: String,
+        /// Its application: CONTAINER_PORT=HOST:PORT (repeatable).
+        #[arg(long)]
+        app: Vec<String>,
+        #[arg(long, default_value_t = 1024)]
+        fd_limit: u64,
+    },
+    /// Start the mesh and send one request like curl, from inside a pod
+    /// (through its sidecar) or from outside (to the ingress gateway).
+    /// Prints the response like curl; the access-log lines of every proxy
+    /// on the path go to stderr.
+    Curl {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        curl: Box<CurlArgs>,
+    },
+    /// Like `istioctl analyze`: IST0101 dangling references (hosts,
+    /// host+subset, gateways), IST0132 VirtualService hosts a gateway does
+    /// not serve, IST0118 port names, IST0102 injection. Exit 79 when an
+    /// Error is found, as istioctl does.
+    Analyze {
+        #[command(flatten)]
+        input: Input,
+        /// Analyze every namespace (default: the `-n` namespace, or `default`).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Load like fortio: C keep-alive connections share N calls from a pod
+    /// (through its sidecar) or from outside; prints latency percentiles,
+    /// response codes and sockets used. Exit 1 unless every call got 200.
+    Load {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+/// `meshsim load` options (fortio's spelling where it has one).
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// Where the load starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
+    #[arg(long, default_value = "deploy/sleep")]
+    pub from: String,
+    /// Concurrent keep-alive connections (fortio `-c`).
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub connections: u64,
+    /// Total calls, shared by the connections (fortio `-n`).
+    #[arg(long, default_value_t = 1000)]
+    pub calls: u64,
+    /// Extra header, `Name: value`.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Per-call timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    pub url: String,
+}
+
+/// `meshsim curl` options (curl's spelling).
+#[derive(clap::Args)]
+pub struct CurlArgs {
+    /// Where the request starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
+    #[arg(long, default_value = "deploy/sleep")]
+    pub from: String,
+    /// Silent: no progress or error details.
+    #[arg(short = 's', long)]
+    pub silent: bool,
+    /// Write the body to FILE (`/dev/null` to drop it).
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Print FORMAT after the transfer (`%{http_code}`).
+    #[arg(short = 'w', long = "write-out")]
+    pub write_out: Option<String>,
+    /// Extra header, `Name: value`.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request method.
+    #[arg(short = 'X', long = "request")]
+    pub method: Option<String>,
+    /// Request body (makes it a POST).
+    #[arg(short = 'd', long = "data")]
+    pub data: Option<String>,
+    /// Accept any server certificate.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Show the exchange on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// HEAD request, print headers.
+    #[arg(short = 'I', long)]
+    pub head: bool,
+    #[arg(long = "http1.0")]
+    pub http10: bool,
+    #[arg(long = "http1.1")]
+    pub http11: bool,
+    #[arg(long = "http2")]
+    pub http2: bool,
+    /// HOST:PORT:ADDR
+    #[arg(long)]
+    pub resolve: Vec<String>,
+    /// HOST1:PORT1:HOST2:PORT2
+    #[arg(long = "connect-to")]
+    pub connect_to: Vec<String>,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS.
+    #[arg(short = 'E', long = "cert")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Maximum time in seconds.
+    #[arg(short = 'm', long = "max-time")]
+    pub max_time: Option<f64>,
+    pub url: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    #[value(alias = "listener")]
+    Listeners,
+    #[value(alias = "route")]
+    Routes,
+    #[value(alias = "cluster")]
+    Clusters,
+    #[value(alias = "endpoint")]
+    Endpoints,
+    All,
+}
+
+impl From<KindArg> for display::Kind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Listeners => display::Kind::Listeners,
+            KindArg::Routes => display::Kind::Routes,
+            KindArg::Clusters => display::Kind::Clusters,
+            KindArg::Endpoints => display::Kind::Endpoints,
+            KindArg::All => display::Kind::All,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Json,
+}
+
+impl From<FormatArg> for display::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => display::Format::Table,
+            FormatArg::Json => display::Format::Json,
+        }
+    }
+}
+
+impl Input {
+    /// What the flags say about istiod and the proxies.
+    pub fn settings(&self) -> Result<Settings> {
+        let Some(version) = IstioVersion::parse(&self.istio_version) else {
+            bail!(
+                "--istio-version {:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.28.0",
+                self.istio_version
+            );
+        };
+        Ok(Settings {
+            istio_version: version,
+            inject_undeclared_namespaces: !self.no_implicit_injection,
+            ..Settings::default()
+        })
+    }
+
+    /// `-n`, as kubectl apply (`strict`) or istioctl analyze reads it.
+    pub fn namespace_flag(&self, strict: bool) -> NamespaceFlag {
+        match (&self.namespace, strict) {
+            (None, _) => NamespaceFlag::Unset,
+            (Some(n), true) => NamespaceFlag::Apply(n.clone()),
+            (Some(n), false) => NamespaceFlag::Select(n.clone()),
+        }
+    }
+}
