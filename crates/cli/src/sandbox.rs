@@ -17,9 +17,7 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
     for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
-    let dir = tempfile::Builder::new()
-        .prefix("meshsim-sandbox-")
-        .tempdir()?;
+    let dir = private_dir()?;
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, mesh.public_ca().root_pem())?;
     println!("{}", describe(&mesh, &ca).await?);
@@ -28,6 +26,17 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
     // `dir` is removed here, on every way out of `wait_for_end`.
     drop(dir);
     Ok(())
+}
+
+/// A fresh directory only this user can read (0700), with an
+/// unpredictable name; `create_dir` fails rather than reuse or follow
+/// anything already at that path.
+fn private_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("meshsim-sandbox-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
 }
 
 /// Until `duration` passes, or Ctrl-C, or SIGTERM.

@@ -143,64 +143,6 @@ fn unknown_proxy_lists_the_known_ones() {
     assert!(err.contains("sleep-0.default"), "{err}");
 }
 
-/// `meshsim sandbox` keeps the mesh up for real clients: the real curl,
-/// entering "inside" the sleep pod through a printed port, is routed by the
-/// reviews VirtualService.
-#[test]
-fn sandbox_serves_real_curl() {
-    use std::io::{BufRead, BufReader};
-    if Command::new("sh")
-        .args(["-c", "command -v curl"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("\n!!! SKIPPED: `curl` is not installed (.ci/run installs it) !!!\n");
-        return;
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(["sandbox", "-f", BOOKINFO, "--for", "20s"])
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sandbox");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut port = None;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(rest) = line
-            .trim()
-            .strip_prefix("reviews.default.svc.cluster.local:9080")
-        {
-            port = rest
-                .split("-> ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(String::from);
-            break;
-        }
-    }
-    let port = port.expect("sandbox printed an entry port for reviews");
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-H",
-            "end-user: jason",
-            "--connect-to",
-            &format!("reviews:9080:{port}"),
-            "http://reviews:9080/",
-        ])
-        .output()
-        .expect("curl");
-    let _ = child.kill();
-    let _ = child.wait();
-    let body = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        body.starts_with("Hello version: v2, instance: reviews-v2-0"),
-        "{body}"
-    );
-}
-
 /// `meshsim run`: a transcript ending with `N passed, M failed`, or JSON.
 #[test]
 fn run_prints_transcripts_and_a_summary() {

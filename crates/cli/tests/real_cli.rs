@@ -1,0 +1,82 @@
+//! The `meshsim` binary with real programs around it. A test whose program
+//! is not installed shows as ignored (fails under `CI=true`).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+#[path = "../../mesh/tests/common/programs.rs"]
+mod programs;
+use programs::{run_all, Real};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `meshsim sandbox` keeps the mesh up for real clients: the real curl,
+/// entering "inside" the sleep pod through a printed port, is routed by the
+/// reviews VirtualService. The CA it wrote is in a private (0700)
+/// directory that is gone once Ctrl-C (SIGINT) ends the sandbox.
+async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "60s"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox");
+    let stdout = child.stdout.take().expect("stdout");
+    let (mut port, mut ca) = (None, None);
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(p) = line.split("chain to: ").nth(1) {
+            ca = Some(PathBuf::from(p.trim()));
+        }
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("reviews.default.svc.cluster.local:9080")
+        {
+            port = rest
+                .split("-> ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from);
+            break;
+        }
+    }
+    let port = port.expect("sandbox printed an entry port for reviews");
+    let ca = ca.expect("sandbox printed the CA path");
+    let dir = ca.parent().expect("ca dir").to_path_buf();
+    let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            "end-user: jason",
+            "--connect-to",
+            &format!("reviews:9080:{port}"),
+            "http://reviews:9080/",
+        ])
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(
+        body.starts_with("Hello version: v2, instance: reviews-v2-0"),
+        "{body}"
+    );
+    assert!(status.success(), "sandbox ended by Ctrl-C: {status}");
+    assert!(!dir.exists(), "{} still exists", dir.display());
+}
+
+fn main() {
+    run_all(vec![Real {
+        name: "sandbox_serves_real_curl_and_cleans_up_on_ctrl_c",
+        needs: &["curl", "kill"],
+        run: || Box::pin(sandbox_serves_real_curl_and_cleans_up_on_ctrl_c()),
+    }])
+}
