@@ -23,6 +23,14 @@ fn meshsim(args: &[&str]) -> (i32, String, String) {
 
 const BOOKINFO: &str = "tests/fixtures/bookinfo";
 
+/// A private directory for a test's files, removed when the test ends.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("meshsim-cli-")
+        .tempdir()
+        .expect("tmp")
+}
+
 #[test]
 fn sleep_clusters_list_subsets_and_special_clusters() {
     let (code, out, err) = meshsim(&["proxy-config", "clusters", "deploy/sleep", "-f", BOOKINFO]);
@@ -116,7 +124,8 @@ fn ingress_gateway_has_http_8080() {
 
 #[test]
 fn misspelled_field_fails_with_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-{}", std::process::id()));
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
     let f = dir.join("vs.yaml");
     std::fs::write(&f, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subsett: v1\n").expect("write");
@@ -167,7 +176,8 @@ fn run_prints_transcripts_and_a_summary() {
 /// A broken scenario fails with a readable diff and a non-zero exit.
 #[test]
 fn failing_scenario_exits_non_zero_with_expected_vs_observed() {
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-fail-{}", std::process::id()));
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
     let sc = root().join("scenarios/no-route");
     let text = std::fs::read_to_string(sc.join("scenario.yaml"))
@@ -217,7 +227,8 @@ fn namespace_flag_applies_and_selects() {
         "{json}"
     );
     assert!(!json.contains("reviews.default"), "{json}");
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-ns-{}", std::process::id()));
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
     let f = dir.join("svc.yaml");
     std::fs::write(
@@ -287,7 +298,8 @@ fn analyze_like_istioctl() {
         out.contains("No validation issues found when analyzing namespace: default."),
         "{out}"
     );
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-analyze-{}", std::process::id()));
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
     let vs = dir.join("vs.yaml");
     std::fs::write(
@@ -350,7 +362,8 @@ fn analyze_like_istioctl() {
 /// repeats a run exactly.
 #[test]
 fn curl_is_random_unless_seeded() {
-    let dir = std::env::temp_dir().join(format!("meshsim-cli-seed-{}", std::process::id()));
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
     let vs = dir.join("split.yaml");
     std::fs::write(
