@@ -108,6 +108,25 @@ pub enum Command {
         #[arg(long = "for")]
         duration: Option<String>,
     },
+    /// Export a proxy's configuration for a stock Envoy: `DIR/bootstrap.yaml`
+    /// (`envoy -c DIR/bootstrap.yaml`) and the certificate files it names.
+    /// Istio-only filters are dropped (with a note in the file) unless
+    /// `--istio-proxy`.
+    Export {
+        /// What to export as (only `envoy`).
+        #[arg(value_parser = ["envoy"])]
+        format: String,
+        /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
+        proxy: String,
+        #[command(flatten)]
+        input: Input,
+        /// Directory to write into (created if missing).
+        #[arg(short = 'o', long = "output")]
+        dir: PathBuf,
+        /// The Envoy that will run it is Istio's proxy (keep `istio.*` filters).
+        #[arg(long)]
+        istio_proxy: bool,
+    },
     /// Run one sidecar as its own process (as the fd-limit scenario does):
     /// `RLIMIT_NOFILE` set to `--fd-limit`; prints `READY <addr>` for its
     /// inbound capture (PROXY protocol v2); aborts like Envoy when out of

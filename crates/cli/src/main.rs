@@ -283,6 +283,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Export {
+            format: _,
+            proxy,
+            input,
+            dir,
+            istio_proxy,
+        } => {
+            let (world, diags) = load_world(&input)?;
+            print_diagnostics(&diags);
+            if diags.has_errors() {
+                return Ok(ExitCode::FAILURE);
+            }
+            let opts = meshsim_tables::envoy::export::ExportOptions {
+                istio_extensions: istio_proxy,
+                ..Default::default()
+            };
+            let out = meshsim_mesh::export::export_envoy(&world, &proxy, &dir, opts)?;
+            for n in &out.notes {
+                eprintln!("note: {n}");
+            }
+            write_stdout(&format!("wrote {}\n", dir.join("bootstrap.yaml").display()));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Curl { input, curl } => {
             let opts = mesh_options(&input, false);
             run_on_world(&input, |w| curl::run(w, *curl, opts))

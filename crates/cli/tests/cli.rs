@@ -63,6 +63,69 @@ fn sleep_clusters_list_subsets_and_special_clusters() {
     }
 }
 
+/// `proxy-config all -o json` is a config dump istioctl-literate tools
+/// read: the `configs` envelope of admin `*ConfigDump` messages, dynamic
+/// resources with `versionInfo`, typed filters, Istio's cluster metadata,
+/// and none of meshsim's own bookkeeping.
+#[test]
+fn all_json_is_an_envoy_config_dump() {
+    let (code, out, err) = meshsim(&["pc", "all", "deploy/sleep", "-f", BOOKINFO, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let types: Vec<&str> = v["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter_map(|c| c["@type"].as_str())
+        .collect();
+    for t in [
+        "BootstrapConfigDump",
+        "ListenersConfigDump",
+        "ClustersConfigDump",
+        "RoutesConfigDump",
+        "EndpointsConfigDump",
+    ] {
+        assert!(
+            types.contains(&format!("type.googleapis.com/envoy.admin.v3.{t}").as_str()),
+            "{types:?}"
+        );
+    }
+    let clusters = &v["configs"][2]["dynamicActiveClusters"];
+    let reviews = clusters
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|c| c["cluster"]["name"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("reviews v2");
+    assert!(reviews["versionInfo"].is_string());
+    assert_eq!(
+        reviews["cluster"]["@type"],
+        "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    );
+    let istio = &reviews["cluster"]["metadata"]["filterMetadata"]["istio"];
+    assert_eq!(istio["subset"], "v2");
+    assert_eq!(
+        istio["services"][0]["host"],
+        "reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        istio["config"],
+        "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
+    );
+    for invented in [
+        "istio_mode",
+        "istioMode",
+        "trusted_ca_sds",
+        "trustedCaSds",
+        "\"direction\"",
+        "null",
+    ] {
+        assert!(!out.contains(invented), "{invented} in the dump");
+    }
+    assert!(out.contains("\"sdsConfig\""));
+    assert!(out.contains("\"@type\": \"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\""));
+}
+
 #[test]
 fn routes_have_istiod_domains_and_allow_any() {
     let (code, out, err) = meshsim(&[
@@ -78,7 +141,8 @@ fn routes_have_istiod_domains_and_allow_any() {
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let vhosts = v[0]["virtual_hosts"].as_array().expect("vhosts");
+    // Protobuf JSON, as istioctl prints it: camelCase field names.
+    let vhosts = v[0]["virtualHosts"].as_array().expect("vhosts");
     let reviews = vhosts
         .iter()
         .find(|h| h["name"] == "reviews.default.svc.cluster.local:9080")

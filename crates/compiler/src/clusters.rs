@@ -122,9 +122,12 @@ fn base_cluster(
         http2_protocol_options: false,
         max_requests_per_connection,
         load_assignment: None,
+        upstream_bind_source: None,
         metadata: ClusterMetadata {
             direction: ClusterDirection::Outbound,
             service: svc.hostname.clone(),
+            service_name: svc.name.clone(),
+            service_namespace: svc.namespace.clone(),
             port,
             subset: subset.to_string(),
             destination_rule: String::new(),
@@ -341,26 +344,39 @@ fn istio_mutual(
     }
 }
 
-/// `inbound|PORT||`: to the application on loopback.
-pub fn inbound(name: &str, target_port: u16, service: &str, http2: bool) -> Cluster {
-    let cla = ClusterLoadAssignment {
-        cluster_name: name.to_string(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![LbEndpoint {
-                endpoint: Endpoint {
-                    address: Address::new("127.0.0.1", target_port),
-                },
-                health_status: "HEALTHY",
-                metadata: None,
-                load_balancing_weight: 1,
-            }],
-        }],
-    };
+/// `inbound|PORT||`: to the application. From Istio 1.10 an ORIGINAL_DST
+/// cluster to the pod IP, connecting from `127.0.0.6` (which iptables lets
+/// reach the application); before, STATIC to `127.0.0.1:PORT`.
+pub fn inbound(ctx: &Ctx<'_>, name: &str, target_port: u16, svc: &Service, http2: bool) -> Cluster {
+    let (discovery_type, lb_policy, load_assignment, upstream_bind_source) =
+        if ctx.version.inbound_to_pod_ip() {
+            (
+                DiscoveryType::OriginalDst,
+                LbPolicy::ClusterProvided,
+                None,
+                Some("127.0.0.6".to_string()),
+            )
+        } else {
+            let cla = ClusterLoadAssignment {
+                cluster_name: name.to_string(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        endpoint: Endpoint {
+                            address: Address::new("127.0.0.1", target_port),
+                        },
+                        health_status: "HEALTHY",
+                        metadata: None,
+                        load_balancing_weight: 1,
+                    }],
+                }],
+            };
+            (DiscoveryType::Static, LbPolicy::RoundRobin, Some(cla), None)
+        };
     Cluster {
         name: name.to_string(),
-        discovery_type: DiscoveryType::Static,
+        discovery_type,
         connect_timeout: Duration::from_secs(10),
-        lb_policy: LbPolicy::RoundRobin,
+        lb_policy,
         circuit_breakers: CircuitBreakers {
             thresholds: vec![Thresholds::default()],
         },
@@ -368,10 +384,13 @@ pub fn inbound(name: &str, target_port: u16, service: &str, http2: bool) -> Clus
         transport_socket_matches: vec![],
         http2_protocol_options: http2,
         max_requests_per_connection: None,
-        load_assignment: Some(cla),
+        upstream_bind_source,
+        load_assignment,
         metadata: ClusterMetadata {
             direction: ClusterDirection::Inbound,
-            service: service.to_string(),
+            service: svc.hostname.clone(),
+            service_name: svc.name.clone(),
+            service_namespace: svc.namespace.clone(),
             port: target_port,
             subset: String::new(),
             destination_rule: String::new(),
@@ -398,10 +417,13 @@ pub fn special(name: &str) -> Cluster {
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection: None,
+        upstream_bind_source: None,
         load_assignment: None,
         metadata: ClusterMetadata {
             direction: ClusterDirection::Special,
             service: String::new(),
+            service_name: String::new(),
+            service_namespace: String::new(),
             port: 0,
             subset: String::new(),
             destination_rule: String::new(),

@@ -72,6 +72,7 @@ pub fn hcm(
             http_filters: http_filters(version, role == HcmRole::SidecarOutbound),
             http_protocol_options: HttpProtocolOptions { accept_http_10 },
             use_remote_address: role == HcmRole::Gateway,
+            server_name: (role != HcmRole::SidecarOutbound).then(|| "istio-envoy".to_string()),
             forward_client_cert_details: forward,
             set_current_client_cert_details: set_current,
         })),

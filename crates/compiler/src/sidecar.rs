@@ -299,7 +299,7 @@ fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
 
 /// Inbound ports of the proxy's workload: target ports of the Services
 /// selecting it, with the Service port's protocol.
-fn inbound_ports(ctx: &Ctx<'_>) -> BTreeMap<u16, (Protocol, String)> {
+fn inbound_ports<'w>(ctx: &Ctx<'w>) -> BTreeMap<u16, (Protocol, &'w Service)> {
     let mut ports = BTreeMap::new();
     for svc in ctx.world.services_selecting(ctx.proxy) {
         for p in &svc.ports {
@@ -307,9 +307,7 @@ fn inbound_ports(ctx: &Ctx<'_>) -> BTreeMap<u16, (Protocol, String)> {
                 continue;
             }
             if let Some(tp) = ctx.proxy.resolve_target_port(&p.target_port, p.port) {
-                ports
-                    .entry(tp)
-                    .or_insert((p.protocol, svc.hostname.clone()));
+                ports.entry(tp).or_insert((p.protocol, svc));
             }
         }
     }
@@ -449,7 +447,13 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
     let mut clusters = Vec::new();
     for (port, (protocol, svc)) in inbound_ports(ctx) {
         let cluster = names::inbound_cluster(port);
-        clusters.push(clusters::inbound(&cluster, port, &svc, protocol.is_http2()));
+        clusters.push(clusters::inbound(
+            ctx,
+            &cluster,
+            port,
+            svc,
+            protocol.is_http2(),
+        ));
         let mode = mtls::inbound_mode(ctx.world, ctx.proxy, port);
         for opt in chain_options(protocol, mode) {
             chains.push(inbound_chain(

@@ -59,6 +59,12 @@ impl IstioVersion {
         self.at_least(1, 5)
     }
 
+    /// Inbound clusters are ORIGINAL_DST to the pod IP, connecting from
+    /// `127.0.0.6` (istio/istio#31812, 1.10); before, STATIC `127.0.0.1`.
+    pub fn inbound_to_pod_ip(self) -> bool {
+        self.at_least(1, 10)
+    }
+
     /// Telemetry filters (`istio.stats`) are built in since the move away
     /// from per-version `stats-filter-1.x` EnvoyFilters; before that they
     /// existed only when such an EnvoyFilter added them.

@@ -22,6 +22,7 @@
 //! * [`apps`], [`nginx`] — built-in applications.
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`process`] — a sidecar as its own OS process (fd limits).
+//! * [`export`] — a proxy as a bootstrap stock Envoy runs, with cert files.
 //! * [`status`], [`logs`] — `proxy-status` rows, collected access logs.
 
 pub mod apps;
@@ -29,6 +30,7 @@ pub mod ca;
 pub mod control;
 pub mod curl;
 pub mod error;
+pub mod export;
 pub mod logs;
 pub mod mesh;
 pub mod network;

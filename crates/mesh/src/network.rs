@@ -263,6 +263,24 @@ impl Network {
         Ok((s, src))
     }
 
+    /// A pod's sidecar reaching its own application from `source` (not
+    /// captured: iptables returns traffic from `127.0.0.6`).
+    pub async fn connect_own_app(
+        &self,
+        pod: IpAddr,
+        port: u16,
+        source: IpAddr,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
+        let real = self
+            .pod(pod)
+            .and_then(|p| p.apps.get(&port).copied())
+            .ok_or_else(|| refused(SocketAddr::new(pod, port)))?;
+        let s = TcpStream::connect(real).await?;
+        s.set_nodelay(true)?;
+        let local = SocketAddr::new(source, self.source(pod).port());
+        Ok((s, local))
+    }
+
     /// kube-proxy: a ClusterIP:port becomes one of its endpoints.
     fn kube_proxy(&self, dst: SocketAddr) -> SocketAddr {
         let Ok(vips) = self.vips.read() else {

@@ -83,9 +83,14 @@ struct ChildEnv {
 }
 
 impl Environment for ChildEnv {
-    fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
+    fn connect(
+        &self,
+        dst: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
         Box::pin(async move {
-            let real = if dst.ip().is_loopback() {
+            // Its own application: on loopback, or (from 127.0.0.6) on the pod IP.
+            let real = if dst.ip().is_loopback() || source.is_some() {
                 self.apps.get(&dst.port()).copied()
             } else {
                 None

@@ -158,9 +158,20 @@ pub struct ProxyEnv {
 }
 
 impl Environment for ProxyEnv {
-    fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
+    fn connect(
+        &self,
+        dst: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
         Box::pin(async move {
-            let (s, local) = self.net.connect_direct(self.ip, dst).await?;
+            let (s, local) = match source {
+                // iptables lets 127.0.0.6 → the pod's own IP reach the
+                // application (Istio's inbound clusters since 1.10).
+                Some(src) if dst.ip() == self.ip => {
+                    self.net.connect_own_app(self.ip, dst.port(), src).await?
+                }
+                _ => self.net.connect_direct(self.ip, dst).await?,
+            };
             Ok((Box::new(s) as BoxIo, local))
         })
     }

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use meshsim_tables::display::{self, Filter, Format, Kind};
+
 use tokio::net::TcpListener;
 
 use crate::Proxy;
@@ -46,7 +46,7 @@ impl Proxy {
 
     fn admin(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let (body, ctype) = match req.uri().path() {
-            "/config_dump" => (display::render(&self.tables(), Kind::All, Format::Json, &Filter::default()).unwrap_or_default(), "application/json"),
+            "/config_dump" => (self.config_dump(), "application/json"),
             "/listeners" => {
                 let mut s = String::new();
                 for l in &self.tables().listeners {
@@ -79,6 +79,17 @@ impl Proxy {
             http::HeaderValue::from_static(ctype),
         );
         r
+    }
+
+    /// Envoy's `/config_dump`: snake_case field names, as Envoy's admin
+    /// prints them; the version is the number of table sets received.
+    pub fn config_dump(&self) -> String {
+        let meta = meshsim_tables::envoy::DumpMeta {
+            version_info: format!("meshsim/{}", self.config_version()),
+            last_updated: humantime::format_rfc3339_millis(self.inner.clock.now()).to_string(),
+        };
+        let dump = meshsim_tables::envoy::config_dump(&self.tables(), &meta);
+        serde_json::to_string_pretty(&dump).unwrap_or_default() + "\n"
     }
 
     /// Envoy counter names: `cluster.<name>.<counter>`, listener totals.

@@ -34,9 +34,15 @@ impl Clone for CertifiedKey {
 pub trait Environment: Send + Sync + 'static {
     /// Opens a TCP connection from this proxy's pod to `dst` on the virtual
     /// network (a pod IP, a ClusterIP, an external address, or `127.0.0.1`
-    /// for the pod's own application). Also returns the connection's local
-    /// address on the virtual network (`%UPSTREAM_LOCAL_ADDRESS%`).
-    fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, io::Result<(BoxIo, SocketAddr)>>;
+    /// for the pod's own application), from `source` when the cluster binds
+    /// one (`127.0.0.6`: iptables lets that reach the pod's own
+    /// application). Also returns the connection's local address on the
+    /// virtual network (`%UPSTREAM_LOCAL_ADDRESS%`).
+    fn connect(
+        &self,
+        dst: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> BoxFuture<'_, io::Result<(BoxIo, SocketAddr)>>;
 
     /// Resolves a DNS name as the pod would (STRICT_DNS clusters).
     fn resolve(&self, host: &str) -> Option<IpAddr>;

@@ -55,7 +55,11 @@ struct Blackhole {
 }
 
 impl Environment for Blackhole {
-    fn connect(&self, dst: SocketAddr) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
+    fn connect(
+        &self,
+        dst: SocketAddr,
+        _source: Option<IpAddr>,
+    ) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
         Box::pin(async move {
             if dst != self.target {
                 return Err(std::io::ErrorKind::ConnectionRefused.into());

@@ -51,6 +51,11 @@ pub struct Cluster {
     pub http2_protocol_options: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
+    /// `upstream_bind_config.source_address`: istiod's inbound clusters
+    /// connect from `127.0.0.6` (Istio 1.10+), so iptables lets the
+    /// connection reach the application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_bind_source: Option<String>,
     /// Inline endpoints for STATIC / STRICT_DNS clusters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_assignment: Option<ClusterLoadAssignment>,
@@ -63,6 +68,9 @@ pub struct ClusterMetadata {
     pub direction: ClusterDirection,
     /// Service FQDN (empty for special clusters).
     pub service: String,
+    /// The service's name and namespace (`filter_metadata.istio.services`).
+    pub service_name: String,
+    pub service_namespace: String,
     pub port: u16,
     pub subset: String,
     /// `name.namespace` of the DestinationRule applied, if any.

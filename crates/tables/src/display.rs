@@ -28,22 +28,6 @@ pub struct Filter {
     pub port: Option<u16>,
 }
 
-#[derive(serde::Serialize)]
-struct ConfigDump<'a> {
-    node: Node<'a>,
-    listeners: Vec<&'a Listener>,
-    route_configs: Vec<&'a RouteConfiguration>,
-    clusters: Vec<&'a Cluster>,
-    endpoints: &'a [ClusterLoadAssignment],
-    envoy_filter_patches: &'a [PatchOutcome],
-}
-
-#[derive(serde::Serialize)]
-struct Node<'a> {
-    id: &'a str,
-    istio_version: &'a str,
-}
-
 pub fn render(
     t: &ProxyTables,
     kind: Kind,
@@ -78,31 +62,25 @@ pub fn render(
         .collect();
     Ok(match format {
         Format::Json => {
-            let mut s = match kind {
-                Kind::Listeners => serde_json::to_string_pretty(&listeners)?,
-                Kind::Routes => serde_json::to_string_pretty(&routes)?,
-                Kind::Clusters => serde_json::to_string_pretty(&clusters)?,
-                Kind::Endpoints => {
-                    let cla: Vec<&ClusterLoadAssignment> = t
-                        .endpoints
-                        .iter()
-                        .chain(t.clusters.iter().filter_map(|c| c.load_assignment.as_ref()))
-                        .filter(|c| f.name.as_ref().is_none_or(|n| *n == c.cluster_name))
-                        .collect();
-                    serde_json::to_string_pretty(&cla)?
-                }
-                Kind::All => serde_json::to_string_pretty(&ConfigDump {
-                    node: Node {
-                        id: &t.proxy.id,
-                        istio_version: &t.proxy.istio_version,
-                    },
-                    listeners,
-                    route_configs: routes,
-                    clusters,
-                    endpoints: &t.endpoints,
-                    envoy_filter_patches: &t.envoy_filter_patches,
-                })?,
+            // Protobuf JSON as istioctl prints it (camelCase field names).
+            use crate::envoy;
+            let v: serde_json::Value = match kind {
+                Kind::Listeners => listeners.iter().map(|l| envoy::listener(l, t)).collect(),
+                Kind::Routes => routes
+                    .iter()
+                    .map(|r| envoy::route_configuration(r))
+                    .collect(),
+                Kind::Clusters => clusters.iter().map(|c| envoy::cluster(c)).collect(),
+                Kind::Endpoints => t
+                    .endpoints
+                    .iter()
+                    .chain(t.clusters.iter().filter_map(|c| c.load_assignment.as_ref()))
+                    .filter(|c| f.name.as_ref().is_none_or(|n| *n == c.cluster_name))
+                    .map(envoy::load_assignment)
+                    .collect(),
+                Kind::All => envoy::config_dump(t, &envoy::DumpMeta::default()),
             };
+            let mut s = serde_json::to_string_pretty(&envoy::camel(&v))?;
             s.push('\n');
             s
         }

@@ -19,8 +19,10 @@
 //!   transport protocols, log encodings) that serialize to Envoy's text, so
 //!   the proxy never parses a string the compiler wrote.
 
+pub mod accesslog;
 pub mod cluster;
 pub mod display;
+pub mod envoy;
 pub mod filter_chain_match;
 pub mod listener;
 pub mod route;

@@ -233,6 +233,11 @@ pub struct HttpConnectionManager {
     pub http_protocol_options: HttpProtocolOptions,
     /// Gateways use the downstream address as the client address.
     pub use_remote_address: bool,
+    /// The `server` header on responses; `None` is Envoy's default
+    /// (`envoy`). istiod sets `istio-envoy` except on sidecar outbound
+    /// (util/proxy_headers.go).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
     /// What happens to `x-forwarded-client-cert`; Envoy's default
     /// (`SANITIZE`: remove it) when absent.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -50,6 +50,7 @@ pub(super) async fn codec_reply(
     inner: &Arc<Inner>,
     mut io: BoxIo,
     info: &ConnInfo,
+    hcm: &meshsim_tables::HttpConnectionManager,
     reply: LocalReply,
 ) {
     inner
@@ -66,7 +67,7 @@ pub(super) async fn codec_reply(
         "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\ndate: {}\r\nserver: {}\r\nconnection: close\r\n\r\n{body}",
         body.len(),
         httpdate::fmt_http_date(inner.clock.now()),
-        super::server_name(false)
+        super::server_name(hcm)
     );
     let start = inner.clock.now();
     let _ = io.write_all(resp.as_bytes()).await;

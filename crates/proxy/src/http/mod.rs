@@ -132,10 +132,10 @@ pub(crate) async fn serve(
             LineVerdict::Http10 { .. } if accept10 => {}
             LineVerdict::H2Preface => h2 = true,
             LineVerdict::Http10 { .. } => {
-                return codec::codec_reply(&inner, io, &info, LocalReply::LowVersion).await
+                return codec::codec_reply(&inner, io, &info, &hcm, LocalReply::LowVersion).await
             }
             LineVerdict::Garbage => {
-                return codec::codec_reply(&inner, io, &info, LocalReply::CodecError).await
+                return codec::codec_reply(&inner, io, &info, &hcm, LocalReply::CodecError).await
             }
             LineVerdict::Incomplete => return,
         }
@@ -167,13 +167,9 @@ pub(crate) async fn serve(
     }
 }
 
-/// `server:` on responses: Istio's sidecars set `istio-envoy` inbound.
-fn server_name(inbound: bool) -> &'static str {
-    if inbound {
-        "istio-envoy"
-    } else {
-        "envoy"
-    }
+/// `server:` on responses: the HCM's `server_name`, else Envoy's default.
+fn server_name(hcm: &HttpConnectionManager) -> &str {
+    hcm.server_name.as_deref().unwrap_or("envoy")
 }
 
 impl HttpCtx {
@@ -215,7 +211,8 @@ impl HttpCtx {
         } = outcome;
         response.headers_mut().insert(
             http::header::SERVER,
-            HeaderValue::from_static(server_name(self.inbound)),
+            HeaderValue::from_str(server_name(&self.hcm))
+                .unwrap_or(HeaderValue::from_static("envoy")),
         );
         let RequestCtx {
             mut entry,

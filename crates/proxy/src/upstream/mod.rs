@@ -31,6 +31,8 @@ pub struct Host {
     pub tls: Option<TlsTarget>,
     /// The endpoint's index (pooled); `None` for an original destination.
     pub endpoint: Option<usize>,
+    /// The source address the cluster binds (`upstream_bind_config`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Host {
@@ -64,6 +66,7 @@ impl ClusterRt {
                 port: original_dst.port(),
                 tls,
                 endpoint: None,
+                source: self.bind_source(),
             });
         }
         let i = self.pick().ok_or(UpstreamError::NoHealthyUpstream)?;
@@ -73,7 +76,15 @@ impl ClusterRt {
             port: e.port,
             tls: e.tls.clone(),
             endpoint: Some(i),
+            source: self.bind_source(),
         })
+    }
+
+    fn bind_source(&self) -> Option<std::net::IpAddr> {
+        self.config
+            .upstream_bind_source
+            .as_deref()
+            .and_then(|s| s.parse().ok())
     }
 }
 
@@ -120,7 +131,10 @@ async fn establish(
             UpstreamError::ConnectFailure(format!("dns resolution failed for {}", host.address))
         })?,
     };
-    let (stream, local) = match env.connect(SocketAddr::new(ip, host.port)).await {
+    let (stream, local) = match env
+        .connect(SocketAddr::new(ip, host.port), host.source)
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             inner.connect_failed(&e);
