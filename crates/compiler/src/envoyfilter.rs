@@ -411,6 +411,24 @@ fn merge_network_filter(f: &mut NetworkFilter, value: Option<&serde_json::Value>
                         "use_remote_address" | "useRemoteAddress" => {
                             h.use_remote_address = v.as_bool().unwrap_or(false)
                         }
+                        "xff_num_trusted_hops" | "xffNumTrustedHops" => match v.as_u64() {
+                            Some(n) => h.xff_num_trusted_hops = n as u32,
+                            None => ok = false,
+                        },
+                        "normalize_path" | "normalizePath" => match v.as_bool() {
+                            Some(b) => h.normalize_path = b,
+                            None => ok = false,
+                        },
+                        "merge_slashes" | "mergeSlashes" => match v.as_bool() {
+                            Some(b) => h.merge_slashes = b,
+                            None => ok = false,
+                        },
+                        "path_with_escaped_slashes_action" | "pathWithEscapedSlashesAction" => {
+                            match serde_json::from_value(v.clone()) {
+                                Ok(a) => h.path_with_escaped_slashes_action = a,
+                                Err(_) => ok = false,
+                            }
+                        }
                         _ => ok = false,
                     }
                 }

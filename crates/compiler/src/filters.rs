@@ -2,7 +2,10 @@
 
 use meshsim_tables::*;
 
+use meshsim_model::mesh::PathNormalization;
+
 use crate::version::IstioVersion;
+use crate::world::MeshSettings;
 
 fn http_filter(name: &str) -> HttpFilter {
     HttpFilter {
@@ -46,7 +49,20 @@ pub fn hcm(
     version: IstioVersion,
     role: HcmRole,
     accept_http_10: bool,
+    mesh: &MeshSettings,
 ) -> NetworkFilter {
+    // listener_builder.go buildHTTPConnectionManager: meshConfig
+    // pathNormalization (BASE by default) and escaped slashes kept.
+    let (normalize_path, merge_slashes, escaped) = match mesh.path_normalization {
+        PathNormalization::None => (false, false, EscapedSlashesAction::KeepUnchanged),
+        PathNormalization::Default | PathNormalization::Base => {
+            (true, false, EscapedSlashesAction::KeepUnchanged)
+        }
+        PathNormalization::MergeSlashes => (true, true, EscapedSlashesAction::KeepUnchanged),
+        PathNormalization::DecodeAndMergeSlashes => {
+            (true, true, EscapedSlashesAction::UnescapeAndForward)
+        }
+    };
     // listener_builder.go: inbound sidecars APPEND_FORWARD the caller's
     // certificate; gateways default to meshConfig
     // `defaultConfig.gatewayTopology.forwardClientCertDetails` = SANITIZE_SET;
@@ -72,6 +88,15 @@ pub fn hcm(
             http_filters: http_filters(version, role == HcmRole::SidecarOutbound),
             http_protocol_options: HttpProtocolOptions { accept_http_10 },
             use_remote_address: role == HcmRole::Gateway,
+            // gateway.go: gatewayTopology.numTrustedProxies, gateways only.
+            xff_num_trusted_hops: if role == HcmRole::Gateway {
+                mesh.num_trusted_proxies
+            } else {
+                0
+            },
+            normalize_path,
+            merge_slashes,
+            path_with_escaped_slashes_action: escaped,
             server_name: (role != HcmRole::SidecarOutbound).then(|| "istio-envoy".to_string()),
             forward_client_cert_details: forward,
             set_current_client_cert_details: set_current,

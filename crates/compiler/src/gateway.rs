@@ -328,6 +328,7 @@ fn gateway_hcm(ctx: &Ctx<'_>, port: u16, rds: &str, accept10: bool) -> NetworkFi
         ctx.version,
         filters::HcmRole::Gateway,
         accept10,
+        &ctx.world.mesh,
     )
 }
 

@@ -78,7 +78,7 @@ pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
                 ProxyKind::Sidecar
             },
             ip: std::net::IpAddr::V4(proxy.ip),
-            istio_version: world.settings.istio_version.to_string(),
+            istio_version: world.settings.istio_version,
             identity: proxy.identity(&mesh.trust_domain),
             labels: proxy.labels.clone(),
         },

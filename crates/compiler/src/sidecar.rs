@@ -99,6 +99,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 version,
                 filters::HcmRole::SidecarOutbound,
                 accept10,
+                &ctx.world.mesh,
             );
             let fall_through = version.http_ports_fall_through();
             let m = if fall_through {
@@ -165,6 +166,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                     version,
                     filters::HcmRole::SidecarOutbound,
                     accept10,
+                    &ctx.world.mesh,
                 );
                 let mut alpn: Vec<String> =
                     PLAINTEXT_HTTP_ALPNS.iter().map(|s| s.to_string()).collect();
@@ -402,6 +404,7 @@ fn inbound_chain(
             ctx.version,
             filters::HcmRole::SidecarInbound,
             ctx.world.mesh.http10,
+            &ctx.world.mesh,
         )]
     } else {
         filters::tcp_filters(ctx.version, cluster.into(), Some(cluster.into()), None)

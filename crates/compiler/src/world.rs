@@ -11,7 +11,7 @@ use meshsim_model::destination_rule::DestinationRuleSpec;
 use meshsim_model::envoy_filter::EnvoyFilterSpec;
 use meshsim_model::gateway::GatewaySpec;
 use meshsim_model::k8s::{L4Protocol, PodSpec};
-use meshsim_model::mesh::{AccessLogEncoding, MeshConfig, OutboundMode};
+use meshsim_model::mesh::{AccessLogEncoding, MeshConfig, OutboundMode, PathNormalization};
 use meshsim_model::peer_auth::PeerAuthenticationSpec;
 use meshsim_model::service_entry::{SeLocation, SeResolution};
 use meshsim_model::sidecar::SidecarSpec;
@@ -63,6 +63,10 @@ pub struct MeshSettings {
     pub connect_timeout_ms: u64,
     /// `defaultConfig.proxyMetadata.HTTP10 == "1"`.
     pub http10: bool,
+    /// `pathNormalization.normalization` (`DEFAULT` is `BASE`).
+    pub path_normalization: PathNormalization,
+    /// `defaultConfig.gatewayTopology.numTrustedProxies`.
+    pub num_trusted_proxies: u32,
 }
 
 impl MeshSettings {
@@ -87,6 +91,15 @@ impl MeshSettings {
                 .as_ref()
                 .and_then(|d| d.proxy_metadata.get("HTTP10"))
                 .is_some_and(|v| v == "1"),
+            path_normalization: m
+                .path_normalization
+                .and_then(|p| p.normalization)
+                .unwrap_or_default(),
+            num_trusted_proxies: m
+                .default_config
+                .and_then(|d| d.gateway_topology)
+                .and_then(|g| g.num_trusted_proxies)
+                .unwrap_or(0),
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct MeshConfig {
     pub trust_domain: Option<String>,
     #[serde(default)]
     pub connect_timeout: Option<Duration>,
+    /// How the HTTP connection manager normalises paths.
+    #[serde(default)]
+    pub path_normalization: Option<PathNormalizationConfig>,
     #[serde(default)]
     pub protocol_detection_timeout: NotSimulated,
     #[serde(default)]
@@ -98,16 +101,59 @@ impl Unsimulated for MeshConfig {
             inbound_cluster_stat_name => "inboundClusterStatName",
             outbound_cluster_stat_name => "outboundClusterStatName",
             verify_certificate_at_client => "verifyCertificateAtClient");
+        if let Some(o) = &self.outbound_traffic_policy {
+            let p = format!("{path}.outboundTrafficPolicy");
+            report_unsimulated!(o, p, out; egress_proxy => "egressProxy");
+        }
         if let Some(pc) = &self.default_config {
             let p = format!("{path}.defaultConfig");
+            if let Some(g) = &pc.gateway_topology {
+                let gp = format!("{p}.gatewayTopology");
+                report_unsimulated!(g, gp, out; forward_client_cert_details => "forwardClientCertDetails",
+                    proxy_protocol => "proxyProtocol");
+            }
             report_unsimulated!(pc, p, out; tracing => "tracing", proxy_stats_matcher => "proxyStatsMatcher",
                 termination_drain_duration => "terminationDrainDuration", drain_duration => "drainDuration",
-                image => "image", gateway_topology => "gatewayTopology", proxy_headers => "proxyHeaders",
+                image => "image", proxy_headers => "proxyHeaders",
                 tracing_service_name => "tracingServiceName", status_port => "statusPort",
                 concurrency => "concurrency", hold_application_until_proxy_starts => "holdApplicationUntilProxyStarts",
                 discovery_address => "discoveryAddress");
         }
     }
+}
+
+/// `meshConfig.pathNormalization`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathNormalizationConfig {
+    #[serde(default)]
+    pub normalization: Option<PathNormalization>,
+}
+
+/// `MeshConfig.ProxyPathNormalization.NormalizationType`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalization {
+    /// istiod treats it as `BASE`.
+    #[default]
+    Default,
+    None,
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+/// `defaultConfig.gatewayTopology`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayTopology {
+    /// Trusted proxies in front of gateways: the HCM's `xff_num_trusted_hops`.
+    #[serde(default)]
+    pub num_trusted_proxies: Option<u32>,
+    #[serde(default)]
+    pub forward_client_cert_details: NotSimulated,
+    #[serde(default)]
+    pub proxy_protocol: NotSimulated,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -158,7 +204,7 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub image: NotSimulated,
     #[serde(default)]
-    pub gateway_topology: NotSimulated,
+    pub gateway_topology: Option<GatewayTopology>,
     #[serde(default)]
     pub proxy_headers: NotSimulated,
     #[serde(default)]

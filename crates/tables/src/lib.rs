@@ -28,6 +28,7 @@ pub mod listener;
 pub mod route;
 pub mod route_match;
 pub mod types;
+pub mod version;
 pub mod vhost_match;
 pub mod weighted;
 
@@ -57,7 +58,7 @@ pub struct ProxyInfo {
     pub kind: ProxyKind,
     /// The pod IP on the virtual network.
     pub ip: std::net::IpAddr,
-    pub istio_version: String,
+    pub istio_version: version::IstioVersion,
     /// SPIFFE identity of the workload (`spiffe://cluster.local/ns/N/sa/S`).
     pub identity: String,
     pub labels: std::collections::BTreeMap<String, String>,

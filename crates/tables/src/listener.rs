@@ -233,6 +233,12 @@ pub struct HttpConnectionManager {
     pub http_protocol_options: HttpProtocolOptions,
     /// Gateways use the downstream address as the client address.
     pub use_remote_address: bool,
+    /// Trusted proxies in front (`x-forwarded-for` hops to skip).
+    pub xff_num_trusted_hops: u32,
+    /// RFC 3986 path normalisation (meshConfig `pathNormalization`).
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    pub path_with_escaped_slashes_action: EscapedSlashesAction,
     /// The `server` header on responses; `None` is Envoy's default
     /// (`envoy`). istiod sets `istio-envoy` except on sidecar outbound
     /// (util/proxy_headers.go).
@@ -244,6 +250,18 @@ pub struct HttpConnectionManager {
     pub forward_client_cert_details: Option<ForwardClientCertDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_current_client_cert_details: Option<SetCurrentClientCertDetails>,
+}
+
+/// `HttpConnectionManager.PathWithEscapedSlashesAction` (istiod writes
+/// `KEEP_UNCHANGED` unless the mesh asks to decode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EscapedSlashesAction {
+    #[default]
+    KeepUnchanged,
+    RejectRequest,
+    UnescapeAndRedirect,
+    UnescapeAndForward,
 }
 
 /// Envoy's `HttpConnectionManager.ForwardClientCertDetails`.

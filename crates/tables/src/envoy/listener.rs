@@ -141,10 +141,21 @@ fn hcm(h: &HttpConnectionManager, t: &ProxyTables) -> Value {
             "stat_prefix": h.stat_prefix,
             "http_filters": h.http_filters.iter().map(http_filter).collect::<Vec<_>>(),
             "use_remote_address": h.use_remote_address,
-            "normalize_path": true,
-            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+            "normalize_path": h.normalize_path,
+            "path_with_escaped_slashes_action": h.path_with_escaped_slashes_action,
+            // listener_builder.go: codec AUTO, websocket upgrades, no
+            // stream idle timeout.
+            "codec_type": "AUTO",
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
+            "stream_idle_timeout": "0s",
         }),
     );
+    if h.merge_slashes {
+        v["merge_slashes"] = json!(true);
+    }
+    if h.xff_num_trusted_hops > 0 {
+        v["xff_num_trusted_hops"] = json!(h.xff_num_trusted_hops);
+    }
     match (&h.rds, &h.route_config) {
         (Some(r), _) => {
             v["rds"] = json!({"config_source": ads(), "route_config_name": r.route_config_name});

@@ -146,9 +146,10 @@ fn route_target(t: &RouteTarget) -> Value {
         v["regex_rewrite"] =
             json!({"pattern": {"regex": rr.pattern.regex}, "substitution": rr.substitution});
     }
-    // route.go: gRPC timeouts off, as istiod writes them.
-    v["max_stream_duration"] =
-        json!({"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"});
+    // route.go setTimeout: the deprecated max_grpc_timeout mirrors the
+    // timeout (istiod avoids max_stream_duration, which would switch Envoy
+    // to its "new timeouts" and drop the route timeout).
+    v["max_grpc_timeout"] = json!(t.timeout);
     v
 }
 
