@@ -11,37 +11,60 @@ use meshsim_tables::AccessLogConfig;
 
 pub use meshsim_tables::accesslog::{ISTIO_DEFAULT_FORMAT, ISTIO_JSON_FIELDS};
 
-/// Envoy response flags, in Envoy's print order (stream_info/utility.h).
+/// Envoy response flags. Declared in the order Envoy printed them before
+/// 1.30 (stream_info/utility.h `ALL_RESPONSE_STRING_FLAGS`), so sorting
+/// gives the legacy order; since envoyproxy/envoy#31719 (Envoy 1.30 =
+/// Istio 1.22) they print in the order they were set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Flag {
-    /// NR: no route / no filter chain.
-    NoRouteFound,
     /// UH
     NoHealthyUpstream,
+    /// UT
+    UpstreamRequestTimeout,
+    /// UR
+    UpstreamRemoteReset,
     /// UF
     UpstreamConnectionFailure,
+    /// UC
+    UpstreamConnectionTermination,
     /// UO
     UpstreamOverflow,
+    /// NR: no route / no filter chain.
+    NoRouteFound,
     /// DI: the fault filter delayed the request.
     DelayInjected,
     /// FI: the fault filter aborted the request.
     FaultInjected,
-    /// URX
-    UpstreamRetryLimitExceeded,
-    /// NC
-    NoClusterFound,
-    /// UT
-    UpstreamRequestTimeout,
-    /// UC
-    UpstreamConnectionTermination,
     /// DC
     DownstreamConnectionTermination,
+    /// URX
+    UpstreamRetryLimitExceeded,
     /// DPE
     DownstreamProtocolError,
     /// UPE
     UpstreamProtocolError,
-    /// UR
-    UpstreamRemoteReset,
+    /// NC
+    NoClusterFound,
+}
+
+/// How `%RESPONSE_FLAGS%` orders several flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlagOrder {
+    /// In the order they were set (Envoy ≥ 1.30).
+    #[default]
+    Set,
+    /// Envoy's fixed table order (before 1.30).
+    Legacy,
+}
+
+impl FlagOrder {
+    pub fn for_version(v: meshsim_tables::version::IstioVersion) -> FlagOrder {
+        if v.flags_in_set_order() {
+            FlagOrder::Set
+        } else {
+            FlagOrder::Legacy
+        }
+    }
 }
 
 impl Flag {
@@ -95,14 +118,19 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
+    /// `%RESPONSE_FLAGS%`: each flag once, in the order they were set
+    /// (the logger sorts them first for Envoy before 1.30).
     pub fn flags_string(&self) -> String {
         if self.flags.is_empty() {
             return "-".into();
         }
-        let mut f = self.flags.clone();
-        f.sort();
-        f.dedup();
-        f.iter().map(|f| f.code()).collect::<Vec<_>>().join(",")
+        let mut seen: Vec<Flag> = Vec::with_capacity(self.flags.len());
+        for f in &self.flags {
+            if !seen.contains(f) {
+                seen.push(*f);
+            }
+        }
+        seen.iter().map(|f| f.code()).collect::<Vec<_>>().join(",")
     }
 
     /// The value of one command operator, `None` when unset (printed `-`).
@@ -154,7 +182,11 @@ impl LogEntry {
             "RESPONSE_FLAGS" => Some(self.flags_string()),
             "RESPONSE_CODE_DETAILS" => self.details.clone(),
             "CONNECTION_TERMINATION_DETAILS" => self.termination_details.clone(),
-            "UPSTREAM_TRANSPORT_FAILURE_REASON" => self.transport_failure_reason.clone(),
+            // formatter: spaces become `_` in this field.
+            "UPSTREAM_TRANSPORT_FAILURE_REASON" => self
+                .transport_failure_reason
+                .as_ref()
+                .map(|r| r.replace(' ', "_")),
             "BYTES_RECEIVED" => Some(self.bytes_received.to_string()),
             "BYTES_SENT" => Some(self.bytes_sent.to_string()),
             "DURATION" => Some(self.duration.as_millis().to_string()),
@@ -212,6 +244,7 @@ pub fn render(format: &str, e: &LogEntry) -> String {
 pub struct AccessLogger {
     pub proxy_id: Arc<str>,
     format: Arc<LogFormat>,
+    order: FlagOrder,
     sink: Arc<dyn LogSink>,
     /// Request and response headers the format prints (lowercase), so the
     /// request path copies only those.
@@ -250,7 +283,12 @@ pub trait LogSink: Send + Sync + 'static {
 }
 
 impl AccessLogger {
-    pub fn new(proxy_id: &str, cfg: &AccessLogConfig, sink: Arc<dyn LogSink>) -> Self {
+    pub fn new(
+        proxy_id: &str,
+        cfg: &AccessLogConfig,
+        order: FlagOrder,
+        sink: Arc<dyn LogSink>,
+    ) -> Self {
         let format = if cfg.path.is_empty() {
             LogFormat::Off
         } else if cfg.encoding == meshsim_tables::LogEncoding::Json {
@@ -295,6 +333,7 @@ impl AccessLogger {
         Self {
             proxy_id: proxy_id.into(),
             format: Arc::new(format),
+            order,
             sink,
             req_headers,
             resp_headers,
@@ -317,6 +356,15 @@ impl AccessLogger {
     }
 
     pub fn log(&self, e: &LogEntry) {
+        let sorted;
+        let e = if self.order == FlagOrder::Legacy && e.flags.len() > 1 {
+            let mut c = e.clone();
+            c.flags.sort();
+            sorted = c;
+            &sorted
+        } else {
+            e
+        };
         let line = match &*self.format {
             LogFormat::Off => return,
             LogFormat::Text(f) => render(f, e),
@@ -396,17 +444,66 @@ mod tests {
         );
     }
 
-    #[test]
-    fn flags_are_ordered_and_joined() {
-        let e = LogEntry {
-            flags: vec![
-                Flag::UpstreamRetryLimitExceeded,
-                Flag::UpstreamConnectionFailure,
-            ],
+    /// Collects rendered lines.
+    #[derive(Default)]
+    struct Lines(std::sync::Mutex<Vec<String>>);
+    impl LogSink for Lines {
+        fn write(&self, _: &str, line: &str, _: &LogEntry) {
+            self.0.lock().expect("lines").push(line.to_string());
+        }
+    }
+
+    fn flags_line(order: FlagOrder, flags: Vec<Flag>) -> String {
+        let sink = Arc::new(Lines::default());
+        let cfg = AccessLogConfig {
+            path: "/dev/stdout".into(),
+            format: "%RESPONSE_FLAGS%".into(),
             ..Default::default()
         };
-        assert_eq!(e.flags_string(), "UF,URX");
+        AccessLogger::new("p", &cfg, order, sink.clone()).log(&LogEntry {
+            flags,
+            ..Default::default()
+        });
+        let line = sink.0.lock().expect("lines")[0].trim_end().to_string();
+        line
+    }
+
+    /// Envoy ≥ 1.30 prints flags as set (the router sets URX before the
+    /// reset's UF); older Envoy in its table order. Each flag once.
+    #[test]
+    fn flags_print_in_set_order_or_envoys_old_table_order() {
+        let set = vec![
+            Flag::DelayInjected,
+            Flag::UpstreamRetryLimitExceeded,
+            Flag::UpstreamConnectionFailure,
+            Flag::UpstreamRetryLimitExceeded,
+        ];
+        assert_eq!(flags_line(FlagOrder::Set, set.clone()), "DI,URX,UF");
+        assert_eq!(flags_line(FlagOrder::Legacy, set), "UF,DI,URX");
+        assert_eq!(
+            flags_line(
+                FlagOrder::Legacy,
+                vec![
+                    Flag::FaultInjected,
+                    Flag::DelayInjected,
+                    Flag::UpstreamRequestTimeout
+                ]
+            ),
+            "UT,DI,FI"
+        );
         assert_eq!(LogEntry::default().flags_string(), "-");
+    }
+
+    #[test]
+    fn transport_failure_reason_has_spaces_escaped() {
+        let e = LogEntry {
+            transport_failure_reason: Some("delayed connect error: Connection refused".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            render("%UPSTREAM_TRANSPORT_FAILURE_REASON%", &e),
+            "delayed_connect_error:_Connection_refused"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,6 +229,13 @@ impl Inner {
             sniffed_alpn: sniffed.alpn,
             request_line: sniffed.request_line,
         };
+        // Bytes the inspectors read that Envoy would only have peeked: if the
+        // TCP proxy closes without an upstream they are unread, and the
+        // kernel resets the connection. A duplicate of the socket lets it
+        // ask for that reset after our read.
+        let unread = (fc.transport_socket.is_none() && !sniffed.buf.is_empty())
+            .then(|| stream.as_fd().try_clone_to_owned().ok())
+            .flatten();
         let rewound: BoxIo = Box::new(Rewind::new(sniffed.buf, stream));
         let io = match fc.transport_socket {
             None => rewound,
@@ -236,7 +244,7 @@ impl Inner {
                 None => return,
             },
         };
-        self.run_filters(io, fc, info, &snap).await;
+        self.run_filters(io, fc, info, unread).await;
     }
 
     /// Envoy closes the connection and logs `NR filter_chain_not_found`.
@@ -248,7 +256,8 @@ impl Inner {
             start: Some(self.clock.now()),
             flags: vec![Flag::NoRouteFound],
             details: Some("filter_chain_not_found".into()),
-            bytes_received: s.buf.len() as u64,
+            // The inspectors only peeked: nothing was received.
+            bytes_received: 0,
             downstream_local: Some(dst),
             downstream_remote: Some(src),
             requested_server_name: s.sni.clone(),
@@ -303,17 +312,16 @@ impl Inner {
         io: BoxIo,
         fc: &FilterChain,
         info: ConnInfo,
-        snap: &Snapshot,
+        unread: Option<OwnedFd>,
     ) {
-        let inbound = snap.is_inbound(info.listener);
         for f in &fc.filters {
             match &f.typed_config {
                 NetworkFilterConfig::HttpConnectionManager(h) => {
-                    crate::http::serve(self.clone(), io, h.as_ref().clone(), info, inbound).await;
+                    crate::http::serve(self.clone(), io, h.as_ref().clone(), info).await;
                     return;
                 }
                 NetworkFilterConfig::TcpProxy(t) => {
-                    crate::tcp::proxy(self.clone(), io, t.clone(), info).await;
+                    crate::tcp::proxy(self.clone(), io, t.clone(), info, unread).await;
                     return;
                 }
                 NetworkFilterConfig::Rbac(rbac) if rbac.decision == RbacDecision::DenyAll => {

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use meshsim_tables::{
     ClusterSpecifier, FilterChain, Listener, ProxyTables, RouteAction, RouteConfiguration,
-    TrafficDirection,
 };
 
-use crate::accesslog::{AccessLogger, LogSink};
+use crate::accesslog::{AccessLogger, FlagOrder, LogSink};
 use crate::env::Environment;
 use crate::error::ProxyError;
 use crate::tls;
@@ -109,6 +108,7 @@ impl Snapshot {
         let logger = Arc::new(AccessLogger::new(
             &tables.proxy.id,
             &tables.access_log,
+            FlagOrder::for_version(tables.proxy.istio_version),
             sink,
         ));
         let mut warnings = Vec::new();
@@ -245,9 +245,5 @@ impl Snapshot {
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterRt>> {
         self.clusters.get(name)
-    }
-
-    pub fn is_inbound(&self, listener: usize) -> bool {
-        self.tables.listeners[listener].traffic_direction == TrafficDirection::Inbound
     }
 }

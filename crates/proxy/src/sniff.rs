@@ -44,19 +44,23 @@ pub enum LineVerdict {
 
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Whether `buf` starts the HTTP/2 connection preface: `Some(true)` when
+/// it holds all of it, `Some(false)` for a part, `None` when it is not one.
+pub fn h2_preface(buf: &[u8]) -> Option<bool> {
+    let n = buf.len().min(H2_PREFACE.len());
+    (n > 0 && buf[..n] == H2_PREFACE[..n]).then_some(buf.len() >= H2_PREFACE.len())
+}
+
 /// The longest request line the codec waits for before calling it garbage.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
 /// Parses the start of a plaintext stream: the one request-line parser
 /// both http_inspector and the HTTP/1 codec use.
 pub fn scan_request_line(buf: &[u8]) -> LineVerdict {
-    let n = buf.len().min(H2_PREFACE.len());
-    if n > 0 && buf[..n] == H2_PREFACE[..n] {
-        return if buf.len() >= H2_PREFACE.len() {
-            LineVerdict::H2Preface
-        } else {
-            LineVerdict::Incomplete
-        };
+    match h2_preface(buf) {
+        Some(true) => return LineVerdict::H2Preface,
+        Some(false) => return LineVerdict::Incomplete,
+        None => {}
     }
     let method_len = buf.iter().position(|b| *b == b' ').unwrap_or(buf.len());
     let method = &buf[..method_len];

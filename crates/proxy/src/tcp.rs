@@ -3,6 +3,7 @@
 //! ways, one access-log line at close (`"- - -" 0 ...`). Also the network
 //! RBAC filter's deny.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,13 @@ use crate::listener::ConnInfo;
 use crate::upstream::{self, Carries, UpstreamError};
 use crate::Inner;
 
-pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info: ConnInfo) {
+pub(crate) async fn proxy(
+    inner: Arc<Inner>,
+    mut down: BoxIo,
+    tp: TcpProxy,
+    info: ConnInfo,
+    unread: Option<OwnedFd>,
+) {
     let started = tokio::time::Instant::now();
     let cluster_name = match (&tp.cluster, &tp.weighted_clusters) {
         (Some(c), _) => c.clone(),
@@ -61,7 +68,16 @@ pub(crate) async fn proxy(inner: Arc<Inner>, mut down: BoxIo, tp: TcpProxy, info
             if matches!(e, UpstreamError::NoHealthyUpstream) {
                 entry.upstream_host = None;
             }
-            let _ = down.shutdown().await;
+            match unread {
+                // Envoy closes with the client's bytes unread: a reset.
+                Some(fd) => {
+                    let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+                    drop(down);
+                }
+                None => {
+                    let _ = down.shutdown().await;
+                }
+            }
         }
     }
     entry.duration = started.elapsed();

@@ -7,18 +7,17 @@
 //! Envoy 1.36 logs for the same config against a host that never accepts.
 //! The hanging host is a real loopback listener whose accept queue is full.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use meshsim_compiler::{NamespaceFlag, Settings, World};
-use meshsim_proxy::accesslog::{LogEntry, LogSink};
-use meshsim_proxy::env::{BoxFuture, CertifiedKey, Environment};
-use meshsim_proxy::io::BoxIo;
-use meshsim_proxy::listener::{proxy_header, Capture};
+use std::collections::BTreeMap;
+
+use common::{Lines, MapEnv};
+use meshsim_proxy::listener::proxy_header;
 use meshsim_proxy::scope::Scope;
-use meshsim_proxy::{Proxy, ProxyRuntime};
-use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONFIG: &str = "apiVersion: apps/v1
@@ -48,49 +47,6 @@ spec:
     connectionPool: {tcp: {connectTimeout: 200ms}}
 ";
 
-/// Where 192.0.2.44:7070 leads: a listener that never accepts.
-struct Blackhole {
-    target: SocketAddr,
-    hole: SocketAddr,
-}
-
-impl Environment for Blackhole {
-    fn connect(
-        &self,
-        dst: SocketAddr,
-        _source: Option<IpAddr>,
-    ) -> BoxFuture<'_, std::io::Result<(BoxIo, SocketAddr)>> {
-        Box::pin(async move {
-            if dst != self.target {
-                return Err(std::io::ErrorKind::ConnectionRefused.into());
-            }
-            let s = tokio::net::TcpStream::connect(self.hole).await?;
-            let local = s.local_addr()?;
-            Ok((Box::new(s) as BoxIo, local))
-        })
-    }
-    fn resolve(&self, _: &str) -> Option<IpAddr> {
-        None
-    }
-    fn certificate(&self, _: &str) -> Option<CertifiedKey> {
-        None
-    }
-    fn trust_roots(&self, _: Option<&str>) -> Vec<CertificateDer<'static>> {
-        vec![]
-    }
-}
-
-#[derive(Default)]
-struct Lines(Mutex<Vec<LogEntry>>);
-
-impl LogSink for Lines {
-    fn write(&self, _: &str, _: &str, e: &LogEntry) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(e.clone());
-        }
-    }
-}
-
 /// A loopback listener with backlog 0 and its queue filled: further
 /// connects hang in SYN-SENT, as to a host that drops packets.
 fn full_listener() -> (socket2::Socket, Vec<socket2::Socket>, SocketAddr) {
@@ -118,27 +74,18 @@ fn full_listener() -> (socket2::Socket, Vec<socket2::Socket>, SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_timeout_is_503_uf_connection_timeout_retried() {
     let (_hole, _fillers, hole) = full_listener();
-    let (world, diags) = World::from_loaded(
-        meshsim_model::parse_str("ledger.yaml", CONFIG),
-        Settings::default(),
-        &NamespaceFlag::Unset,
-    );
-    assert!(!diags.has_errors(), "{}", diags.error_text());
+    let world = common::world(CONFIG);
     let pod = meshsim_compiler::find_proxy(&world, "deploy/client.shop").expect("client");
-    let tables = meshsim_compiler::compile_proxy(&world, pod);
     let target: SocketAddr = "192.0.2.44:7070".parse().expect("addr");
     let lines = Arc::new(Lines::default());
     let scope = Scope::new();
-    let env = Arc::new(Blackhole { target, hole });
-    let proxy = Proxy::new(
-        tables,
-        ProxyRuntime::new(env, lines.clone(), scope.clone(), 1),
-    );
-    let capture = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let capture_addr = capture.local_addr().expect("addr");
-    proxy.serve_capture(capture, Capture::Outbound);
+    // 192.0.2.44:7070 leads to a listener that never accepts.
+    let env = Arc::new(MapEnv {
+        map: BTreeMap::from([(target, hole)]),
+        delay: Duration::ZERO,
+    });
+    let (proxy, capture_addr) =
+        common::sidecar(&world, "deploy/client.shop", env, lines.clone(), &scope).await;
 
     let mut c = tokio::net::TcpStream::connect(capture_addr)
         .await

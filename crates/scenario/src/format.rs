@@ -298,7 +298,7 @@ pub struct LogExpect {
     pub proxy: String,
     #[serde(default)]
     pub status: Option<u16>,
-    /// Exactly these flags (`UF,URX`, or `-`).
+    /// Exactly these flags (`URX,UF`, or `-`).
     #[serde(default)]
     pub flags: Option<String>,
     #[serde(default)]

@@ -1,6 +1,9 @@
 //! The response body on its way downstream: counts the bytes sent and
 //! writes the request's access-log line when the response is done (or the
-//! client went away).
+//! client went away). An upstream that fails mid-body is logged as Envoy
+//! logs it: `UPE upstream_reset_after_response_started{protocol_error}`
+//! for a truncated or unparseable body, `UC ...{connection_termination}`
+//! for a reset.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame};
 
 use super::Body;
-use crate::accesslog::{AccessLogger, LogEntry};
+use crate::accesslog::{AccessLogger, Flag, LogEntry};
 
 /// Counts the bytes sent downstream and writes the access-log line when the
 /// response is done (or abandoned).
@@ -31,10 +34,28 @@ impl HttpBody for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let p = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &p {
-            if let Some(d) = f.data_ref() {
-                self.sent += d.len() as u64;
+        match &p {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.sent += d.len() as u64;
+                }
             }
+            Poll::Ready(Some(Err(e))) => {
+                let (flag, reason) = if truncated(e) {
+                    (Flag::UpstreamProtocolError, "protocol_error")
+                } else {
+                    (
+                        Flag::UpstreamConnectionTermination,
+                        "connection_termination",
+                    )
+                };
+                if let Some(entry) = self.entry.as_mut() {
+                    entry.flags.push(flag);
+                    entry.details =
+                        Some(format!("upstream_reset_after_response_started{{{reason}}}"));
+                }
+            }
+            _ => {}
         }
         p
     }
@@ -46,6 +67,22 @@ impl HttpBody for LoggedBody {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A body cut short (EOF before its length or last chunk) or unparseable:
+/// Envoy's codec calls that a protocol error; a reset is a termination.
+fn truncated(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_parse() {
+        return true;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        src = s.source();
+    }
+    false
 }
 
 impl Drop for LoggedBody {

@@ -1,9 +1,8 @@
-//! The HTTP/1 codec checks Envoy makes before a request exists: an
-//! HTTP/1.0 request line is rejected with 426 (`DPE low_version`) unless
-//! `accept_http_10`, and bytes that are not HTTP get 400
-//! (`DPE http1.codec_error`); both close the connection and log no method
-//! or path. The request line is parsed by [`crate::sniff`]'s parser, once:
-//! when the HTTP inspector already judged it, that verdict is used.
+//! The HTTP/1 codec's checks on a connection's first request head, before
+//! hyper serves it ([`super::head`] has the rules), and the codec's own
+//! local replies: logged with no method or path, `connection: close`, and
+//! the connection closed Envoy's way (`FlushWriteAndDelay`: written out,
+//! then up to `delayed_close_timeout`, 1 s, for the client to close first).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,31 +11,35 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::head::{check, Head, Limits};
+use super::reply::CodecReject;
 use super::LocalReply;
 use crate::accesslog::LogEntry;
 use crate::io::BoxIo;
 use crate::listener::ConnInfo;
-use crate::sniff::{scan_request_line, LineVerdict};
 use crate::Inner;
 
-/// How long the codec waits for a request line on an idle connection.
-const REQUEST_LINE_WAIT: Duration = Duration::from_secs(30);
+/// How long the codec waits for a request head on an idle connection.
+const HEAD_WAIT: Duration = Duration::from_secs(30);
 
-/// Reads up to the end of the request line (the bytes stay in `buf`).
-/// `Incomplete` means the connection closed or went quiet first.
-pub(super) async fn read_request_line(io: &mut BoxIo, buf: &mut Vec<u8>) -> LineVerdict {
-    let mut chunk = [0u8; 2048];
+/// Envoy's default `delayed_close_timeout`.
+const DELAYED_CLOSE: Duration = Duration::from_secs(1);
+
+/// Reads until the codec has a verdict on the first head (the bytes stay
+/// in `buf`). `Incomplete` means the connection closed or went quiet first.
+pub(super) async fn read_head(io: &mut BoxIo, buf: &mut Vec<u8>, limits: &Limits) -> Head {
+    let mut chunk = [0u8; 8192];
     loop {
-        let v = scan_request_line(buf);
-        if v != LineVerdict::Incomplete {
+        let v = check(buf, limits);
+        if v != Head::Incomplete {
             return v;
         }
-        match tokio::time::timeout(REQUEST_LINE_WAIT, io.read(&mut chunk)).await {
+        match tokio::time::timeout(HEAD_WAIT, io.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                 return if buf.is_empty() {
-                    LineVerdict::Incomplete
+                    Head::Incomplete
                 } else {
-                    LineVerdict::Garbage
+                    Head::Rejected(CodecReject::Malformed)
                 }
             }
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
@@ -44,19 +47,19 @@ pub(super) async fn read_request_line(io: &mut BoxIo, buf: &mut Vec<u8>) -> Line
     }
 }
 
-/// Envoy's codec-level local reply (426 for HTTP/1.0, 400 for garbage): the
-/// connection is closed and the log has no method or path.
+/// The codec's reply to a head it rejected.
 pub(super) async fn codec_reply(
     inner: &Arc<Inner>,
     mut io: BoxIo,
     info: &ConnInfo,
     hcm: &meshsim_tables::HttpConnectionManager,
-    reply: LocalReply,
+    reject: CodecReject,
 ) {
     inner
         .server
         .downstream_cx_protocol_error
         .fetch_add(1, Ordering::Relaxed);
+    let reply = LocalReply::Codec(reject);
     let status = reply.status();
     let body = reply.body();
     let reason = StatusCode::from_u16(status)
@@ -71,7 +74,7 @@ pub(super) async fn codec_reply(
     );
     let start = inner.clock.now();
     let _ = io.write_all(resp.as_bytes()).await;
-    let _ = io.shutdown().await;
+    let _ = io.flush().await;
     let e = LogEntry {
         start: Some(start),
         protocol: Some("HTTP/1.1".into()),
@@ -85,4 +88,16 @@ pub(super) async fn codec_reply(
         ..Default::default()
     };
     inner.snapshot.load().logger.log(&e);
+    delayed_close(io).await;
+}
+
+/// `FlushWriteAndDelay`: the reply is out; wait (bounded) for the client
+/// to close, discarding what it still sends, then close.
+pub(super) async fn delayed_close(mut io: BoxIo) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(DELAYED_CLOSE, async {
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    let _ = io.shutdown().await;
 }

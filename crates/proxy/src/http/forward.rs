@@ -31,6 +31,38 @@ struct Attempt {
     local: Option<String>,
 }
 
+/// One request's way to its cluster: what every attempt needs.
+struct Exchange<'a> {
+    rq: &'a RequestCtx,
+    route: &'a Route,
+    target: &'a RouteTarget,
+    cluster: &'a Arc<ClusterRt>,
+    name: &'a str,
+    /// The path upstream sees (rewrites applied).
+    path: String,
+    /// The attempt in flight when the route timeout fires: Envoy logs
+    /// its host and local address with the UT.
+    in_flight: std::sync::Mutex<UpstreamInfo>,
+}
+
+impl Exchange<'_> {
+    fn upstream_info(&self, host: Option<String>, local: Option<String>) -> UpstreamInfo {
+        UpstreamInfo {
+            host,
+            local,
+            cluster: Some(self.name.to_string()),
+            transport_failure: None,
+        }
+    }
+
+    fn note_in_flight(&self, host: Option<String>, local: Option<String>) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.host = host;
+            f.local = local;
+        }
+    }
+}
+
 impl HttpCtx {
     pub(super) async fn forward(
         &self,
@@ -40,45 +72,51 @@ impl HttpCtx {
         cluster: Arc<ClusterRt>,
         name: String,
     ) -> Outcome {
-        let fut = self.attempts(rq, route, target, &cluster, &name);
-        match target.timeout.as_timeout() {
-            None => fut.await,
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(o) => o,
-                Err(_) => {
-                    ClusterStats::inc(&cluster.stats.upstream_rq_timeout);
-                    let info = UpstreamInfo {
-                        cluster: Some(name),
-                        ..Default::default()
-                    };
-                    Outcome::local_with(LocalReply::ResponseTimeout, info, vec![])
-                }
-            },
+        let x = Exchange {
+            rq,
+            route,
+            target,
+            cluster: &cluster,
+            name: &name,
+            path: upstream_path(route, target, &rq.path),
+            in_flight: std::sync::Mutex::new(UpstreamInfo {
+                cluster: Some(name.clone()),
+                ..Default::default()
+            }),
+        };
+        let timeout = target.timeout.as_timeout();
+        let result = match timeout {
+            None => Ok(self.attempts(&x).await),
+            Some(t) => tokio::time::timeout(t, self.attempts(&x)).await,
+        };
+        match result {
+            Ok(o) => o,
+            Err(_) => {
+                ClusterStats::inc(&cluster.stats.upstream_rq_timeout);
+                let info = x.in_flight.into_inner().unwrap_or_else(|p| p.into_inner());
+                Outcome::local_with(LocalReply::ResponseTimeout, info, vec![])
+            }
         }
     }
 
     /// Attempts until one answers with something not to retry, or the
     /// policy says stop.
-    async fn attempts(
-        &self,
-        rq: &RequestCtx,
-        route: &Route,
-        target: &RouteTarget,
-        cluster: &Arc<ClusterRt>,
-        name: &str,
-    ) -> Outcome {
-        let policy = target.retry_policy.as_ref();
+    async fn attempts(&self, x: &Exchange<'_>) -> Outcome {
+        let policy = x.target.retry_policy.as_ref();
+        let name_transport =
+            x.rq.snapshot
+                .tables
+                .proxy
+                .istio_version
+                .reply_names_transport_failure();
         let tries = 1 + policy.map_or(0, |r| r.num_retries);
-        let path = upstream_path(route, target, &rq.path);
         let started = tokio::time::Instant::now();
         for attempt in 1..=tries {
             if attempt > 1 {
-                ClusterStats::inc(&cluster.stats.upstream_rq_retry);
+                ClusterStats::inc(&x.cluster.stats.upstream_rq_retry);
                 tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt - 1))).await;
             }
-            let a = self
-                .attempt(rq, route, target, cluster, &path, attempt)
-                .await;
+            let a = self.attempt(x, attempt).await;
             let more = attempt < tries;
             let retry = match &a.result {
                 Ok(resp) => policy.is_some_and(|r| retriable_status(r, resp.status().as_u16())),
@@ -89,37 +127,24 @@ impl HttpCtx {
             }
             // URX: the policy wanted another try and none was left.
             let exhausted = retry && tries > 1;
+            let info = x.upstream_info(a.host, a.local);
             return match a.result {
-                Ok(resp) => {
-                    let info = UpstreamInfo {
-                        host: a.host,
-                        local: a.local,
-                        cluster: Some(name.to_string()),
-                        transport_failure: None,
-                    };
-                    self.answered(resp, info, route, cluster, started, exhausted)
-                }
-                Err(e) => failed(e, a.host, a.local, name, attempt > 1, exhausted),
+                Ok(resp) => self.answered(resp, info, x.route, x.cluster, started, exhausted),
+                Err(e) => failed(e, info, attempt > 1, exhausted, name_transport),
             };
         }
         // Not reached: the last attempt returns above.
         Outcome::local(LocalReply::UpstreamFailure {
             error: UpstreamError::ConnectionTermination,
             retried: tries > 1,
+            name_transport,
         })
     }
 
     /// One attempt: host, connection, request, response headers — within
     /// the per-try timeout.
-    async fn attempt(
-        &self,
-        rq: &RequestCtx,
-        route: &Route,
-        target: &RouteTarget,
-        cluster: &Arc<ClusterRt>,
-        path: &str,
-        n: u32,
-    ) -> Attempt {
+    async fn attempt(&self, x: &Exchange<'_>, n: u32) -> Attempt {
+        let (rq, route, target, cluster) = (x.rq, x.route, x.target, x.cluster);
         let mut a = Attempt {
             result: Err(AttemptError::PerTryTimeout),
             host: None,
@@ -133,8 +158,9 @@ impl HttpCtx {
             }
         };
         a.host = Some(host.label());
+        x.note_in_flight(a.host.clone(), None);
         ClusterStats::inc(&cluster.stats.upstream_rq_total);
-        let req = self.upstream_request(rq, route, target, path, n);
+        let req = self.upstream_request(rq, route, target, &x.path, n);
         // The per-try deadline covers getting a connection and the response
         // headers; the connection's address is known once it is had.
         let deadline = target
@@ -165,6 +191,7 @@ impl HttpCtx {
             }
         };
         a.local = Some(lease.local.clone());
+        x.note_in_flight(a.host.clone(), a.local.clone());
         tokio::select! {
             r = lease.send(req) => a.result = r.map_err(AttemptError::Upstream),
             _ = within(deadline) => {
@@ -230,22 +257,15 @@ impl HttpCtx {
 /// No usable response: the local reply for the last attempt's failure.
 fn failed(
     e: AttemptError,
-    host: Option<String>,
-    local: Option<String>,
-    name: &str,
+    mut info: UpstreamInfo,
     retried: bool,
     exhausted: bool,
+    name_transport: bool,
 ) -> Outcome {
     let flags = if exhausted {
         vec![Flag::UpstreamRetryLimitExceeded]
     } else {
         vec![]
-    };
-    let mut info = UpstreamInfo {
-        host,
-        local,
-        cluster: Some(name.to_string()),
-        transport_failure: None,
     };
     let reply = match e {
         AttemptError::PerTryTimeout => LocalReply::PerTryTimeout,
@@ -261,7 +281,11 @@ fn failed(
                 _ => {}
             }
             info.transport_failure = error.transport_failure_reason();
-            LocalReply::UpstreamFailure { error, retried }
+            LocalReply::UpstreamFailure {
+                error,
+                retried,
+                name_transport,
+            }
         }
     };
     Outcome::local_with(reply, info, flags)

@@ -1,7 +1,8 @@
 //! Header handling on the way up and down: hop-by-hop headers dropped,
 //! route header operations (one function for requests and responses),
-//! `x-forwarded-proto`, `x-envoy-attempt-count`, `x-forwarded-client-cert`,
-//! and the upstream request itself.
+//! `x-envoy-attempt-count`, `x-forwarded-client-cert`, and the upstream
+//! request itself (the connection manager's own changes, XFF and
+//! `x-forwarded-proto`, are made at decode: [`super::forwarded`]).
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
@@ -101,14 +102,6 @@ impl HttpCtx {
                 .unwrap_or(&rq.authority);
             if let Ok(v) = HeaderValue::from_str(host) {
                 h.insert(http::header::HOST, v);
-            }
-            if !h.contains_key("x-forwarded-proto") {
-                let proto = if self.tls && !self.inbound {
-                    "https"
-                } else {
-                    "http"
-                };
-                h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
             }
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
             crate::xfcc::mutate(h, &self.hcm, &self.info);

@@ -30,13 +30,15 @@ use crate::accesslog::Flag;
 use crate::io::{BoxIo, Rewind};
 use crate::listener::ConnInfo;
 use crate::snapshot::{RouteTable, Snapshot};
-use crate::sniff::LineVerdict;
 use crate::Inner;
 
 mod body;
 mod codec;
 mod forward;
+mod forwarded;
+mod head;
 mod headers;
+mod path;
 mod reply;
 mod request;
 mod router;
@@ -44,6 +46,7 @@ mod router;
 pub use reply::LocalReply;
 
 use body::LoggedBody;
+use head::{Head, Limits};
 use request::RequestCtx;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -62,10 +65,12 @@ struct CachedRoutes {
 /// One HTTP connection's state, shared by its requests.
 struct HttpCtx {
     cache: arc_swap::ArcSwapOption<CachedRoutes>,
+    /// The first request's target as the client sent it (hyper's URI
+    /// parser drops a fragment and refuses some bytes Envoy takes).
+    first_target: std::sync::Mutex<Option<String>>,
     inner: Arc<Inner>,
     hcm: HttpConnectionManager,
     info: ConnInfo,
-    inbound: bool,
     h2: bool,
     tls: bool,
 }
@@ -111,7 +116,6 @@ pub(crate) async fn serve(
     mut io: BoxIo,
     hcm: HttpConnectionManager,
     info: ConnInfo,
-    inbound: bool,
 ) {
     let mut h2 = match info.negotiated_alpn.as_deref() {
         Some("h2" | "istio-h2") => true,
@@ -119,35 +123,40 @@ pub(crate) async fn serve(
         None => info.sniffed_alpn.iter().any(|a| a == "h2c"),
     };
     let tls = info.negotiated_alpn.is_some() || !info.peer_sans.is_empty();
+    let mut first_target = None;
     if !h2 {
-        // HTTP/1 codec checks before hyper sees the bytes: Envoy's messages.
+        // The HTTP/1 codec's checks on the first head, before hyper: Envoy's
+        // verdicts and replies (head.rs).
         let mut buf = Vec::new();
-        let verdict = match info.request_line.filter(|_| info.negotiated_alpn.is_none()) {
-            Some(v) => v,
-            None => codec::read_request_line(&mut io, &mut buf).await,
+        let limits = Limits {
+            accept_http_10: hcm.http_protocol_options.accept_http_10,
+            ..Limits::default()
         };
-        let accept10 = hcm.http_protocol_options.accept_http_10;
-        match verdict {
-            LineVerdict::Http11 { .. } => {}
-            LineVerdict::Http10 { .. } if accept10 => {}
-            LineVerdict::H2Preface => h2 = true,
-            LineVerdict::Http10 { .. } => {
-                return codec::codec_reply(&inner, io, &info, &hcm, LocalReply::LowVersion).await
+        match codec::read_head(&mut io, &mut buf, &limits).await {
+            Head::Accepted {
+                len,
+                rewritten,
+                target,
+            } => {
+                if let Some(mut r) = rewritten {
+                    r.extend_from_slice(&buf[len..]);
+                    buf = r;
+                }
+                first_target = Some(target);
             }
-            LineVerdict::Garbage => {
-                return codec::codec_reply(&inner, io, &info, &hcm, LocalReply::CodecError).await
-            }
-            LineVerdict::Incomplete => return,
+            Head::H2Preface => h2 = true,
+            Head::Rejected(r) => return codec::codec_reply(&inner, io, &info, &hcm, r).await,
+            Head::Incomplete => return,
         }
         io = Box::new(Rewind::new(buf, io));
     }
     let scope = inner.scope.clone();
     let ctx = Arc::new(HttpCtx {
         cache: arc_swap::ArcSwapOption::empty(),
+        first_target: std::sync::Mutex::new(first_target),
         inner,
         hcm,
         info,
-        inbound,
         h2,
         tls,
     });
@@ -182,6 +191,18 @@ impl HttpCtx {
 
     /// route → filters → upstream → forward.
     async fn process(&self, rq: &mut RequestCtx) -> Outcome {
+        if let Some(reply) = rq.early.take() {
+            return Outcome::local(reply);
+        }
+        // CONNECT matches only routes with a connect matcher (istiod
+        // writes none): no route, and the connection is closed.
+        if rq.parts.method == http::Method::CONNECT {
+            let mut o = Outcome::local(LocalReply::NoRoute);
+            o.response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return o;
+        }
         let table = self.route_table(&rq.snapshot);
         let (table, vi, ri) = match self.route(table, rq) {
             Ok(found) => found,

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshsim_tables::route_match::RequestView;
 
-use super::HttpCtx;
+use super::{forwarded, path, HttpCtx, LocalReply};
 use crate::accesslog::{Flag, LogEntry};
 use crate::snapshot::Snapshot;
 
@@ -30,6 +30,9 @@ pub(super) struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     /// Flags the filters set before the router (`DI`).
     pub injected: Vec<Flag>,
+    /// The connection manager's own answer before any routing (missing
+    /// `Host`, a path it cannot normalise, `OPTIONS *`).
+    pub early: Option<LocalReply>,
 }
 
 impl RequestCtx {
@@ -75,34 +78,58 @@ impl HttpCtx {
             .downstream_rq_total
             .fetch_add(1, Ordering::Relaxed);
         let (mut parts, body) = req.into_parts();
+        // HTTP/1: several Host headers make one authority, comma-joined
+        // (Envoy's header map joins repeated headers).
+        let hosts: Vec<&str> = parts
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .collect();
+        let has_authority = parts.uri.authority().is_some() || !hosts.is_empty();
         let authority = parts
             .uri
             .authority()
             .map(|a| a.to_string())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(String::from)
-            })
-            .unwrap_or_default();
-        if !parts.headers.contains_key("x-request-id") {
-            if let Ok(v) = HeaderValue::from_str(&self.request_id()) {
-                parts.headers.insert("x-request-id", v);
-            }
-        }
+            .unwrap_or_else(|| hosts.join(","));
         let body = body
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
         let method = parts.method.as_str().to_string();
+        let sent = self
+            .first_target
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+            .filter(|t| t.starts_with('/'));
+        let raw_path = sent.unwrap_or_else(|| {
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into())
+        });
+        let connect = parts.method == http::Method::CONNECT;
+        let (path, early) = self.early_checks(&parts, has_authority, connect, raw_path);
+        let snapshot = self.inner.snapshot.load_full();
+        if early.is_none() {
+            let conn = forwarded::Conn {
+                remote: self.info.src.ip(),
+                local: self.inner.ip,
+                tls: self.tls,
+            };
+            let version = snapshot.tables.proxy.istio_version;
+            let edge = forwarded::mutate(&mut parts.headers, &self.hcm, &conn, version);
+            // Edge requests always get a new id (no
+            // preserve_external_request_id in istiod's HCM).
+            if edge || !parts.headers.contains_key("x-request-id") {
+                if let Ok(v) = HeaderValue::from_str(&self.request_id()) {
+                    parts.headers.insert("x-request-id", v);
+                }
+            }
+        }
         let protocol = if self.h2 {
             "HTTP/2"
         } else if parts.version == http::Version::HTTP_10 {
@@ -110,11 +137,11 @@ impl HttpCtx {
         } else {
             "HTTP/1.1"
         };
-        let snapshot = self.inner.snapshot.load_full();
         let mut entry = LogEntry {
             start: Some(start),
             method: Some(method.clone()),
-            path: Some(path.clone()),
+            // CONNECT has no :path.
+            path: (!connect).then(|| path.clone()),
             protocol: Some(protocol.into()),
             bytes_received: body.len() as u64,
             downstream_local: Some(self.info.dst),
@@ -131,9 +158,11 @@ impl HttpCtx {
                 entry.req_headers.insert(name.clone(), v.to_string());
             }
         }
-        entry
-            .req_headers
-            .insert(":authority".into(), authority.clone());
+        if has_authority {
+            entry
+                .req_headers
+                .insert(":authority".into(), authority.clone());
+        }
         RequestCtx {
             parts,
             body,
@@ -144,6 +173,44 @@ impl HttpCtx {
             started,
             snapshot,
             injected: Vec::new(),
+            early,
+        }
+    }
+
+    /// conn_manager_impl.cc `decodeHeaders`, before routing: `Host` is
+    /// required on HTTP/1.1, the path must be absolute, and it is
+    /// normalised as the HCM says. The path to use, or the reply.
+    fn early_checks(
+        &self,
+        parts: &http::request::Parts,
+        has_authority: bool,
+        connect: bool,
+        raw: String,
+    ) -> (String, Option<LocalReply>) {
+        if !self.h2 && parts.version == http::Version::HTTP_11 && !has_authority {
+            return (raw, Some(LocalReply::MissingHost));
+        }
+        if connect {
+            return (raw, None);
+        }
+        if !raw.starts_with('/') {
+            return (raw, Some(LocalReply::AbsolutePathRejected));
+        }
+        let opts = path::Options {
+            normalize_path: self.hcm.normalize_path,
+            merge_slashes: self.hcm.merge_slashes,
+            escaped_slashes: self.hcm.path_with_escaped_slashes_action,
+        };
+        match path::normalize(&raw, &opts) {
+            path::Normalized::Path(p) => (p, None),
+            path::Normalized::Rejected => (raw, Some(LocalReply::PathNormalizationFailed)),
+            path::Normalized::Redirect(location) => (
+                raw,
+                Some(LocalReply::Redirect {
+                    status: 307,
+                    location,
+                }),
+            ),
         }
     }
 

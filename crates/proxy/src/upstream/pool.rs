@@ -1,9 +1,11 @@
 //! HTTP connection pools per cluster with Envoy's circuit breakers
-//! (conn_pool_base.cc): `max_connections` overflow queues the request as
-//! pending (`upstream_cx_overflow`), `max_pending_requests` and
-//! `max_requests` overflow fail it with `503 UO`
-//! (`upstream_rq_pending_overflow`). Connections are opened through
-//! [`super::connect`], the path the TCP proxy uses too.
+//! (conn_pool_base.cc): a request with no ready connection is pending —
+//! also while a connection is being opened for it — and overflows (`503
+//! UO`, `upstream_rq_pending_overflow`) when `max_pending_requests` are
+//! already waiting; `max_connections` caps new connections
+//! (`upstream_cx_overflow`); `max_requests` caps requests in flight.
+//! Connections are opened through [`super::connect`], the path the TCP
+//! proxy uses too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -255,28 +257,58 @@ pub(crate) async fn acquire(
         return Err(UpstreamError::Overflow);
     }
     cluster.rq_active.fetch_add(1, Ordering::AcqRel);
-    let mut pending = false;
+    let result = checkout(inner, cluster, host, endpoint, http2).await;
+    if result.is_err() {
+        cluster.rq_active.fetch_sub(1, Ordering::AcqRel);
+    }
+    result
+}
+
+/// An idle connection to `endpoint`, if the pool has one.
+fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize) -> Option<Lease> {
+    let i = cluster.idle.lock().ok().and_then(|mut q| {
+        // The load balancer picked the host first; only its pool counts.
+        let pos = q.iter().position(|i| {
+            i.endpoint == endpoint
+                && match &i.sender {
+                    Sender::H1(s) => !s.is_closed(),
+                    Sender::H2(s) => !s.is_closed(),
+                }
+        })?;
+        q.remove(pos)
+    })?;
+    Some(Lease {
+        cluster: Some(cluster.clone()),
+        sender: Some(i.sender),
+        endpoint: i.endpoint,
+        used: i.used,
+        local: i.local,
+    })
+}
+
+/// conn_pool_base.cc `newStreamImpl`: a ready connection serves the
+/// request at once; otherwise it becomes a pending request (overflowing
+/// when `max_pending_requests` are already waiting) — and stays one while
+/// a new connection is established for it, if `max_connections` allows.
+async fn checkout(
+    inner: &Inner,
+    cluster: &Arc<ClusterRt>,
+    host: &Host,
+    endpoint: usize,
+    http2: bool,
+) -> Result<Lease, UpstreamError> {
+    if let Some(lease) = take_idle(cluster, endpoint) {
+        return Ok(lease);
+    }
+    let th = cluster.thresholds;
+    if cluster.rq_pending.load(Ordering::Acquire) >= th.max_pending_requests {
+        ClusterStats::inc(&cluster.stats.upstream_rq_pending_overflow);
+        return Err(UpstreamError::Overflow);
+    }
+    cluster.rq_pending.fetch_add(1, Ordering::AcqRel);
+    ClusterStats::inc(&cluster.stats.upstream_rq_pending_total);
+    let mut counted_cx_overflow = false;
     let result = loop {
-        let idle = cluster.idle.lock().ok().and_then(|mut q| {
-            // The load balancer picked the host first; only its pool counts.
-            let pos = q.iter().position(|i| {
-                i.endpoint == endpoint
-                    && match &i.sender {
-                        Sender::H1(s) => !s.is_closed(),
-                        Sender::H2(s) => !s.is_closed(),
-                    }
-            })?;
-            q.remove(pos)
-        });
-        if let Some(i) = idle {
-            break Ok(Lease {
-                cluster: Some(cluster.clone()),
-                sender: Some(i.sender),
-                endpoint: i.endpoint,
-                used: i.used,
-                local: i.local,
-            });
-        }
         let cx = cluster.cx_active.load(Ordering::Acquire);
         if cx < th.max_connections
             && cluster
@@ -286,28 +318,19 @@ pub(crate) async fn acquire(
         {
             break new_connection(inner, cluster, host, endpoint, http2).await;
         }
-        if !pending {
+        if !std::mem::replace(&mut counted_cx_overflow, true) {
             ClusterStats::inc(&cluster.stats.upstream_cx_overflow);
-            if cluster.rq_pending.load(Ordering::Acquire) >= th.max_pending_requests {
-                ClusterStats::inc(&cluster.stats.upstream_rq_pending_overflow);
-                break Err(UpstreamError::Overflow);
-            }
-            cluster.rq_pending.fetch_add(1, Ordering::AcqRel);
-            ClusterStats::inc(&cluster.stats.upstream_rq_pending_total);
-            pending = true;
         }
         let _ = tokio::time::timeout(
             std::time::Duration::from_millis(50),
             cluster.released.notified(),
         )
         .await;
+        if let Some(lease) = take_idle(cluster, endpoint) {
+            break Ok(lease);
+        }
     };
-    if pending {
-        cluster.rq_pending.fetch_sub(1, Ordering::AcqRel);
-    }
-    if result.is_err() {
-        cluster.rq_active.fetch_sub(1, Ordering::AcqRel);
-    }
+    cluster.rq_pending.fetch_sub(1, Ordering::AcqRel);
     result
 }
 
@@ -338,7 +361,25 @@ async fn new_connection(
         active: cluster.cx_active.clone(),
         stats: cluster.stats.clone(),
     };
-    let sender = if http2 {
+    let sender = open_sender(inner, io, http2, Some(guard)).await?;
+    Ok(Lease {
+        cluster: Some(cluster.clone()),
+        sender: Some(sender),
+        endpoint,
+        used: 0,
+        local: local.to_string(),
+    })
+}
+
+/// The HTTP/1 or HTTP/2 handshake on a new upstream connection; its
+/// driver task holds `guard` (the connection's circuit-breaker slot).
+async fn open_sender(
+    inner: &Inner,
+    io: crate::io::BoxIo,
+    h2: bool,
+    guard: Option<CxGuard>,
+) -> Result<Sender, UpstreamError> {
+    if h2 {
         let (s, conn) = http2::handshake(inner.scope.clone(), TokioIo::new(io))
             .await
             .map_err(|_| UpstreamError::ProtocolError)?;
@@ -346,7 +387,7 @@ async fn new_connection(
             let _ = conn.await;
             drop(guard);
         });
-        Sender::H2(s)
+        Ok(Sender::H2(s))
     } else {
         let (s, conn) = http1::handshake(TokioIo::new(io))
             .await
@@ -355,15 +396,8 @@ async fn new_connection(
             let _ = conn.await;
             drop(guard);
         });
-        Sender::H1(s)
-    };
-    Ok(Lease {
-        cluster: Some(cluster.clone()),
-        sender: Some(sender),
-        endpoint,
-        used: 0,
-        local: local.to_string(),
-    })
+        Ok(Sender::H1(s))
+    }
 }
 
 struct CxGuard {
@@ -380,25 +414,21 @@ impl Drop for CxGuard {
     }
 }
 
-/// A single-use HTTP/1.1 connection (ORIGINAL_DST clusters: the endpoint
-/// is the downstream connection's original destination).
-/// A single-use HTTP/1.1 connection (ORIGINAL_DST clusters: the endpoint
-/// is the downstream connection's original destination; not pooled).
+/// A single-use connection (ORIGINAL_DST clusters: the endpoint is the
+/// downstream connection's original destination; not pooled), HTTP/2 when
+/// the cluster says so.
 pub(crate) async fn one_off(
     inner: &Inner,
     cluster: &ClusterRt,
     host: &Host,
 ) -> Result<Lease, UpstreamError> {
-    let (io, local) = connect(inner, cluster, host, Carries::Http1).await?;
-    let (s, conn) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|_| UpstreamError::ConnectionTermination)?;
-    inner.scope.spawn(async move {
-        let _ = conn.await;
-    });
+    let h2 = cluster.config.http2_protocol_options;
+    let carries = if h2 { Carries::Http2 } else { Carries::Http1 };
+    let (io, local) = connect(inner, cluster, host, carries).await?;
+    let sender = open_sender(inner, io, h2, None).await?;
     Ok(Lease {
         cluster: None,
-        sender: Some(Sender::H1(s)),
+        sender: Some(sender),
         endpoint: usize::MAX,
         used: 0,
         local: local.to_string(),
