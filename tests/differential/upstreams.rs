@@ -1,0 +1,142 @@
+//! Upstream servers both proxies talk to, each misbehaving in one scripted
+//! way, on real loopback sockets. The echo server answers with the request
+//! head it received, so what each proxy forwarded can be compared.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// What an upstream does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 200 with the request head (minus volatile headers) as the body.
+    Echo,
+    /// Answers with bytes that are not HTTP.
+    Garbage,
+    /// Reads the request and closes without a response.
+    CloseBeforeHeaders,
+    /// Sends headers promising 100 bytes, 10 of them, then closes.
+    CloseMidBody,
+    /// Echoes after a pause.
+    Slow(u64),
+}
+
+/// What a plaintext HTTP server answers a TLS ClientHello with (nginx
+/// and most servers do this), so TLS origination to it fails as it does
+/// in a cluster: the client reads an HTTP response as a TLS record.
+const NOT_TLS: &str = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Reads one request head (up to the blank line); `None` at EOF. A TLS
+/// record instead of a request line comes back as `Some("\x16")`.
+async fn read_head(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        if buf.first() == Some(&0x16) {
+            return Some("\x16".into());
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(String::from_utf8_lossy(&buf[..end]).into_owned());
+        }
+        let n = s.read(&mut b).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+    }
+}
+
+/// The request head a proxy forwarded, normalised: header names in order,
+/// volatile values (ids, times, addresses) replaced.
+fn echo_body(head: &str) -> String {
+    let mut lines = head.lines();
+    let mut out = vec![lines.next().unwrap_or_default().to_string()];
+    let mut headers: Vec<String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| {
+            let k = k.trim().to_ascii_lowercase();
+            let v = match k.as_str() {
+                "x-request-id"
+                | "x-b3-traceid"
+                | "x-b3-spanid"
+                | "x-b3-sampled"
+                | "x-envoy-expected-rq-timeout-ms" => "*".to_string(),
+                "x-forwarded-for" | "x-envoy-external-address" => v.trim().to_string(),
+                _ => v.trim().to_string(),
+            };
+            format!("{k}: {v}")
+        })
+        .collect();
+    headers.sort();
+    out.extend(headers);
+    out.join("\n") + "\n"
+}
+
+async fn serve_one(mut s: TcpStream, b: Behaviour) {
+    while let Some(head) = read_head(&mut s).await {
+        if head == "\x16" {
+            let _ = s.write_all(NOT_TLS.as_bytes()).await;
+            return;
+        }
+        match b {
+            Behaviour::Garbage => {
+                let _ = s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
+                return;
+            }
+            Behaviour::CloseBeforeHeaders => return,
+            Behaviour::CloseMidBody => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789")
+                    .await;
+                let _ = s.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Behaviour::Echo => {}
+        }
+        let body = echo_body(&head);
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-upstream: test\r\n\r\n{body}",
+            body.len()
+        );
+        if s.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Upstreams owned by one test run.
+pub struct Upstreams {
+    pub tasks: JoinSet<()>,
+}
+
+impl Upstreams {
+    pub fn new() -> Self {
+        Self {
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Starts a server with `b`; its address.
+    pub async fn start(&mut self, b: Behaviour) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        self.tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((s, _)) = l.accept().await {
+                conns.spawn(serve_one(s, b));
+            }
+        });
+        addr
+    }
+
+    /// An address nothing listens on (connection refused).
+    pub async fn refused() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    }
+}
