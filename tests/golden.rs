@@ -5,7 +5,7 @@
 //! istiod's rules). `MESHSIM_BLESS=1 cargo test -p meshsim-tests --test golden`
 //! re-blesses after an intended change.
 
-use meshsim_tables::display::{self, Filter, Format, Kind};
+use meshsim_tables::display::{self, Format, Kind};
 use meshsim_tests::{check_golden, root, world};
 
 fn run_case(dir: &std::path::Path) -> Result<(), String> {
@@ -41,6 +41,8 @@ fn run_case(dir: &std::path::Path) -> Result<(), String> {
                 "routes" => Kind::Routes,
                 "clusters" => Kind::Clusters,
                 "endpoints" => Kind::Endpoints,
+                "secrets" => Kind::Secrets,
+                "all" => Kind::All,
                 "patches" => {
                     out.push_str(&format!(
                         "=== {proxy} patches ===\n{}\n",
@@ -50,8 +52,8 @@ fn run_case(dir: &std::path::Path) -> Result<(), String> {
                 }
                 other => return Err(format!("unknown kind {other}")),
             };
-            let body = display::render(&t, kind, Format::Table, &Filter::default())
-                .map_err(|e| e.to_string())?;
+            let src = display::Sources::from_tables(&t);
+            let body = display::render(&src, kind, Format::Short, &Default::default());
             out.push_str(&format!("=== {proxy} {k} ===\n{body}\n"));
         }
     }

@@ -48,24 +48,20 @@ pub enum Command {
         #[command(flatten)]
         input: Input,
     },
-    /// Show the Envoy configuration istiod would push to a proxy.
+    /// Show the Envoy configuration istiod would push to a proxy, as
+    /// `istioctl proxy-config` shows it (same tables, sorts, flags).
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig {
+        /// all|a, bootstrap|b, cluster|clusters|c, endpoint|endpoints|ep,
+        /// listener|listeners|l, route|routes|r, secret|secrets|s.
         #[arg(value_enum)]
         kind: KindArg,
         /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
         proxy: String,
         #[command(flatten)]
         input: Input,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
-        output: FormatArg,
-        /// Only resources with this name (listener, route config or cluster).
-        #[arg(long)]
-        name: Option<String>,
-        /// Only listeners on / clusters for this port.
-        #[arg(long)]
-        port: Option<u16>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Run scenarios (files or directories): each documented failure,
     /// reproduced and fixed through real traffic. Ends with `N passed, M failed`.
@@ -258,40 +254,127 @@ pub struct CurlArgs {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum KindArg {
-    #[value(alias = "listener")]
-    Listeners,
-    #[value(alias = "route")]
-    Routes,
-    #[value(alias = "cluster")]
-    Clusters,
-    #[value(alias = "endpoint")]
-    Endpoints,
+    #[value(aliases = ["a"])]
     All,
+    #[value(aliases = ["b"])]
+    Bootstrap,
+    #[value(aliases = ["cluster", "c"])]
+    Clusters,
+    #[value(aliases = ["endpoint", "ep"])]
+    Endpoints,
+    #[value(aliases = ["listener", "l"])]
+    Listeners,
+    #[value(aliases = ["route", "r"])]
+    Routes,
+    #[value(aliases = ["secret", "s"])]
+    Secrets,
 }
 
 impl From<KindArg> for display::Kind {
     fn from(k: KindArg) -> Self {
         match k {
-            KindArg::Listeners => display::Kind::Listeners,
-            KindArg::Routes => display::Kind::Routes,
+            KindArg::All => display::Kind::All,
+            KindArg::Bootstrap => display::Kind::Bootstrap,
             KindArg::Clusters => display::Kind::Clusters,
             KindArg::Endpoints => display::Kind::Endpoints,
-            KindArg::All => display::Kind::All,
+            KindArg::Listeners => display::Kind::Listeners,
+            KindArg::Routes => display::Kind::Routes,
+            KindArg::Secrets => display::Kind::Secrets,
         }
     }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum FormatArg {
-    Table,
+    /// istioctl's summary table (`table` is accepted too).
+    #[value(alias = "table")]
+    Short,
     Json,
+    Yaml,
 }
 
 impl From<FormatArg> for display::Format {
     fn from(f: FormatArg) -> Self {
         match f {
-            FormatArg::Table => display::Format::Table,
+            FormatArg::Short => display::Format::Short,
             FormatArg::Json => display::Format::Json,
+            FormatArg::Yaml => display::Format::Yaml,
+        }
+    }
+}
+
+/// `istioctl proxy-config`'s output and filter flags.
+#[derive(clap::Args)]
+pub struct ViewArgs {
+    /// Output format: short (the default; json for bootstrap), json, yaml.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<FormatArg>,
+    /// Clusters: substring of the service FQDN.
+    #[arg(long, default_value = "")]
+    pub fqdn: String,
+    /// Clusters: substring of the subset.
+    #[arg(long, default_value = "")]
+    pub subset: String,
+    /// Clusters: direction (inbound, outbound).
+    #[arg(long, default_value = "")]
+    pub direction: String,
+    /// Clusters, listeners, endpoints: port.
+    #[arg(long, default_value_t = 0)]
+    pub port: u32,
+    /// Listeners, endpoints: address.
+    #[arg(long, default_value = "")]
+    pub address: String,
+    /// Listeners: HTTP, TCP, HTTP+TCP.
+    #[arg(long = "type", default_value = "")]
+    pub listener_type: String,
+    /// Endpoints: cluster name.
+    #[arg(long, default_value = "")]
+    pub cluster: String,
+    /// Endpoints: health status (healthy, unhealthy, ...).
+    #[arg(long, default_value = "")]
+    pub status: String,
+    /// Routes: route configuration name.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Listeners and routes: matches and destinations (`--verbose=false`
+    /// for the short form).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: bool,
+    /// `all`: a title above each section.
+    #[arg(long)]
+    pub with_headers: bool,
+}
+
+impl ViewArgs {
+    pub fn options(&self) -> display::Options {
+        use meshsim_tables::istioctl::*;
+        display::Options {
+            filters: Filters {
+                cluster: ClusterFilter {
+                    fqdn: self.fqdn.clone(),
+                    port: self.port,
+                    subset: self.subset.clone(),
+                    direction: self.direction.clone(),
+                },
+                listener: ListenerFilter {
+                    address: self.address.clone(),
+                    port: self.port,
+                    kind: self.listener_type.clone(),
+                    verbose: self.verbose,
+                },
+                route: RouteFilter {
+                    name: self.name.clone(),
+                    verbose: self.verbose,
+                },
+                endpoint: EndpointFilter {
+                    address: self.address.clone(),
+                    port: self.port,
+                    cluster: self.cluster.clone(),
+                    status: self.status.clone(),
+                },
+            },
+            with_headers: self.with_headers,
+            secrets: SecretView::default(),
         }
     }
 }

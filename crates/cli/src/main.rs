@@ -318,27 +318,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             kind,
             proxy,
             input,
-            output,
-            name,
-            port,
+            view,
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
             if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
-            let pod = match meshsim_compiler::find_proxy(&world, &proxy) {
-                Ok(p) => p,
+            let dump = match meshsim_mesh::export::proxy_dump(&world, &proxy) {
+                Ok(d) => d,
                 Err(e) => bail!("{e}"),
             };
-            let tables = meshsim_compiler::compile_proxy(&world, pod);
-            let filter = display::Filter { name, port };
-            write_stdout(&display::render(
-                &tables,
-                kind.into(),
-                output.into(),
-                &filter,
-            )?);
+            let kind: display::Kind = kind.into();
+            let format = view.output.map(Into::into).unwrap_or(kind.default_format());
+            let src = display::Sources {
+                config_dump: dump.config_dump,
+                clusters: dump.clusters,
+            };
+            write_stdout(&display::render(&src, kind, format, &view.options()));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -36,7 +36,8 @@ fn sleep_clusters_list_subsets_and_special_clusters() {
     let (code, out, err) = meshsim(&["proxy-config", "clusters", "deploy/sleep", "-f", BOOKINFO]);
     assert_eq!(code, 0, "{err}");
     for want in [
-        "reviews.default.svc.cluster.local                    9080   v1",
+        // istioctl's columns: tabwriter padding 5.
+        "reviews.default.svc.cluster.local                       9080      v1              outbound      EDS              reviews.default\n",
         "PassthroughCluster",
         "BlackHoleCluster",
     ] {
@@ -63,10 +64,12 @@ fn sleep_clusters_list_subsets_and_special_clusters() {
     }
 }
 
-/// `proxy-config all -o json` is a config dump istioctl-literate tools
-/// read: the `configs` envelope of admin `*ConfigDump` messages, dynamic
-/// resources with `versionInfo`, typed filters, Istio's cluster metadata,
-/// and none of meshsim's own bookkeeping.
+/// `proxy-config all -o json` is the config dump as istioctl prints it —
+/// Envoy's admin output verbatim (snake_case, one-space indent): the
+/// `configs` envelope of admin `*ConfigDump` messages in Envoy's order,
+/// dynamic resources with `version_info`, typed filters, Istio's cluster
+/// metadata, the SDS secrets (keys redacted), and none of meshsim's own
+/// bookkeeping.
 #[test]
 fn all_json_is_an_envoy_config_dump() {
     let (code, out, err) = meshsim(&["pc", "all", "deploy/sleep", "-f", BOOKINFO, "-o", "json"]);
@@ -78,31 +81,36 @@ fn all_json_is_an_envoy_config_dump() {
         .iter()
         .filter_map(|c| c["@type"].as_str())
         .collect();
-    for t in [
+    let want: Vec<String> = [
         "BootstrapConfigDump",
-        "ListenersConfigDump",
         "ClustersConfigDump",
-        "RoutesConfigDump",
         "EndpointsConfigDump",
-    ] {
-        assert!(
-            types.contains(&format!("type.googleapis.com/envoy.admin.v3.{t}").as_str()),
-            "{types:?}"
-        );
-    }
-    let clusters = &v["configs"][2]["dynamicActiveClusters"];
+        "ListenersConfigDump",
+        "ScopedRoutesConfigDump",
+        "RoutesConfigDump",
+        "SecretsConfigDump",
+    ]
+    .iter()
+    .map(|t| format!("type.googleapis.com/envoy.admin.v3.{t}"))
+    .collect();
+    assert_eq!(types, want);
+    assert!(
+        out.starts_with("{\n \"configs\": [\n  {\n"),
+        "one-space indent"
+    );
+    let clusters = &v["configs"][1]["dynamic_active_clusters"];
     let reviews = clusters
         .as_array()
         .expect("clusters")
         .iter()
         .find(|c| c["cluster"]["name"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
         .expect("reviews v2");
-    assert!(reviews["versionInfo"].is_string());
+    assert!(reviews["version_info"].is_string());
     assert_eq!(
         reviews["cluster"]["@type"],
         "type.googleapis.com/envoy.config.cluster.v3.Cluster"
     );
-    let istio = &reviews["cluster"]["metadata"]["filterMetadata"]["istio"];
+    let istio = &reviews["cluster"]["metadata"]["filter_metadata"]["istio"];
     assert_eq!(istio["subset"], "v2");
     assert_eq!(
         istio["services"][0]["host"],
@@ -122,7 +130,15 @@ fn all_json_is_an_envoy_config_dump() {
     ] {
         assert!(!out.contains(invented), "{invented} in the dump");
     }
-    assert!(out.contains("\"sdsConfig\""));
+    assert!(out.contains("\"sds_config\""));
+    let secrets: Vec<&str> = v["configs"][6]["dynamic_active_secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(secrets, ["default", "ROOTCA"]);
+    assert!(!out.contains("PRIVATE KEY"));
     assert!(out.contains("\"@type\": \"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\""));
 }
 
@@ -492,4 +508,105 @@ fn curl_head_prints_status_line_like_curl() {
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
+}
+
+/// istioctl's kinds, short names and filter flags, as an Istio user types
+/// them (istioctl/pkg/proxyconfig/proxyconfig.go).
+#[test]
+fn istioctl_kinds_and_filters() {
+    let pc = |args: &[&str]| {
+        let mut a = vec!["pc"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-f", BOOKINFO]);
+        let (code, out, err) = meshsim(&a);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    let rows = |out: &str| out.lines().skip(1).count();
+    // Substring filters on the cluster name.
+    let c = pc(&[
+        "c",
+        "deploy/sleep",
+        "--fqdn",
+        "ratings",
+        "--subset",
+        "v2",
+        "--direction",
+        "outbound",
+        "--port",
+        "9080",
+    ]);
+    assert_eq!(rows(&c), 3, "{c}");
+    assert!(c.lines().skip(1).all(|l| l.contains(" v2")), "{c}");
+    // Listener type and the short form.
+    let l = pc(&["l", "deploy/sleep", "--port", "15006", "--verbose=false"]);
+    assert_eq!(l, "ADDRESSES PORT  TYPE\n0.0.0.0   15006 HTTP+TCP\n");
+    let tcp = pc(&["listeners", "deploy/sleep", "--type", "tcp"]);
+    assert!(
+        tcp.contains("Cluster: outbound|443||") && !tcp.contains("Route: "),
+        "{tcp}"
+    );
+    // Endpoints from /clusters: by cluster, with the agent's own clusters.
+    let ep = pc(&[
+        "ep",
+        "deploy/sleep",
+        "--cluster",
+        "outbound|9080|v3|reviews.default.svc.cluster.local",
+    ]);
+    assert_eq!(rows(&ep), 1, "{ep}");
+    assert!(
+        ep.contains(":9080 ") && ep.contains("HEALTHY") && ep.contains("OK"),
+        "{ep}"
+    );
+    let all_ep = pc(&["endpoints", "deploy/sleep"]);
+    assert!(all_ep.contains("unix://./etc/istio/proxy/XDS"), "{all_ep}");
+    // Secrets: the workload certificate and the mesh root, both valid now.
+    let s = pc(&["s", "deploy/sleep"]);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(
+        lines[1].starts_with("default ")
+            && lines[1].contains("Cert Chain")
+            && lines[1].contains(" true "),
+        "{s}"
+    );
+    assert!(
+        lines[2].starts_with("ROOTCA ") && lines[2].contains(" CA ") && lines[2].contains(" true "),
+        "{s}"
+    );
+    // Bootstrap: JSON by default, versions with -o short.
+    let b: serde_json::Value = serde_json::from_str(&pc(&["b", "deploy/sleep"])).expect("json");
+    assert_eq!(
+        b["bootstrap"]["node"]["metadata"]["ISTIO_VERSION"],
+        "1.28.0"
+    );
+    assert_eq!(
+        pc(&["bootstrap", "deploy/sleep", "-o", "short"]),
+        "Istio Version: 1.28.0\nEnvoy Version: 1.36.0/Clean/RELEASE/BoringSSL\n"
+    );
+    // YAML and the gateway's routes.
+    let y = pc(&[
+        "r",
+        "deploy/istio-ingressgateway.istio-system",
+        "-o",
+        "yaml",
+        "--name",
+        "http.8080",
+    ]);
+    assert!(
+        y.contains("virtualHosts:") && y.contains("prefix: /static"),
+        "{y}"
+    );
+    // `all` with headers.
+    let a = pc(&["a", "deploy/sleep", "--with-headers"]);
+    for h in [
+        "BOOTSTRAP INFO",
+        "CLUSTER INFO",
+        "LISTENER INFO",
+        "ROUTE INFO",
+        "SECRET INFO",
+        "ENDPOINTS INFO",
+    ] {
+        assert!(a.contains(&format!("------ {h} ------")), "{h}");
+    }
+    assert!(a.contains("secret/ROOTCA") && a.contains("endpoint/127.0.0.1:15000"));
 }

@@ -15,6 +15,26 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// istiod's self-signed root: ten years (`CITADEL_SELF_SIGNED_CA_CERT_TTL`).
+const ROOT_TTL: time::Duration = time::Duration::days(3650);
+/// istio-agent asks for 24-hour workload certificates (`SECRET_TTL`); the
+/// CA backdates them two minutes for clock skew.
+const WORKLOAD_TTL: time::Duration = time::Duration::hours(24);
+const BACKDATE: time::Duration = time::Duration::minutes(2);
+/// Certificates of "the internet" and gateway credentials: a year.
+const SERVER_TTL: time::Duration = time::Duration::days(365);
+
+/// A 128-bit positive serial number, as Istio's CA draws them.
+fn serial() -> rcgen::SerialNumber {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // A failure leaves zeros: still a valid (if dull) serial.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b[0] |= 0x01;
+    b[0] &= 0x7f;
+    rcgen::SerialNumber::from_slice(&b)
+}
+
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     root: CertificateDer<'static>,
@@ -31,6 +51,10 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "meshsim");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now;
+        params.not_after = now + ROOT_TTL;
+        params.serial_number = Some(serial());
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -84,6 +108,13 @@ impl Ca {
             return Ok(ck);
         }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let now = time::OffsetDateTime::now_utc();
+        (params.not_before, params.not_after) = if subject {
+            (now, now + SERVER_TTL)
+        } else {
+            (now - BACKDATE, now - BACKDATE + WORKLOAD_TTL)
+        };
+        params.serial_number = Some(serial());
         params.subject_alt_names = sans.to_vec();
         params.distinguished_name = DistinguishedName::new();
         if subject {

@@ -10,58 +10,16 @@ use std::sync::Arc;
 
 use meshsim_compiler::World;
 use meshsim_proxy::env::CertifiedKey;
+use meshsim_tables::envoy::admin::pem;
 use meshsim_tables::envoy::export::{export, Export, ExportOptions, SecretFiles};
 use meshsim_tables::ProxyTables;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::Value;
 
 use crate::ca::Ca;
 use crate::error::{MeshError, Result};
 use crate::sds::Sds;
 
-/// SDS secret names the tables refer to (certificates and CAs).
-pub fn secret_names(t: &ProxyTables) -> Vec<String> {
-    let mut v: Vec<Value> = t
-        .listeners
-        .iter()
-        .map(|l| meshsim_tables::envoy::listener(l, t))
-        .collect();
-    v.extend(t.clusters.iter().map(meshsim_tables::envoy::cluster));
-    let mut names = Vec::new();
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                if let (Some(n), true) = (
-                    m.get("name").and_then(Value::as_str),
-                    m.contains_key("sds_config"),
-                ) {
-                    out.push(n.to_string());
-                }
-                m.values().for_each(|x| walk(x, out));
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    v.iter().for_each(|x| walk(x, &mut names));
-    names.sort();
-    names.dedup();
-    names
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(&String::from_utf8_lossy(chunk));
-        s.push('\n');
-    }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
-}
-
-fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+pub(crate) fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
     chain
         .iter()
         .map(|c| pem("CERTIFICATE", c.as_ref()))
@@ -119,19 +77,13 @@ fn write_secret(
     Ok(f)
 }
 
-/// Exports proxy `id` of `world` into `dir`: `bootstrap.yaml` and the
-/// certificate files it names. Returns the export (bootstrap and notes).
-pub fn export_envoy(
-    world: &World,
-    id: &str,
-    dir: &Path,
-    mut opts: ExportOptions,
-) -> Result<Export> {
+/// Proxy `id` of `world` with the secrets it would be served, without a
+/// running mesh: its tables and an environment whose SDS issues from
+/// fresh CAs (workload certificate, mesh root, gateway credentials).
+pub fn offline(world: &World, id: &str) -> Result<(ProxyTables, crate::sds::ProxyEnv)> {
     let pod =
         meshsim_compiler::find_proxy(world, id).map_err(|e| MeshError::NotFound(e.to_string()))?;
     let tables = meshsim_compiler::compile_proxy(world, pod);
-    std::fs::create_dir_all(dir)
-        .map_err(|e| MeshError::io(format!("create {}", dir.display()), e))?;
     let sds = Arc::new(Sds::new(
         Arc::new(Ca::new("meshsim mesh CA (cluster.local)")?),
         Arc::new(Ca::new("meshsim Public Root CA")?),
@@ -146,10 +98,24 @@ pub fn export_envoy(
             .workload(&pod.identity(&world.mesh.trust_domain))?,
         sds: sds.clone(),
     };
+    Ok((tables, env))
+}
+
+/// Exports proxy `id` of `world` into `dir`: `bootstrap.yaml` and the
+/// certificate files it names. Returns the export (bootstrap and notes).
+pub fn export_envoy(
+    world: &World,
+    id: &str,
+    dir: &Path,
+    mut opts: ExportOptions,
+) -> Result<Export> {
+    let (tables, env) = offline(world, id)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| MeshError::io(format!("create {}", dir.display()), e))?;
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)
         .map_err(|e| MeshError::io(format!("create {}", certs.display()), e))?;
-    for name in secret_names(&tables) {
+    for name in meshsim_tables::envoy::admin::secret_names(&tables) {
         if let std::collections::btree_map::Entry::Vacant(e) = opts.secrets.entry(name) {
             let files = write_secret(&certs, e.key(), &tables, &env)?;
             e.insert(files);
@@ -173,4 +139,30 @@ pub fn bound_listeners(t: &ProxyTables) -> BTreeMap<String, u16> {
         .filter(|l| l.bind_to_port)
         .map(|l| (l.name.clone(), l.address.socket_address.port_value))
         .collect()
+}
+
+/// What `istioctl proxy-config` reads from a proxy, without a running
+/// mesh: its config dump (with EDS and secrets) and `/clusters?format=json`.
+pub struct ProxyDump {
+    pub tables: ProxyTables,
+    pub config_dump: serde_json::Value,
+    pub clusters: serde_json::Value,
+}
+
+/// The dump of proxy `id` of `world` (secrets issued by fresh CAs).
+pub fn proxy_dump(world: &World, id: &str) -> Result<ProxyDump> {
+    use meshsim_proxy::env::Environment;
+    let (tables, env) = offline(world, id)?;
+    let meta = meshsim_tables::envoy::DumpMeta {
+        version_info: "meshsim/1".into(),
+        last_updated: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        secrets: meshsim_proxy::admin::dump_secrets(&env, &tables),
+    };
+    let config_dump = meshsim_tables::envoy::config_dump(&tables, &meta);
+    let clusters = meshsim_tables::envoy::admin::clusters_status(&tables, &|h| env.resolve(h));
+    Ok(ProxyDump {
+        tables,
+        config_dump,
+        clusters,
+    })
 }

@@ -55,6 +55,9 @@ impl Proxy {
                 }
                 (s, "text/plain")
             }
+            "/clusters" if req.uri().query().is_some_and(|q| q.contains("format=json")) => {
+                (self.clusters_json(), "application/json")
+            }
             "/clusters" => (self.clusters_text(), "text/plain"),
             "/stats" | "/stats/prometheus" => {
                 let stats = self.stats();
@@ -84,12 +87,37 @@ impl Proxy {
     /// Envoy's `/config_dump`: snake_case field names, as Envoy's admin
     /// prints them; the version is the number of table sets received.
     pub fn config_dump(&self) -> String {
+        meshsim_tables::display::envoy_json(&self.config_dump_value())
+    }
+
+    /// The config dump (with EDS and secrets) as Envoy's admin builds it.
+    pub fn config_dump_value(&self) -> serde_json::Value {
+        let tables = self.tables();
         let meta = meshsim_tables::envoy::DumpMeta {
             version_info: format!("meshsim/{}", self.config_version()),
             last_updated: humantime::format_rfc3339_millis(self.inner.clock.now()).to_string(),
+            secrets: dump_secrets(self.inner.env.as_ref(), &tables),
         };
-        let dump = meshsim_tables::envoy::config_dump(&self.tables(), &meta);
-        serde_json::to_string_pretty(&dump).unwrap_or_default() + "\n"
+        meshsim_tables::envoy::config_dump(&tables, &meta)
+    }
+
+    /// Envoy's `/clusters?format=json` (what `istioctl proxy-config
+    /// endpoints` reads).
+    pub fn clusters_value(&self) -> serde_json::Value {
+        let env = self.inner.env.clone();
+        meshsim_tables::envoy::admin::clusters_status(&self.tables(), &|h| env.resolve(h))
+    }
+
+    pub fn clusters_json(&self) -> String {
+        meshsim_tables::display::envoy_json(&self.clusters_value())
+    }
+
+    /// What `istioctl proxy-config` reads from this proxy.
+    pub fn display_sources(&self) -> meshsim_tables::display::Sources {
+        meshsim_tables::display::Sources {
+            config_dump: self.config_dump_value(),
+            clusters: self.clusters_value(),
+        }
     }
 
     /// Envoy counter names: `cluster.<name>.<counter>`, listener totals.
@@ -165,4 +193,37 @@ impl Proxy {
         }
         s
     }
+}
+
+/// The SDS secrets `t` names, as `env` serves them: certificate chains
+/// (Envoy redacts the key) and CA bundles — the config dump's secrets.
+pub fn dump_secrets(
+    env: &dyn crate::env::Environment,
+    t: &meshsim_tables::ProxyTables,
+) -> Vec<meshsim_tables::envoy::admin::DumpSecret> {
+    use meshsim_tables::envoy::admin::{pem, secret_names, DumpSecret};
+    let chain = |certs: &[rustls::pki_types::CertificateDer<'_>]| -> String {
+        certs
+            .iter()
+            .map(|c| pem("CERTIFICATE", c.as_ref()))
+            .collect()
+    };
+    secret_names(t)
+        .into_iter()
+        .filter_map(|name| {
+            if DumpSecret::is_ca_name(&name) {
+                let roots = env.trust_roots(Some(&name));
+                (!roots.is_empty()).then(|| DumpSecret::Ca {
+                    pem: chain(&roots),
+                    name,
+                })
+            } else {
+                let ck = env.certificate(&name)?;
+                Some(DumpSecret::Certificate {
+                    chain_pem: chain(&ck.chain),
+                    name,
+                })
+            }
+        })
+        .collect()
 }

@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod display;
 pub mod envoy;
 pub mod filter_chain_match;
+pub mod istioctl;
 pub mod listener;
 pub mod route;
 pub mod route_match;

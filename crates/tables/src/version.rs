@@ -32,6 +32,12 @@ impl IstioVersion {
         })
     }
 
+    /// The minor version of the Envoy 1.x this release ships (1.28 → 1.36,
+    /// 1.22 → 1.30, 1.8 → 1.16).
+    pub fn envoy_minor(self) -> u32 {
+        self.minor + 8
+    }
+
     pub fn at_least(self, major: u32, minor: u32) -> bool {
         (self.major, self.minor) >= (major, minor)
     }

@@ -288,23 +288,25 @@ impl Runner {
             }
         }
         for c in &e.config {
+            use meshsim_tables::display::{self, Kind};
             let kind = match c.kind.as_str() {
-                "listeners" => meshsim_tables::display::Kind::Listeners,
-                "routes" => meshsim_tables::display::Kind::Routes,
-                "clusters" => meshsim_tables::display::Kind::Clusters,
-                _ => meshsim_tables::display::Kind::All,
+                "listeners" => Kind::Listeners,
+                "routes" => Kind::Routes,
+                "clusters" => Kind::Clusters,
+                "endpoints" => Kind::Endpoints,
+                "secrets" => Kind::Secrets,
+                _ => Kind::All,
             };
             let text = self
                 .mesh
                 .proxy(&c.proxy)
-                .and_then(|p| {
-                    meshsim_tables::display::render(
-                        &p.tables(),
+                .map(|p| {
+                    display::render(
+                        &p.display_sources(),
                         kind,
-                        meshsim_tables::display::Format::Table,
+                        display::Format::Short,
                         &Default::default(),
                     )
-                    .ok()
                 })
                 .unwrap_or_default();
             if let Some(s) = &c.contains {

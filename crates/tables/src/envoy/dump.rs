@@ -11,13 +11,15 @@ use super::{
 };
 use crate::{ProxyKind, ProxyTables};
 
-/// The version and time a dump reports for what was pushed.
+/// What a dump reports besides the tables: the version and time of the
+/// push, and the SDS secrets the proxy holds.
 #[derive(Debug, Clone)]
 pub struct DumpMeta {
     /// istiod's `version_info` (`2026-12-02T02:14:22Z/3`).
     pub version_info: String,
     /// RFC 3339 time of the last update.
     pub last_updated: String,
+    pub secrets: Vec<super::admin::DumpSecret>,
 }
 
 impl Default for DumpMeta {
@@ -25,6 +27,7 @@ impl Default for DumpMeta {
         Self {
             version_info: "meshsim/1".into(),
             last_updated: "1970-01-01T00:00:00Z".into(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -60,6 +63,12 @@ pub(crate) fn node(t: &ProxyTables) -> Value {
     json!({
         "id": node_id(t),
         "cluster": format!("{app}.{}", p.namespace),
+        // The Envoy this Istio release ships (Istio 1.x runs Envoy 1.(x+8)).
+        "user_agent_name": "envoy",
+        "user_agent_build_version": {
+            "version": {"major_number": 1, "minor_number": p.istio_version.envoy_minor(), "patch": 0},
+            "metadata": {"revision.status": "Clean", "build.type": "RELEASE", "ssl.version": "BoringSSL"},
+        },
         "metadata": {
             "ISTIO_VERSION": p.istio_version,
             "NAME": p.pod,
@@ -127,7 +136,7 @@ fn static_listeners() -> Vec<Value> {
     ]
 }
 
-fn static_clusters() -> Vec<Value> {
+pub(crate) fn static_clusters() -> Vec<Value> {
     vec![
         static_cluster("prometheus_stats", 15000),
         static_cluster("agent", 15020),
@@ -157,40 +166,85 @@ pub fn bootstrap(t: &ProxyTables) -> Value {
     })
 }
 
-/// Envoy's `/config_dump` for these tables.
+/// Inline route configurations of the listeners' HTTP connection managers:
+/// Envoy dumps each as a static route config.
+fn inline_routes(listeners: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for l in listeners {
+        let chains = l["filter_chains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(&l["default_filter_chain"]));
+        for fc in chains {
+            for f in fc["filters"].as_array().into_iter().flatten() {
+                let rc = &f["typed_config"]["route_config"];
+                if !rc.is_null() {
+                    out.push(rc.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Envoy's `/config_dump` (with `include_eds`) for these tables.
 pub fn config_dump(t: &ProxyTables, meta: &DumpMeta) -> Value {
     let (v, at) = (&meta.version_info, &meta.last_updated);
+    let cla_any = |cla: Value| any("envoy.config.endpoint.v3.ClusterLoadAssignment", cla);
+    // Every pushed cluster's hosts: EDS assignments, and the inline ones of
+    // STATIC / DNS clusters.
     let mut endpoints: Vec<Value> = t
         .endpoints
         .iter()
-        .map(|cla| {
-            let e = any(
-                "envoy.config.endpoint.v3.ClusterLoadAssignment",
-                load_assignment(cla),
-            );
-            json!({"endpoint_config": e, "version_info": v, "last_updated": at})
-        })
+        .map(load_assignment)
+        .chain(
+            t.clusters
+                .iter()
+                .filter_map(|c| c.load_assignment.as_ref().map(load_assignment)),
+        )
+        .map(|cla| json!({"endpoint_config": cla_any(cla), "version_info": v, "last_updated": at}))
         .collect();
     endpoints.sort_by(|a, b| {
         a["endpoint_config"]["cluster_name"]
             .as_str()
             .cmp(&b["endpoint_config"]["cluster_name"].as_str())
     });
+    let static_endpoints: Vec<Value> = static_clusters()
+        .into_iter()
+        .map(|c| {
+            let mut cla = c["load_assignment"].clone();
+            for llb in cla["endpoints"].as_array_mut().into_iter().flatten() {
+                for ep in llb["lb_endpoints"].as_array_mut().into_iter().flatten() {
+                    ep["health_status"] = json!("HEALTHY");
+                }
+            }
+            json!({"endpoint_config": cla_any(cla), "last_updated": at})
+        })
+        .collect();
+    let dynamic_listeners: Vec<Value> = t.listeners.iter().map(|l| listener(l, t)).collect();
+    let mut all_listeners = static_listeners();
+    all_listeners.extend(dynamic_listeners.iter().cloned());
+    let route_any = |rc: Value| any("envoy.config.route.v3.RouteConfiguration", rc);
+    let static_routes: Vec<Value> = inline_routes(&all_listeners)
+        .into_iter()
+        .map(|rc| json!({"route_config": route_any(rc), "last_updated": at}))
+        .collect();
+    let secrets: Vec<Value> = meta
+        .secrets
+        .iter()
+        .map(|s| {
+            json!({"name": s.name(), "version_info": v, "last_updated": at,
+                   "secret": s.secret()})
+        })
+        .collect();
+    // Envoy's order: bootstrap, clusters, endpoints (include_eds),
+    // listeners, scoped routes, routes, secrets.
     json!({"configs": [
         {
             "@type": admin("BootstrapConfigDump"),
             "bootstrap": bootstrap(t),
             "last_updated": at,
-        },
-        {
-            "@type": admin("ListenersConfigDump"),
-            "version_info": v,
-            "static_listeners": static_listeners().into_iter()
-                .map(|l| json!({"listener": any(LISTENER, l), "last_updated": at})).collect::<Vec<_>>(),
-            "dynamic_listeners": t.listeners.iter().map(|l| json!({
-                "name": l.name,
-                "active_state": {"version_info": v, "listener": any(LISTENER, listener(l, t)), "last_updated": at},
-            })).collect::<Vec<_>>(),
         },
         {
             "@type": admin("ClustersConfigDump"),
@@ -202,16 +256,33 @@ pub fn config_dump(t: &ProxyTables, meta: &DumpMeta) -> Value {
             })).collect::<Vec<_>>(),
         },
         {
+            "@type": admin("EndpointsConfigDump"),
+            "static_endpoint_configs": static_endpoints,
+            "dynamic_endpoint_configs": endpoints,
+        },
+        {
+            "@type": admin("ListenersConfigDump"),
+            "version_info": v,
+            "static_listeners": static_listeners().into_iter()
+                .map(|l| json!({"listener": any(LISTENER, l), "last_updated": at})).collect::<Vec<_>>(),
+            "dynamic_listeners": t.listeners.iter().zip(dynamic_listeners).map(|(l, rendered)| json!({
+                "name": l.name,
+                "active_state": {"version_info": v, "listener": any(LISTENER, rendered), "last_updated": at},
+            })).collect::<Vec<_>>(),
+        },
+        {"@type": admin("ScopedRoutesConfigDump")},
+        {
             "@type": admin("RoutesConfigDump"),
+            "static_route_configs": static_routes,
             "dynamic_route_configs": t.route_configs.iter().map(|r| json!({
                 "version_info": v,
-                "route_config": any("envoy.config.route.v3.RouteConfiguration", route_configuration(r)),
+                "route_config": route_any(route_configuration(r)),
                 "last_updated": at,
             })).collect::<Vec<_>>(),
         },
         {
-            "@type": admin("EndpointsConfigDump"),
-            "dynamic_endpoint_configs": endpoints,
+            "@type": admin("SecretsConfigDump"),
+            "dynamic_active_secrets": secrets,
         },
     ]})
 }

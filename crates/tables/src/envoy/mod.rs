@@ -9,6 +9,7 @@
 //! Nothing here invents a field: meshsim's own bookkeeping in the tables
 //! (TLS mode, display data) is not rendered.
 
+pub mod admin;
 mod cluster;
 mod dump;
 pub mod export;
@@ -108,7 +109,15 @@ fn camel_in(v: &Value, parent: &str) -> Value {
                 .is_some_and(|t| t.ends_with(".TypedStruct"));
             let mut out = Map::new();
             for (k, x) in m {
+                // `metadata` is a `Struct` on the node and on build
+                // versions; `core.Metadata` (filter_metadata) elsewhere.
+                let struct_metadata = k == "metadata"
+                    && x.as_object().is_some_and(|o| {
+                        !o.contains_key("filter_metadata")
+                            && !o.contains_key("typed_filter_metadata")
+                    });
                 let value = if VERBATIM.contains(&k.as_str())
+                    || struct_metadata
                     || (is_typed_struct && k == "value")
                     || (parent == "transport_socket_matches" && k == "match")
                 {
