@@ -24,6 +24,7 @@ const BACKENDS: &[(&str, u16, Option<Behaviour>)] = &[
     ("sleepy", 8005, Some(Behaviour::Slow(1500))),
     ("narrow", 8006, Some(Behaviour::Slow(600))),
     ("tlsplain", 8007, Some(Behaviour::Echo)),
+    ("wsock", 8008, Some(Behaviour::WebSocket)),
 ];
 
 fn backends_yaml() -> String {
@@ -52,6 +53,7 @@ fn routes_yaml(gateways: &str) -> String {
     y.push_str(&route("/slow", "sleepy", 8005, "    timeout: 0.3s\n"));
     y.push_str(&route("/narrow", "narrow", 8006, ""));
     y.push_str(&route("/tls", "tlsplain", 8007, ""));
+    y.push_str(&route("/ws", "wsock", 8008, ""));
     y.push_str(&route("/api", "web", 8000, ""));
     y
 }
@@ -423,6 +425,89 @@ fn clip(s: &str) -> String {
     format!("{}... ({} bytes)", &s[..cut], s.len())
 }
 
+/// Reads into `got` until it holds `needle` (or 5 s, or the end).
+async fn read_until(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            match s.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await;
+}
+
+/// A websocket upgrade (istiod enables `upgrade_configs: websocket`): the
+/// 101 and the head upstream saw, then bytes both ways through the
+/// tunnel; the access log is written when the tunnel closes.
+async fn websocket(
+    targets: (SocketAddr, SocketAddr),
+    m: &Meshsim,
+    e: &Envoy,
+    addrs: &Addresses,
+    report: &mut Vec<String>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let talk = |addr: SocketAddr| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+        let req = get("/ws/chat", "app.example", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+        let _ = s.write_all(&req).await;
+        let mut got = Vec::new();
+        read_until(&mut s, &mut got, b"x-request-id: *\n\n").await;
+        let _ = s.write_all(b"ping").await;
+        read_until(&mut s, &mut got, b"echo:ping").await;
+        drop(s);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let mut r = Reply {
+            port,
+            ..Default::default()
+        };
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        r.status_line = lines.next().unwrap_or_default().to_string();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                r.headers
+                    .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        r.body = body.to_string();
+        r
+    };
+    let from = (m.lines.lines().len(), e.log_lines().len());
+    let (rm, re) = tokio::join!(talk(targets.0), talk(targets.1));
+    let ports = (rm.port, re.port);
+    let mut diffs = super::compare::compare_replies(&rm, &re, addrs);
+    for h in ["upgrade", "sec-websocket-accept"] {
+        if rm.header(h) != re.header(h) {
+            diffs.push(Diff {
+                field: format!("header {h}"),
+                meshsim: format!("{:?}", rm.header(h)),
+                envoy: format!("{:?}", re.header(h)),
+            });
+        }
+    }
+    let (mut lm, mut le) = lines_since(m, e, from).await;
+    let (lines_m, lines_e) = (
+        lm.remove(&ports.0).unwrap_or_default(),
+        le.remove(&ports.1).unwrap_or_default(),
+    );
+    if std::env::var_os("DIFFERENTIAL_VERBOSE").is_some() {
+        eprintln!("== websocket\n meshsim {rm:?}\n   {lines_m:?}\n envoy {re:?}\n   {lines_e:?}");
+    }
+    diffs.extend(compare_logs(
+        &lines_m,
+        &lines_e,
+        addrs,
+        (&rm.body, &re.body),
+    ));
+    record("gateway", "websocket upgrade", diffs, report);
+}
+
 /// Three concurrent requests through a one-connection, one-pending
 /// breaker whose connection is already open (warmed by one request): one
 /// is served, one waits for it, one overflows. (Cold, the outcome depends
@@ -522,6 +607,7 @@ pub async fn gateway() {
     )
     .await;
     overflow(targets, &mesh_http, &envoy, &mut report).await;
+    websocket(targets, &mesh_http, &envoy, &addrs, &mut report).await;
     report.extend(
         run_curl_cases(
             "gateway",

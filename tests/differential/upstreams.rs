@@ -22,6 +22,9 @@ pub enum Behaviour {
     CloseMidBody,
     /// Echoes after a pause.
     Slow(u64),
+    /// Accepts a websocket upgrade (`101`), sends the request head it got,
+    /// then echoes every chunk back with an `echo:` prefix.
+    WebSocket,
 }
 
 /// What a plaintext HTTP server answers a TLS ClientHello with (nginx
@@ -96,6 +99,27 @@ async fn serve_one(mut s: TcpStream, b: Behaviour) {
                 return;
             }
             Behaviour::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Behaviour::WebSocket => {
+                let seen = echo_body(&head);
+                let resp = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n{seen}\n"
+                );
+                if s.write_all(resp.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut b = [0u8; 4096];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut out = b"echo:".to_vec();
+                    out.extend_from_slice(&b[..n]);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
             Behaviour::Echo => {}
         }
         let body = echo_body(&head);

@@ -220,7 +220,7 @@ impl HttpCtx {
     /// changes (hop-by-hop headers, service time, route header operations).
     fn answered(
         &self,
-        resp: Response<hyper::body::Incoming>,
+        mut resp: Response<hyper::body::Incoming>,
         upstream: UpstreamInfo,
         route: &Route,
         cluster: &ClusterRt,
@@ -228,12 +228,19 @@ impl HttpCtx {
         exhausted: bool,
     ) -> Outcome {
         cluster.stats.count_status(resp.status().as_u16());
+        // 101 to a websocket upgrade: the connection becomes a tunnel, its
+        // Connection / Upgrade headers go downstream.
+        let tunnel = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| hyper::upgrade::on(&mut resp));
         let (mut rp, rb) = resp.into_parts();
         for h in HOP_BY_HOP {
-            rp.headers.remove(h);
+            if tunnel.is_none() || !matches!(h, "connection" | "upgrade") {
+                rp.headers.remove(h);
+            }
         }
+        // No service time on an upgrade's 101 (Envoy 1.36).
         let ms = started.elapsed().as_millis().to_string();
-        if let Ok(v) = HeaderValue::from_str(&ms) {
+        if let (None, Ok(v)) = (&tunnel, HeaderValue::from_str(&ms)) {
             rp.headers.insert("x-envoy-upstream-service-time", v);
         }
         mutate(
@@ -250,6 +257,7 @@ impl HttpCtx {
             },
             details: "via_upstream".into(),
             upstream,
+            tunnel,
         }
     }
 }

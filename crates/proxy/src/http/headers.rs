@@ -91,8 +91,11 @@ impl HttpCtx {
     ) -> Request<Body> {
         let mut b = Request::builder().method(rq.parts.method.clone()).uri(path);
         if let Some(h) = b.headers_mut() {
+            let upgrade = rq.is_upgrade();
             for (k, v) in &rq.parts.headers {
-                if !HOP_BY_HOP.contains(&k.as_str()) && k != http::header::HOST {
+                let hop = HOP_BY_HOP.contains(&k.as_str())
+                    && !(upgrade && matches!(k.as_str(), "connection" | "upgrade"));
+                if !hop && k != http::header::HOST {
                     h.append(k.clone(), v.clone());
                 }
             }

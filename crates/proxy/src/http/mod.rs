@@ -42,6 +42,7 @@ mod path;
 mod reply;
 mod request;
 mod router;
+mod tunnel;
 
 pub use reply::LocalReply;
 
@@ -90,6 +91,8 @@ struct Outcome {
     flags: Vec<Flag>,
     details: String,
     upstream: UpstreamInfo,
+    /// The upstream accepted a websocket upgrade: its side of the tunnel.
+    tunnel: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Outcome {
@@ -106,6 +109,7 @@ impl Outcome {
             details: reply.details(),
             flags,
             upstream,
+            tunnel: None,
         }
     }
 }
@@ -172,6 +176,7 @@ pub(crate) async fn serve(
     } else {
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, svc)
+            .with_upgrades()
             .await;
     }
 }
@@ -229,6 +234,7 @@ impl HttpCtx {
             flags,
             details,
             upstream,
+            tunnel,
         } = outcome;
         response.headers_mut().insert(
             http::header::SERVER,
@@ -239,6 +245,7 @@ impl HttpCtx {
             mut entry,
             snapshot,
             started,
+            upgrade,
             ..
         } = rq;
         let logger = snapshot.logger.clone();
@@ -257,6 +264,12 @@ impl HttpCtx {
             {
                 entry.resp_headers.insert(name.clone(), v.to_string());
             }
+        }
+        let downstream = upgrade.lock().ok().and_then(|mut u| u.take());
+        if let (Some(up), Some(down)) = (tunnel, downstream) {
+            // The stream is logged when the tunnel closes, with its bytes.
+            tunnel::spawn(&self.inner, down, up, entry, logger, started);
+            return response;
         }
         let (rparts, rbody) = response.into_parts();
         let logged = LoggedBody {

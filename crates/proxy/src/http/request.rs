@@ -33,6 +33,30 @@ pub(super) struct RequestCtx {
     /// The connection manager's own answer before any routing (missing
     /// `Host`, a path it cannot normalise, `OPTIONS *`).
     pub early: Option<LocalReply>,
+    /// A websocket upgrade request (the HCM's `upgrade_configs`): the
+    /// client's side of the tunnel, once the upstream switches protocols.
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
+}
+
+impl RequestCtx {
+    /// Whether this request asks for a websocket upgrade.
+    pub fn is_upgrade(&self) -> bool {
+        self.upgrade.lock().is_ok_and(|u| u.is_some())
+    }
+}
+
+/// `Connection: upgrade` with `Upgrade: websocket` (Envoy's
+/// `Utility::isUpgrade` for the upgrade type istiod enables).
+fn wants_websocket(h: &http::HeaderMap) -> bool {
+    let has = |name, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .unwrap_or_default()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    has(http::header::CONNECTION, "upgrade") && has(http::header::UPGRADE, "websocket")
 }
 
 impl RequestCtx {
@@ -70,13 +94,15 @@ impl RequestView for ReqView<'_> {
 }
 
 impl HttpCtx {
-    pub(super) async fn decode(&self, req: Request<Incoming>) -> RequestCtx {
+    pub(super) async fn decode(&self, mut req: Request<Incoming>) -> RequestCtx {
         let started = tokio::time::Instant::now();
         let start = self.inner.clock.now();
         self.inner
             .server
             .downstream_rq_total
             .fetch_add(1, Ordering::Relaxed);
+        let upgrade =
+            (!self.h2 && wants_websocket(req.headers())).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // HTTP/1: several Host headers make one authority, comma-joined
         // (Envoy's header map joins repeated headers).
@@ -174,6 +200,7 @@ impl HttpCtx {
             snapshot,
             injected: Vec::new(),
             early,
+            upgrade: std::sync::Mutex::new(upgrade),
         }
     }
 

@@ -393,7 +393,8 @@ async fn open_sender(
             .await
             .map_err(|_| UpstreamError::ConnectionTermination)?;
         inner.scope.spawn(async move {
-            let _ = conn.await;
+            // A websocket upgrade takes the connection over.
+            let _ = conn.with_upgrades().await;
             drop(guard);
         });
         Ok(Sender::H1(s))
