@@ -53,7 +53,8 @@ pub enum Command {
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig {
         /// all|a, bootstrap|b, cluster|clusters|c, endpoint|endpoints|ep,
-        /// listener|listeners|l, route|routes|r, secret|secrets|s.
+        /// listener|listeners|l, route|routes|r, secret|secrets|s; and
+        /// meshsim's `patches` (EnvoyFilter outcomes).
         #[arg(value_enum)]
         kind: KindArg,
         /// POD[.NAMESPACE] or deploy/NAME[.NAMESPACE].
@@ -268,6 +269,9 @@ pub enum KindArg {
     Routes,
     #[value(aliases = ["secret", "s"])]
     Secrets,
+    /// meshsim's own: each EnvoyFilter patch, applied or not, and why.
+    #[value(aliases = ["envoyfilter", "patch"])]
+    Patches,
 }
 
 impl From<KindArg> for display::Kind {
@@ -280,6 +284,7 @@ impl From<KindArg> for display::Kind {
             KindArg::Listeners => display::Kind::Listeners,
             KindArg::Routes => display::Kind::Routes,
             KindArg::Secrets => display::Kind::Secrets,
+            KindArg::Patches => display::Kind::Patches,
         }
     }
 }

@@ -334,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let src = display::Sources {
                 config_dump: dump.config_dump,
                 clusters: dump.clusters,
+                patches: dump.tables.envoy_filter_patches.clone(),
             };
             write_stdout(&display::render(&src, kind, format, &view.options()));
             Ok(ExitCode::SUCCESS)

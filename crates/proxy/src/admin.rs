@@ -117,6 +117,7 @@ impl Proxy {
         meshsim_tables::display::Sources {
             config_dump: self.config_dump_value(),
             clusters: self.clusters_value(),
+            patches: self.tables().envoy_filter_patches.clone(),
         }
     }
 

@@ -20,6 +20,8 @@ pub enum Kind {
     Secrets,
     Bootstrap,
     All,
+    /// meshsim's own: each EnvoyFilter patch and whether it applied.
+    Patches,
 }
 
 /// `-o short|json|yaml`.
@@ -54,6 +56,8 @@ pub struct Options {
 pub struct Sources {
     pub config_dump: Value,
     pub clusters: Value,
+    /// EnvoyFilter patch outcomes (not part of Envoy's dump).
+    pub patches: Vec<PatchOutcome>,
 }
 
 impl Sources {
@@ -62,6 +66,7 @@ impl Sources {
         Self {
             config_dump: envoy::config_dump(t, &envoy::DumpMeta::default()),
             clusters: envoy::admin::clusters_status(t, &|_| None),
+            patches: t.envoy_filter_patches.clone(),
         }
     }
 }
@@ -152,6 +157,7 @@ fn resources(src: &Sources, kind: Kind, o: &Options) -> Value {
             .collect(),
         Kind::Secrets => unpacked(&section(&src.config_dump, ".SecretsConfigDump")),
         Kind::Bootstrap => unpacked(&section(&src.config_dump, ".BootstrapConfigDump")),
+        Kind::Patches => serde_json::to_value(&src.patches).unwrap_or_default(),
     }
 }
 
@@ -168,6 +174,7 @@ pub fn render(src: &Sources, kind: Kind, format: Format, o: &Options) -> String 
             Kind::Secrets => istioctl::secret_summary(&d, &o.secrets, false),
             Kind::Bootstrap => istioctl::bootstrap_summary(&d),
             Kind::All => istioctl::all_summary(&src.config_dump, f, &o.secrets, o.with_headers),
+            Kind::Patches => patch_table(&src.patches),
         },
         Format::Json if kind == Kind::All => envoy_json(&src.config_dump),
         Format::Json => indented(&resources(src, kind, o), b"    "),
