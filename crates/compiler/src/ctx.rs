@@ -95,7 +95,7 @@ impl<'a> Ctx<'a> {
             .find(|s| {
                 s.meta.ns() == ns
                     && s.spec.workload_selector.as_ref().is_some_and(|ws| {
-                        meshsim_model::common::labels_match(&ws.match_labels, &self.proxy.labels)
+                        meshsim_model::common::labels_match(ws.labels(), &self.proxy.labels)
                     })
             })
             .or_else(|| {

@@ -27,7 +27,7 @@ pub fn applicable<'a>(ctx: &Ctx<'a>) -> Vec<&'a Object<EnvoyFilterSpec>> {
             f.spec
                 .workload_selector
                 .as_ref()
-                .is_none_or(|s| labels_match(&s.match_labels, &ctx.proxy.labels))
+                .is_none_or(|s| labels_match(s.labels(), &ctx.proxy.labels))
         })
         .collect();
     // istiod: priority, then creation time, then name. Objects without a

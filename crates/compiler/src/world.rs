@@ -132,6 +132,9 @@ pub enum PodRole {
     Gateway,
 }
 
+/// The endpoint label auto mTLS reads (`model.TLSModeLabelName`).
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
 #[derive(Debug, Clone)]
 pub struct Pod {
     pub name: String,
@@ -167,6 +170,18 @@ impl Pod {
 
     pub fn is_proxy(&self) -> bool {
         self.sidecar || self.role == PodRole::Gateway
+    }
+
+    /// The pod's `security.istio.io/tlsMode` label as it runs: the
+    /// sidecar injector sets it (to `istio` unless the pod says otherwise,
+    /// injection-template.yaml); the gateway template and uninjected pods
+    /// carry only what the user wrote. Auto mTLS follows it.
+    pub fn tls_mode(&self) -> Option<&str> {
+        match self.labels.get(TLS_MODE_LABEL) {
+            Some(v) => Some(v.as_str()),
+            None if self.sidecar && self.role == PodRole::Workload => Some("istio"),
+            None => None,
+        }
     }
 
     /// Resolves a Service `targetPort` against this pod's container ports.
@@ -215,7 +230,8 @@ pub struct ServiceEndpoint {
     /// Service port → endpoint port.
     pub ports: BTreeMap<u16, u16>,
     pub labels: BTreeMap<String, String>,
-    /// The endpoint runs a sidecar (auto mTLS target).
+    /// The endpoint's `security.istio.io/tlsMode` is `istio`: auto mTLS
+    /// sends it mutual TLS.
     pub sidecar: bool,
     pub service_account: Option<String>,
 }

@@ -1,25 +1,11 @@
 //! Rule-level tests of the compiler: each builds a small mesh from YAML
 //! and checks one istiod rule in the compiled tables (sources cited).
 
-use meshsim_compiler::{compile_proxy, find_proxy, IstioVersion, NamespaceFlag, Settings, World};
+mod common;
+
+use common::{tables, world_with};
+use meshsim_compiler::{compile_proxy, find_proxy};
 use meshsim_tables::*;
-
-fn world_with(yaml: &str, version: &str) -> World {
-    let loaded = meshsim_model::parse_str("test.yaml", yaml);
-    let settings = Settings {
-        istio_version: IstioVersion::parse(version).expect("v"),
-        ..Settings::default()
-    };
-    let (w, diags) = World::from_loaded(loaded, settings, &NamespaceFlag::Unset);
-    assert!(!diags.has_errors(), "{}", diags.error_text());
-    w
-}
-
-fn tables(yaml: &str, proxy: &str) -> ProxyTables {
-    let w = world_with(yaml, "1.28.0");
-    let p = find_proxy(&w, proxy).expect("proxy");
-    compile_proxy(&w, p)
-}
 
 const APP: &str = r#"
 apiVersion: v1

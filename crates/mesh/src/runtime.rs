@@ -255,7 +255,14 @@ impl Mesh {
         let capture = (local_addr(&out_l)?, local_addr(&in_l)?);
         let admin = local_addr(&admin_l)?;
         proxy.serve_capture(out_l, Capture::Outbound);
-        proxy.serve_capture(in_l, Capture::Inbound);
+        // A gateway has no iptables redirect: traffic to its pod IP meets
+        // the listener bound on that port.
+        let inbound = if plan.gateway {
+            Capture::Direct
+        } else {
+            Capture::Inbound
+        };
+        proxy.serve_capture(in_l, inbound);
         proxy.serve_admin(admin_l);
         Ok(RunningProxy {
             proxy,

@@ -209,12 +209,34 @@ pub fn labels_match(
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Istio `workloadSelector` (`matchLabels` only).
+/// `networking.istio.io` `WorkloadSelector` (Sidecar, EnvoyFilter,
+/// ServiceEntry `workloadSelector`): `labels`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadSelector {
     #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl WorkloadSelector {
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+}
+
+/// `istio.type.v1beta1.WorkloadSelector` (DestinationRule
+/// `workloadSelector`, the security kinds' `selector`): `matchLabels`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchLabelsSelector {
+    #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
+}
+
+impl MatchLabelsSelector {
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.match_labels
+    }
 }
 
 /// A port given either as a number or as a name (`targetPort`).
@@ -288,7 +310,7 @@ mod tests {
     #[test]
     fn selector_expressions() {
         let sel = LabelSelector {
-            match_labels: [("app".to_string(), "a".to_string())].into(),
+            labels: [("app".to_string(), "a".to_string())].into(),
             match_expressions: vec![LabelSelectorRequirement {
                 key: "v".into(),
                 operator: SelectorOperator::In,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::common::{Duration, NotSimulated, Unsimulated, WorkloadSelector};
+use crate::common::{Duration, MatchLabelsSelector, NotSimulated, Unsimulated};
 use crate::report_unsimulated;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,7 +16,7 @@ pub struct DestinationRuleSpec {
     #[serde(default)]
     pub subsets: Vec<Subset>,
     #[serde(default)]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<MatchLabelsSelector>,
     #[serde(default)]
     pub export_to: NotSimulated,
 }

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::common::WorkloadSelector;
+use crate::common::MatchLabelsSelector;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerAuthenticationSpec {
     #[serde(default)]
-    pub selector: Option<WorkloadSelector>,
+    pub selector: Option<MatchLabelsSelector>,
     #[serde(default)]
     pub mtls: Option<MutualTls>,
     #[serde(default)]

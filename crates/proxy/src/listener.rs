@@ -30,6 +30,9 @@ pub enum Capture {
     Inbound,
     /// A gateway's own port (no redirect): the listener bound on it.
     Port(u16),
+    /// A gateway pod reached inside the mesh: no iptables redirect, the
+    /// listener bound on the destination port (from the PROXY header).
+    Direct,
 }
 
 /// Per-connection facts the filters and the access log need.
@@ -188,6 +191,7 @@ impl Inner {
             Capture::Outbound => snap.outbound_listener(dst.ip(), dst.port()),
             Capture::Inbound => snap.virtual_inbound,
             Capture::Port(p) => snap.port_listener(p),
+            Capture::Direct => snap.port_listener(dst.port()),
         };
         // No listener: the kernel would refuse; we close.
         let Some(li) = listener else { return };

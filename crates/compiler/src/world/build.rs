@@ -277,8 +277,14 @@ pub(super) fn pod_endpoint(i: usize, pod: &Pod, pmap: BTreeMap<u16, u16>) -> Ser
         pod: Some(i),
         address: pod.ip.to_string(),
         ports: pmap,
-        labels: pod.labels.clone(),
-        sidecar: pod.is_proxy(),
+        labels: {
+            let mut l = pod.labels.clone();
+            if let Some(m) = pod.tls_mode() {
+                l.insert(super::TLS_MODE_LABEL.into(), m.into());
+            }
+            l
+        },
+        sidecar: pod.tls_mode() == Some("istio"),
         service_account: Some(pod.service_account.clone()),
     }
 }

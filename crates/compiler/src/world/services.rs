@@ -224,13 +224,15 @@ impl World {
                         address,
                         ports: pmap,
                         labels: ep.labels.clone(),
-                        sidecar: false,
+                        // A WorkloadEntry-style endpoint labelled for mTLS.
+                        sidecar: ep.labels.get(super::TLS_MODE_LABEL).map(String::as_str)
+                            == Some("istio"),
                         service_account: ep.service_account.clone(),
                     });
                 }
                 if let Some(ws) = &se.spec.workload_selector {
                     for (i, pod) in self.pods.iter().enumerate() {
-                        if pod.namespace != ns || !labels_match(&ws.match_labels, &pod.labels) {
+                        if pod.namespace != ns || !labels_match(ws.labels(), &pod.labels) {
                             continue;
                         }
                         let pmap = ports
