@@ -20,8 +20,11 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
     let dir = private_dir()?;
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, mesh.public_ca().root_pem())?;
+    // Handlers first: a Ctrl-C right after the ports are printed must
+    // still end the sandbox cleanly.
+    let signals = Signals::install();
     println!("{}", describe(&mesh, &ca).await?);
-    wait_for_end(duration).await;
+    wait_for_end(duration, signals).await;
     mesh.shutdown().await;
     // `dir` is removed here, on every way out of `wait_for_end`.
     drop(dir);
@@ -39,26 +42,43 @@ fn private_dir() -> std::io::Result<tempfile::TempDir> {
         .tempdir()
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment they are installed.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+}
+
+async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Until `duration` passes, or Ctrl-C, or SIGTERM.
-async fn wait_for_end(duration: Option<Duration>) {
+async fn wait_for_end(duration: Option<Duration>, mut signals: Signals) {
     let timer = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
     tokio::select! {
         _ = timer => {}
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        _ = next(&mut signals.int) => {}
+        _ = next(&mut signals.term) => {}
     }
 }
 

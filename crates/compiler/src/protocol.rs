@@ -81,6 +81,11 @@ impl Protocol {
         matches!(self, Protocol::Http2 | Protocol::Grpc)
     }
 
+    /// `IsTLS`: TLS or HTTPS, routed by SNI (`tls:` routes).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Tls)
+    }
+
     /// Proxied as opaque TCP.
     pub fn is_tcp(self) -> bool {
         matches!(

@@ -152,11 +152,17 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
             out.route_configs
                 .push(routes::sidecar_outbound(ctx, services, *port, None));
         } else {
-            let mut tcp = e
-                .tcp
-                .iter()
-                .map(|t| tcp_chain(ctx, t, *port, None))
-                .collect::<Vec<_>>();
+            // tls.go: TLS/HTTPS ports route by SNI; other TCP as one chain.
+            let wildcard = bind == "0.0.0.0";
+            let mut tcp = Vec::new();
+            for t in &e.tcp {
+                let tls = t.port(*port).is_some_and(|p| p.protocol.is_tls());
+                if tls {
+                    tcp.extend(tls_chains(ctx, t, *port, wildcard));
+                } else {
+                    tcp.push(tcp_chain(ctx, t, *port, None));
+                }
+            }
             if let Some(s) = e.sniffed.first() {
                 let rds = names::domain_name(&s.hostname, *port);
                 let hcm = filters::hcm(
@@ -188,10 +194,28 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 out.route_configs
                     .push(routes::sidecar_outbound(ctx, services, *port, Some(s)));
             }
-            if tcp.len() > 1 {
-                lfilters = vec![TLS_INSPECTOR];
+            let sniffed = !e.sniffed.is_empty();
+            // listener.go merges services' chains into one listener; a
+            // chain matching exactly what an earlier one matches is
+            // dropped (Envoy would reject the listener).
+            for c in tcp {
+                if c.filter_chain_match == FilterChainMatch::default()
+                    || !chains
+                        .iter()
+                        .any(|k| k.filter_chain_match == c.filter_chain_match)
+                {
+                    chains.push(c);
+                }
             }
-            chains.append(&mut tcp);
+            if !sniffed {
+                default_chain = default_chain_rule(ctx, &mut chains, passthrough_target);
+                if chains
+                    .iter()
+                    .any(|c| !c.filter_chain_match.server_names.is_empty())
+                {
+                    lfilters = vec![TLS_INSPECTOR];
+                }
+            }
         }
         out.listeners.push(Listener {
             name,
@@ -212,47 +236,154 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
     out
 }
 
-/// A TCP chain for one service: VirtualService `tcp`/`tls` routes, else the
-/// service's own cluster.
-fn tcp_chain(ctx: &Ctx<'_>, svc: &Service, port: u16, cidr_bind: Option<&String>) -> FilterChain {
+/// listener.go `buildListenerFromEntry`: a match-all chain becomes the
+/// default chain when there are others (the last one wins); a lone
+/// match-all chain stays the only chain; without one, the default is the
+/// `PassthroughFilterChain` to PassthroughCluster or BlackHoleCluster.
+fn default_chain_rule(
+    ctx: &Ctx<'_>,
+    chains: &mut Vec<FilterChain>,
+    passthrough_target: &str,
+) -> Option<FilterChain> {
+    let is_match_all = |c: &FilterChain| c.filter_chain_match == FilterChainMatch::default();
+    let mut default = None;
+    chains.retain(|c| {
+        if is_match_all(c) {
+            default = Some(c.clone());
+            false
+        } else {
+            true
+        }
+    });
+    match default {
+        Some(d) if chains.is_empty() => {
+            chains.push(d);
+            None
+        }
+        Some(d) => Some(d),
+        None => Some(FilterChain {
+            name: "PassthroughFilterChain".into(),
+            filter_chain_match: FilterChainMatch::default(),
+            transport_socket: None,
+            filters: filters::tcp_filters(
+                ctx.version,
+                passthrough_target.into(),
+                Some(passthrough_target.into()),
+                None,
+            ),
+        }),
+    }
+}
+
+/// tls.go `buildSidecarOutboundTLSFilterChainOpts`: a chain per
+/// VirtualService `tls` match (by SNI, first match per SNI set wins), else
+/// one chain to the service, matching its hostname as SNI when the
+/// listener is the wildcard one (no VIP tells services apart).
+fn tls_chains(ctx: &Ctx<'_>, svc: &Service, port: u16, wildcard: bool) -> Vec<FilterChain> {
     let cluster = names::outbound_cluster(port, "", &svc.hostname);
+    let mut out = Vec::new();
+    let mut handled = std::collections::BTreeSet::new();
+    for v in ctx.mesh_virtual_services() {
+        if !vs_binds(ctx, v, &svc.hostname) {
+            continue;
+        }
+        for r in v.spec.tls.iter().filter(|r| !r.route.is_empty()) {
+            for m in &r.matches {
+                let static_ok = m.port.is_none_or(|p| p == port)
+                    && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"));
+                if !static_ok || !handled.insert(m.sni_hosts.join(",")) {
+                    continue;
+                }
+                let (c, w) = route_clusters(ctx, v.meta.ns(), &r.route, port);
+                out.push(FilterChain {
+                    name: String::new(),
+                    filter_chain_match: FilterChainMatch {
+                        server_names: m.sni_hosts.clone(),
+                        ..Default::default()
+                    },
+                    transport_socket: None,
+                    filters: filters::tcp_filters(ctx.version, cluster.clone(), c, w),
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        let server_names = if wildcard || svc.addresses.is_empty() {
+            vec![svc.hostname.clone()]
+        } else {
+            vec![]
+        };
+        out.push(FilterChain {
+            name: String::new(),
+            filter_chain_match: FilterChainMatch {
+                server_names,
+                ..Default::default()
+            },
+            transport_socket: None,
+            filters: filters::tcp_filters(ctx.version, cluster.clone(), Some(cluster), None),
+        });
+    }
+    out
+}
+
+/// A VirtualService whose hosts cover `hostname`.
+fn vs_binds(
+    ctx: &Ctx<'_>,
+    v: &meshsim_model::Object<meshsim_model::virtual_service::VirtualServiceSpec>,
+    hostname: &str,
+) -> bool {
+    v.spec
+        .hosts
+        .iter()
+        .map(|h| ctx.world.resolve_host(h, v.meta.ns()))
+        .any(|h| crate::host::matches(&h, hostname))
+}
+
+/// A route's destinations as one cluster or weighted clusters.
+fn route_clusters(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    route: &[meshsim_model::virtual_service::RouteDestination],
+    port: u16,
+) -> (Option<String>, Option<WeightedClusters>) {
     let scope = routes::RouteScope {
         ctx,
         port,
         gateway: "mesh".into(),
     };
-    let mut weighted = None;
-    for v in ctx.mesh_virtual_services() {
-        let hosts: Vec<String> = v
-            .spec
-            .hosts
+    let w = WeightedClusters {
+        clusters: route
             .iter()
-            .map(|h| ctx.world.resolve_host(h, v.meta.ns()))
-            .collect();
-        if !hosts.iter().any(|h| crate::host::matches(h, &svc.hostname)) {
+            .map(|d| ClusterWeight {
+                name: routes::destination_cluster(&scope, ns, &d.destination),
+                weight: d.weight.unwrap_or(if route.len() == 1 { 100 } else { 0 }),
+            })
+            .collect(),
+    };
+    if w.clusters.len() == 1 {
+        (Some(w.clusters[0].name.clone()), None)
+    } else {
+        (None, Some(w))
+    }
+}
+
+/// A TCP chain for one service: VirtualService `tcp` routes, else the
+/// service's own cluster.
+fn tcp_chain(ctx: &Ctx<'_>, svc: &Service, port: u16, cidr_bind: Option<&String>) -> FilterChain {
+    let cluster = names::outbound_cluster(port, "", &svc.hostname);
+    let mut routed = None;
+    for v in ctx.mesh_virtual_services() {
+        if !vs_binds(ctx, v, &svc.hostname) {
             continue;
         }
         if let Some(r) = v.spec.tcp.iter().find(|r| {
             r.matches.is_empty() || r.matches.iter().any(|m| m.port.is_none_or(|p| p == port))
         }) {
-            weighted = Some(WeightedClusters {
-                clusters: r
-                    .route
-                    .iter()
-                    .map(|d| ClusterWeight {
-                        name: routes::destination_cluster(&scope, v.meta.ns(), &d.destination),
-                        weight: d.weight.unwrap_or(if r.route.len() == 1 { 100 } else { 0 }),
-                    })
-                    .collect(),
-            });
+            routed = Some(route_clusters(ctx, v.meta.ns(), &r.route, port));
             break;
         }
     }
-    let (c, w) = match weighted {
-        Some(w) if w.clusters.len() == 1 => (Some(w.clusters[0].name.clone()), None),
-        Some(w) => (None, Some(w)),
-        None => (Some(cluster.clone()), None),
-    };
+    let (c, w) = routed.unwrap_or((Some(cluster.clone()), None));
     let mut m = FilterChainMatch::default();
     if let Some(b) = cidr_bind {
         if b == "0.0.0.0" {

@@ -137,3 +137,84 @@ spec:
     let e = load_errors(&swapped);
     assert!(e.contains("matchLabels"), "{e}");
 }
+
+/// tls.go `buildSidecarOutboundTLSFilterChainOpts` and listener.go
+/// `buildListenerFromEntry`: TLS/HTTPS services sharing a wildcard port get
+/// a chain each, matched on their hostname as SNI, with the TLS inspector;
+/// a VirtualService `tls` route replaces the chains of every service its
+/// hosts cover (here `*.fx-feed.io` covers `rates.fx-feed.io` too, so SNI
+/// `rates.fx-feed.io` falls to the default chain), identical matches
+/// merge; the default chain is the catch-all (PassthroughCluster under
+/// ALLOW_ANY).
+#[test]
+fn tls_service_entries_on_one_port_match_by_sni() {
+    let yaml = format!(
+        "{CLIENT}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ledger-api, namespace: orders}}
+spec:
+  hosts: [ledger.fin-partner.io]
+  ports: [{{number: 8443, name: tls-api, protocol: TLS}}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: fx, namespace: orders}}
+spec:
+  hosts: [rates.fx-feed.io, '*.fx-feed.io']
+  ports: [{{number: 8443, name: https, protocol: HTTPS}}]
+  resolution: NONE
+  location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: fx-split, namespace: orders}}
+spec:
+  hosts: ['*.fx-feed.io']
+  tls:
+  - match: [{{sniHosts: [eu.fx-feed.io], port: 8443}}]
+    route: [{{destination: {{host: rates.fx-feed.io, port: {{number: 8443}}}}}}]
+"
+    );
+    let t = tables(&yaml, "deploy/checkout.orders");
+    let l = t
+        .listeners
+        .iter()
+        .find(|l| l.name == "0.0.0.0_8443")
+        .expect("0.0.0.0_8443");
+    let by_sni: Vec<(Vec<String>, String)> = l
+        .filter_chains
+        .iter()
+        .map(|c| {
+            let cluster = match &c.filters.last().expect("filter").typed_config {
+                NetworkFilterConfig::TcpProxy(tp) => tp.cluster.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            (c.filter_chain_match.server_names.clone(), cluster)
+        })
+        .collect();
+    assert!(
+        by_sni.contains(&(
+            vec!["ledger.fin-partner.io".into()],
+            "outbound|8443||ledger.fin-partner.io".into()
+        )),
+        "{by_sni:?}"
+    );
+    assert!(
+        by_sni.contains(&(
+            vec!["eu.fx-feed.io".into()],
+            "outbound|8443||rates.fx-feed.io".into()
+        )),
+        "{by_sni:?}"
+    );
+    assert_eq!(by_sni.len(), 2, "{by_sni:?}");
+    assert!(by_sni.iter().all(|(sni, _)| !sni.is_empty()), "{by_sni:?}");
+    let d = l.default_filter_chain.as_ref().expect("default chain");
+    assert_eq!(d.name, "PassthroughFilterChain");
+    assert!(l
+        .listener_filters
+        .iter()
+        .any(|f| f.name == "envoy.filters.listener.tls_inspector"));
+}

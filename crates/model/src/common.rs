@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn selector_expressions() {
         let sel = LabelSelector {
-            labels: [("app".to_string(), "a".to_string())].into(),
+            match_labels: [("app".to_string(), "a".to_string())].into(),
             match_expressions: vec![LabelSelectorRequirement {
                 key: "v".into(),
                 operator: SelectorOperator::In,

@@ -43,7 +43,7 @@ pub(crate) async fn proxy(
     let snap = inner.snapshot.load_full();
     let connected = match snap.cluster(&cluster_name) {
         None => Err(UpstreamError::NoHealthyUpstream),
-        Some(c) => match c.choose(info.dst) {
+        Some(c) => match c.choose(info.dst).map(|h| h.resolved(inner.env.as_ref())) {
             Err(e) => Err(e),
             Ok(host) => {
                 entry.upstream_host = Some(host.label());

@@ -151,7 +151,7 @@ impl HttpCtx {
             local: None,
         };
         let host = match cluster.choose(self.info.dst) {
-            Ok(h) => h,
+            Ok(h) => h.resolved(self.inner.env.as_ref()),
             Err(e) => {
                 a.result = Err(AttemptError::Upstream(e));
                 return a;

@@ -36,6 +36,18 @@ pub struct Host {
 }
 
 impl Host {
+    /// A DNS cluster's host as Envoy holds it: the address its resolver
+    /// returned (so `%UPSTREAM_HOST%` is an IP). A name that does not
+    /// resolve stays, and connecting to it fails as Envoy's would.
+    pub fn resolved(mut self, env: &dyn crate::env::Environment) -> Host {
+        if self.address.parse::<std::net::IpAddr>().is_err() {
+            if let Some(ip) = env.resolve(&self.address) {
+                self.address = ip.to_string();
+            }
+        }
+        self
+    }
+
     /// `%UPSTREAM_HOST%`.
     pub fn label(&self) -> String {
         format!("{}:{}", self.address, self.port)
