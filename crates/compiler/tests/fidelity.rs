@@ -218,3 +218,57 @@ spec:
         .iter()
         .any(|f| f.name == "envoy.filters.listener.tls_inspector"));
 }
+
+/// sidecar.go `computeWildcardHostVirtualServiceIndex` +
+/// route.go `separateVSHostsAndServices`: a VirtualService naming a service
+/// exactly owns it even when an older wildcard one covers it; the wildcard
+/// keeps the services nobody names.
+#[test]
+fn exact_virtual_service_host_beats_an_older_wildcard() {
+    let yaml = format!(
+        "{CLIENT}---
+apiVersion: v1
+kind: Service
+metadata: {{name: payments, namespace: orders}}
+spec: {{selector: {{app: payments}}, ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: invoices, namespace: orders}}
+spec: {{selector: {{app: invoices}}, ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: all-orders, namespace: orders, creationTimestamp: '2024-01-01T00:00:00Z'}}
+spec:
+  hosts: ['*.orders.svc.cluster.local']
+  http: [{{timeout: 7s, route: [{{destination: {{host: invoices.orders.svc.cluster.local}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: payments, namespace: orders, creationTimestamp: '2025-06-01T00:00:00Z'}}
+spec:
+  hosts: [payments.orders.svc.cluster.local]
+  http: [{{timeout: 3s, route: [{{destination: {{host: payments.orders.svc.cluster.local}}}}]}}]
+"
+    );
+    let t = tables(&yaml, "deploy/checkout.orders");
+    let rc = t
+        .route_configs
+        .iter()
+        .find(|r| r.name == "8080")
+        .expect("8080");
+    let timeout_of = |vh: &str| -> u64 {
+        let v = rc
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == vh)
+            .unwrap_or_else(|| panic!("{vh}"));
+        match &v.routes[0].action {
+            RouteAction::Route(t) => t.timeout.as_timeout().map(|d| d.as_secs()).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    assert_eq!(timeout_of("payments.orders.svc.cluster.local:8080"), 3);
+    assert_eq!(timeout_of("invoices.orders.svc.cluster.local:8080"), 7);
+}

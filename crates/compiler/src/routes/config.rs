@@ -146,6 +146,10 @@ pub fn sidecar_outbound(
             port == 80
         }
     });
+    // sidecar.go `computeWildcardHostVirtualServiceIndex`: a service
+    // belongs to the VirtualService naming it exactly, else to the one with
+    // the most specific wildcard host covering it (first in order on ties).
+    let owner = wildcard_owners(ctx, &vss, services);
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let mut seen_domains: BTreeSet<String> = BTreeSet::new();
@@ -173,7 +177,7 @@ pub fn sidecar_outbound(
             });
         }
     };
-    for v in &vss {
+    for (vi, v) in vss.iter().enumerate() {
         let routes = translate_vs(&scope, v);
         if routes.is_empty() {
             continue;
@@ -181,10 +185,15 @@ pub fn sidecar_outbound(
         for h in &v.spec.hosts {
             let h = ctx.world.resolve_host(h, v.meta.ns());
             let all = matching(&h);
+            let wildcard = h.starts_with('*');
             let matched: Vec<&Service> = all
                 .iter()
                 .copied()
-                .filter(|s| s.port(port).is_some() && !claimed.contains(s.hostname.as_str()))
+                .filter(|s| {
+                    s.port(port).is_some()
+                        && !claimed.contains(s.hostname.as_str())
+                        && (!wildcard || owner.get(s.hostname.as_str()) == Some(&vi))
+                })
                 .collect();
             if matched.is_empty() {
                 if all.is_empty() {
@@ -248,6 +257,47 @@ pub fn sidecar_outbound(
         validate_clusters: false,
         ignore_port_in_host_matching: true,
     }
+}
+
+/// Which VirtualService (index in `vss`) each service belongs to:
+/// `MostSpecificHostMatch` over exact hosts, then wildcard hosts.
+fn wildcard_owners<'s>(
+    ctx: &Ctx<'_>,
+    vss: &[&Object<VirtualServiceSpec>],
+    services: &[&'s Service],
+) -> std::collections::HashMap<&'s str, usize> {
+    let hosts: Vec<(usize, String)> = vss
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            v.spec.hosts.iter().map(move |h| {
+                (
+                    i,
+                    ctx.world.resolve_host(h, v.meta.ns()).to_ascii_lowercase(),
+                )
+            })
+        })
+        .collect();
+    let mut out = std::collections::HashMap::new();
+    for s in services {
+        let name = s.hostname.to_ascii_lowercase();
+        let exact = hosts
+            .iter()
+            .find(|(_, h)| !h.starts_with('*') && *h == name);
+        let best = exact.or_else(|| {
+            hosts
+                .iter()
+                .filter(|(_, h)| h.starts_with('*') && host::matches(h, &name))
+                .fold(None, |best: Option<&(usize, String)>, c| match best {
+                    Some(b) if b.1.len() >= c.1.len() => Some(b),
+                    _ => Some(c),
+                })
+        });
+        if let Some((i, _)) = best {
+            out.insert(s.hostname.as_str(), *i);
+        }
+    }
+    out
 }
 
 /// `allow_any` (ALLOW_ANY → PassthroughCluster) or `block_all` (502).
