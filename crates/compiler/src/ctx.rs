@@ -45,6 +45,14 @@ impl<'a> Ctx<'a> {
         let mut dr_index: std::collections::HashMap<&'a str, DrIndex<'a>> =
             std::collections::HashMap::new();
         for dr in &world.destination_rules {
+            if !crate::world::exported_to(
+                &dr.spec.export_to,
+                &world.mesh.default_destination_rule_export_to,
+                dr.meta.ns(),
+                &proxy.namespace,
+            ) {
+                continue;
+            }
             if dr.spec.workload_selector.as_ref().is_some_and(|ws| {
                 !meshsim_model::common::labels_match(&ws.match_labels, &proxy.labels)
             }) {
@@ -120,7 +128,15 @@ impl<'a> Ctx<'a> {
     /// Services this proxy sees: all of them, narrowed by a Sidecar's
     /// `egress.hosts` (`ns/host`, `./host`, `*/host`, `~/*`).
     pub fn visible_services(&self) -> Vec<&'a Service> {
-        let all = self.world.services.iter();
+        let (w, ns) = (self.world, self.proxy.namespace.as_str());
+        let all = self.world.services.iter().filter(move |s| {
+            crate::world::exported_to(
+                &s.export_to,
+                &w.mesh.default_service_export_to,
+                &s.namespace,
+                ns,
+            )
+        });
         let Some(sc) = self.sidecar_resource() else {
             return all.collect();
         };

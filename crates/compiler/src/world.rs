@@ -67,6 +67,11 @@ pub struct MeshSettings {
     pub path_normalization: PathNormalization,
     /// `defaultConfig.gatewayTopology.numTrustedProxies`.
     pub num_trusted_proxies: u32,
+    /// `defaultServiceExportTo`, `defaultVirtualServiceExportTo`,
+    /// `defaultDestinationRuleExportTo` (Istio's default: `*`).
+    pub default_service_export_to: Vec<String>,
+    pub default_virtual_service_export_to: Vec<String>,
+    pub default_destination_rule_export_to: Vec<String>,
 }
 
 impl MeshSettings {
@@ -100,8 +105,37 @@ impl MeshSettings {
                 .and_then(|d| d.gateway_topology)
                 .and_then(|g| g.num_trusted_proxies)
                 .unwrap_or(0),
+            default_service_export_to: m.default_service_export_to.unwrap_or_else(everywhere),
+            default_virtual_service_export_to: m
+                .default_virtual_service_export_to
+                .unwrap_or_else(everywhere),
+            default_destination_rule_export_to: m
+                .default_destination_rule_export_to
+                .unwrap_or_else(everywhere),
         }
     }
+}
+
+fn everywhere() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// Whether config exported with `export_to` (or `default` when empty) from
+/// namespace `owner` is visible in namespace `viewer`: `*` everywhere, `.`
+/// its own namespace, `~` nowhere, else the namespaces named
+/// (model/push_context.go visibility).
+pub fn exported_to(export_to: &[String], default: &[String], owner: &str, viewer: &str) -> bool {
+    let list = if export_to.is_empty() {
+        default
+    } else {
+        export_to
+    };
+    list.iter().any(|e| match e.as_str() {
+        "*" => true,
+        "." => owner == viewer,
+        "~" => false,
+        ns => ns == viewer,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +294,9 @@ pub struct Service {
     /// LoadBalancer ingress IP); `None` for Services of no gateway.
     pub external_ip: Option<Ipv4Addr>,
     pub origin: Origin,
+    /// `exportTo` (ServiceEntry) or the `networking.istio.io/exportTo`
+    /// annotation (Service); empty: the mesh default.
+    pub export_to: Vec<String>,
 }
 
 /// The external address of Istio's default ingress gateway, as in the

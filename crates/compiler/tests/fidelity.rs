@@ -272,3 +272,105 @@ spec:
     assert_eq!(timeout_of("payments.orders.svc.cluster.local:8080"), 3);
     assert_eq!(timeout_of("invoices.orders.svc.cluster.local:8080"), 7);
 }
+
+/// exportTo (push_context.go visibility): a ServiceEntry, VirtualService or
+/// DestinationRule exported to `.` is seen only in its namespace; a list
+/// names namespaces; `~` hides; the mesh defaults apply when a resource
+/// says nothing.
+#[test]
+fn export_to_limits_what_each_namespace_sees() {
+    let yaml = format!(
+        "{CLIENT}---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: vendors, labels: {{istio-injection: enabled}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: sync, namespace: vendors}}
+spec:
+  template:
+    metadata: {{labels: {{app: sync}}}}
+    spec: {{containers: [{{name: c, image: example/sync}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: erp, namespace: vendors}}
+spec:
+  hosts: [erp.supplier-net.com]
+  exportTo: [.]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: DNS
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: catalog, namespace: vendors, annotations: {{networking.istio.io/exportTo: 'vendors,orders'}}}}
+spec: {{selector: {{app: sync}}, ports: [{{name: http, port: 9000}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: secret-admin, namespace: vendors, annotations: {{networking.istio.io/exportTo: '~'}}}}
+spec: {{selector: {{app: sync}}, ports: [{{name: http, port: 9100}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: catalog-timeout, namespace: vendors}}
+spec:
+  hosts: [catalog.vendors.svc.cluster.local]
+  exportTo: [.]
+  http: [{{timeout: 2s, route: [{{destination: {{host: catalog.vendors.svc.cluster.local}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: catalog-pool, namespace: vendors}}
+spec:
+  host: catalog.vendors.svc.cluster.local
+  exportTo: [.]
+  trafficPolicy: {{connectionPool: {{tcp: {{maxConnections: 3}}}}}}
+"
+    );
+    let orders = tables(&yaml, "deploy/checkout.orders");
+    let vendors = tables(&yaml, "deploy/sync.vendors");
+    let has = |t: &ProxyTables, c: &str| t.clusters.iter().any(|x| x.name == c);
+    assert!(!has(&orders, "outbound|80||erp.supplier-net.com"));
+    assert!(has(&vendors, "outbound|80||erp.supplier-net.com"));
+    assert!(has(
+        &orders,
+        "outbound|9000||catalog.vendors.svc.cluster.local"
+    ));
+    assert!(!has(
+        &orders,
+        "outbound|9100||secret-admin.vendors.svc.cluster.local"
+    ));
+    assert!(!has(
+        &vendors,
+        "outbound|9100||secret-admin.vendors.svc.cluster.local"
+    ));
+    let timeout = |t: &ProxyTables| {
+        let rc = t
+            .route_configs
+            .iter()
+            .find(|r| r.name == "9000")
+            .expect("9000");
+        let vh = rc
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == "catalog.vendors.svc.cluster.local:9000")
+            .expect("vhost");
+        match &vh.routes[0].action {
+            RouteAction::Route(r) => r.timeout.as_timeout().map(|d| d.as_secs()).unwrap_or(0),
+            _ => 99,
+        }
+    };
+    assert_eq!(timeout(&vendors), 2);
+    assert_eq!(timeout(&orders), 0);
+    let max_conn = |t: &ProxyTables| {
+        t.clusters
+            .iter()
+            .find(|c| c.name == "outbound|9000||catalog.vendors.svc.cluster.local")
+            .map(|c| c.circuit_breakers.default_thresholds().max_connections)
+            .expect("cluster")
+    };
+    assert_eq!(max_conn(&vendors), 3);
+    assert_ne!(max_conn(&orders), 3);
+}

@@ -18,12 +18,11 @@ pub struct DestinationRuleSpec {
     #[serde(default)]
     pub workload_selector: Option<MatchLabelsSelector>,
     #[serde(default)]
-    pub export_to: NotSimulated,
+    pub export_to: Vec<String>,
 }
 
 impl Unsimulated for DestinationRuleSpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
-        report_unsimulated!(self, path, out; export_to => "exportTo");
         self.traffic_policy
             .unsimulated(&format!("{path}.trafficPolicy"), out);
         for (i, s) in self.subsets.iter().enumerate() {

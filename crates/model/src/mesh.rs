@@ -60,11 +60,11 @@ pub struct MeshConfig {
     #[serde(default)]
     pub discovery_selectors: NotSimulated,
     #[serde(default)]
-    pub default_service_export_to: NotSimulated,
+    pub default_service_export_to: Option<Vec<String>>,
     #[serde(default)]
-    pub default_virtual_service_export_to: NotSimulated,
+    pub default_virtual_service_export_to: Option<Vec<String>>,
     #[serde(default)]
-    pub default_destination_rule_export_to: NotSimulated,
+    pub default_destination_rule_export_to: Option<Vec<String>>,
     #[serde(default)]
     pub trust_domain_aliases: NotSimulated,
     #[serde(default)]
@@ -93,9 +93,6 @@ impl Unsimulated for MeshConfig {
             default_providers => "defaultProviders", locality_lb_setting => "localityLbSetting",
             h2_upgrade_policy => "h2UpgradePolicy", dns_refresh_rate => "dnsRefreshRate",
             tcp_keepalive => "tcpKeepalive", discovery_selectors => "discoverySelectors",
-            default_service_export_to => "defaultServiceExportTo",
-            default_virtual_service_export_to => "defaultVirtualServiceExportTo",
-            default_destination_rule_export_to => "defaultDestinationRuleExportTo",
             trust_domain_aliases => "trustDomainAliases", ca_certificates => "caCertificates",
             service_settings => "serviceSettings", mesh_mtls => "meshMTLS", tls_defaults => "tlsDefaults",
             inbound_cluster_stat_name => "inboundClusterStatName",

@@ -26,12 +26,12 @@ pub struct ServiceEntrySpec {
     #[serde(default)]
     pub subject_alt_names: NotSimulated,
     #[serde(default)]
-    pub export_to: NotSimulated,
+    pub export_to: Vec<String>,
 }
 
 impl Unsimulated for ServiceEntrySpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
-        report_unsimulated!(self, path, out; export_to => "exportTo", subject_alt_names => "subjectAltNames");
+        report_unsimulated!(self, path, out; subject_alt_names => "subjectAltNames");
         for (i, e) in self.endpoints.iter().enumerate() {
             let p = format!("{path}.endpoints[{i}]");
             report_unsimulated!(e, p, out; network => "network", locality => "locality", weight => "weight");

@@ -22,12 +22,11 @@ pub struct VirtualServiceSpec {
     #[serde(default)]
     pub tcp: Vec<TcpRoute>,
     #[serde(default)]
-    pub export_to: NotSimulated,
+    pub export_to: Vec<String>,
 }
 
 impl Unsimulated for VirtualServiceSpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
-        report_unsimulated!(self, path, out; export_to => "exportTo");
         self.http.unsimulated(&format!("{path}.http"), out);
         for (i, r) in self.tls.iter().enumerate() {
             for (j, m) in r.matches.iter().enumerate() {

@@ -32,6 +32,15 @@ pub fn bound_virtual_services<'a>(
         .virtual_services
         .iter()
         .filter(|o| {
+            // VirtualService exportTo (or the mesh default).
+            crate::world::exported_to(
+                &o.spec.export_to,
+                &ctx.world.mesh.default_virtual_service_export_to,
+                o.meta.ns(),
+                &ctx.proxy.namespace,
+            )
+        })
+        .filter(|o| {
             if o.spec.gateways.is_empty() {
                 gateway == "mesh"
             } else {

@@ -114,6 +114,17 @@ impl World {
                 selector: s.spec.selector.clone(),
                 external_ip: None,
                 origin: s.meta.origin.clone(),
+                export_to: s
+                    .meta
+                    .annotations
+                    .get("networking.istio.io/exportTo")
+                    .map(|v| {
+                        v.split(',')
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
         }
         self.assign_external_ips(&sorted_specs(services), diags);
@@ -284,6 +295,7 @@ impl World {
                     selector: None,
                     external_ip: None,
                     origin: se.meta.origin.clone(),
+                    export_to: se.spec.export_to.clone(),
                 });
             }
         }
