@@ -81,8 +81,47 @@ impl<'a> Ctx<'a> {
     pub fn mesh_virtual_services(
         &self,
     ) -> &[&'a Object<meshsim_model::virtual_service::VirtualServiceSpec>] {
-        self.mesh_vs
-            .get_or_init(|| crate::routes::bound_virtual_services(self, "mesh"))
+        self.mesh_vs.get_or_init(|| {
+            let mut v = crate::routes::bound_virtual_services(self, "mesh");
+            // sidecar.go `selectVirtualServices`: with a Sidecar's egress
+            // hosts, only VirtualServices from a listed namespace whose
+            // hosts meet a listed host.
+            if let Some(patterns) = self.egress_patterns() {
+                v.retain(|vs| {
+                    patterns.iter().any(|(ns, h)| {
+                        ns != "~"
+                            && (ns == "*" || ns == vs.meta.ns())
+                            && vs.spec.hosts.iter().any(|vh| {
+                                let vh = self.world.resolve_host(vh, vs.meta.ns());
+                                host::matches(h, &vh) || host::matches(&vh, h)
+                            })
+                    })
+                });
+            }
+            v
+        })
+    }
+
+    /// The applicable Sidecar's egress `namespace/host` patterns (`.` is
+    /// the Sidecar's namespace), or `None` when no Sidecar limits egress.
+    fn egress_patterns(&self) -> Option<Vec<(String, String)>> {
+        let sc = self.sidecar_resource()?;
+        let patterns: Vec<(String, String)> = sc
+            .spec
+            .egress
+            .iter()
+            .flat_map(|e| e.hosts.iter())
+            .filter_map(|h| {
+                let (ns, host) = h.split_once('/')?;
+                let ns = if ns == "." {
+                    sc.meta.ns().to_string()
+                } else {
+                    ns.to_string()
+                };
+                Some((ns, host.to_string()))
+            })
+            .collect();
+        (!patterns.is_empty()).then_some(patterns)
     }
 
     pub fn is_gateway(&self) -> bool {
@@ -137,31 +176,42 @@ impl<'a> Ctx<'a> {
                 ns,
             )
         });
-        let Some(sc) = self.sidecar_resource() else {
+        let Some(patterns) = self.egress_patterns() else {
             return all.collect();
         };
-        let patterns: Vec<(String, String)> = sc
-            .spec
-            .egress
+        // Plus the destinations of the VirtualServices the Sidecar imports
+        // (sidecar.go adds them so their routes have clusters).
+        let destinations: Vec<String> = self
+            .mesh_virtual_services()
             .iter()
-            .flat_map(|e| e.hosts.iter())
-            .filter_map(|h| {
-                let (ns, host) = h.split_once('/')?;
-                let ns = if ns == "." {
-                    sc.meta.ns().to_string()
-                } else {
-                    ns.to_string()
-                };
-                Some((ns, host.to_string()))
+            .flat_map(|vs| {
+                vs.spec
+                    .http
+                    .iter()
+                    .flat_map(|r| r.route.iter().map(|d| &d.destination.host))
+                    .chain(
+                        vs.spec
+                            .tcp
+                            .iter()
+                            .flat_map(|r| r.route.iter().map(|d| &d.destination.host)),
+                    )
+                    .chain(
+                        vs.spec
+                            .tls
+                            .iter()
+                            .flat_map(|r| r.route.iter().map(|d| &d.destination.host)),
+                    )
+                    .map(|h| self.world.resolve_host(h, vs.meta.ns()))
+                    .collect::<Vec<_>>()
             })
             .collect();
-        if patterns.is_empty() {
-            return all.collect();
-        }
         all.filter(|s| {
-            patterns.iter().any(|(ns, h)| {
-                ns != "~" && (ns == "*" || *ns == s.namespace) && host::matches(h, &s.hostname)
-            })
+            destinations
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&s.hostname))
+                || patterns.iter().any(|(ns, h)| {
+                    ns != "~" && (ns == "*" || *ns == s.namespace) && host::matches(h, &s.hostname)
+                })
         })
         .collect()
     }

@@ -374,3 +374,77 @@ spec:
     assert_eq!(max_conn(&vendors), 3);
     assert_ne!(max_conn(&orders), 3);
 }
+
+/// sidecar.go: a Sidecar's egress `namespace/host` selects services *and*
+/// VirtualServices (from the listed namespaces, with a host that meets a
+/// listed host); services a selected VirtualService routes to come along.
+#[test]
+fn sidecar_egress_hosts_select_virtual_services_and_their_destinations() {
+    let yaml = format!(
+        "{CLIENT}---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: vendors}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: payments, namespace: orders}}
+spec: {{selector: {{app: payments}}, ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: catalog, namespace: vendors}}
+spec: {{selector: {{app: catalog}}, ports: [{{name: http, port: 9000}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: audit, namespace: vendors}}
+spec: {{selector: {{app: audit}}, ports: [{{name: http, port: 9001}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: orders}}
+spec:
+  egress: [{{hosts: [./*]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: foreign-timeout, namespace: vendors}}
+spec:
+  hosts: [payments.orders.svc.cluster.local]
+  http: [{{timeout: 9s, route: [{{destination: {{host: payments.orders.svc.cluster.local}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: partner, namespace: orders}}
+spec:
+  hosts: [payments.orders.svc.cluster.local]
+  http:
+  - match: [{{uri: {{prefix: /catalog}}}}]
+    route: [{{destination: {{host: catalog.vendors.svc.cluster.local}}}}]
+  - route: [{{destination: {{host: payments.orders.svc.cluster.local}}}}]
+"
+    );
+    let t = tables(&yaml, "deploy/checkout.orders");
+    let has = |c: &str| t.clusters.iter().any(|x| x.name == c);
+    assert!(
+        has("outbound|9000||catalog.vendors.svc.cluster.local"),
+        "destination imported"
+    );
+    assert!(
+        !has("outbound|9001||audit.vendors.svc.cluster.local"),
+        "not listed"
+    );
+    let rc = t
+        .route_configs
+        .iter()
+        .find(|r| r.name == "8080")
+        .expect("8080");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "payments.orders.svc.cluster.local:8080")
+        .expect("vhost");
+    // The orders VirtualService (two routes), not the vendors one (9s).
+    assert_eq!(vh.routes.len(), 2);
+}
