@@ -23,12 +23,22 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
     // Handlers first: a Ctrl-C right after the ports are printed must
     // still end the sandbox cleanly.
     let signals = Signals::install();
-    println!("{}", describe(&mesh, &ca).await?);
+    print_ignoring_closed_stdout(&describe(&mesh, &ca).await?);
     wait_for_end(duration, signals).await;
     mesh.shutdown().await;
     // `dir` is removed here, on every way out of `wait_for_end`.
     drop(dir);
     Ok(())
+}
+
+/// Prints `text` as one write; a reader that went away (`| head`, a
+/// script that read the port it wanted) does not end the sandbox.
+fn print_ignoring_closed_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(format!("{text}\n").as_bytes())
+        .and_then(|()| out.flush());
 }
 
 /// A fresh directory only this user can read (0700), with an

@@ -28,7 +28,8 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
         .expect("sandbox");
     let stdout = child.stdout.take().expect("stdout");
     let (mut port, mut ca) = (None, None);
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(p) = line.split("chain to: ").nth(1) {
             ca = Some(PathBuf::from(p.trim()));
         }
@@ -44,6 +45,8 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
             break;
         }
     }
+    // Keep reading what the sandbox prints, as a terminal would.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let port = port.expect("sandbox printed an entry port for reviews");
     let ca = ca.expect("sandbox printed the CA path");
     let dir = ca.parent().expect("ca dir").to_path_buf();
@@ -65,6 +68,7 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
         .args(["-INT", &child.id().to_string()])
         .status();
     let status = child.wait().expect("wait");
+    let _ = drain.join();
     assert!(
         body.starts_with("Hello version: v2, instance: reviews-v2-0"),
         "{body}"
