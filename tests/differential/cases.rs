@@ -55,6 +55,19 @@ fn routes_yaml(gateways: &str) -> String {
     y.push_str(&route("/tls", "tlsplain", 8007, ""));
     y.push_str(&route("/ws", "wsock", 8008, ""));
     y.push_str(&route("/api", "web", 8000, ""));
+    for (prefix, redirect) in [
+        ("/old", "{uri: /new}"),
+        ("/toport", "{port: 9443}"),
+        ("/tohttps", "{scheme: https, redirectCode: 308}"),
+        ("/elsewhere", "{authority: other.example, uri: /there?b=2}"),
+    ] {
+        y.push_str(&format!(
+            "  - match: [{{uri: {{prefix: {prefix}}}}}]\n    redirect: {redirect}\n"
+        ));
+    }
+    // A host the httpsRedirect server shares: routed, and still redirected.
+    y.push_str(&format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: moved, namespace: edge}}\nspec:\n  hosts: [a.moved.example]\n  gateways: [{gateways}]\n  http:\n"));
+    y.push_str(&route("/", "web", 8000, ""));
     y
 }
 
@@ -82,6 +95,9 @@ spec:
   servers:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: [app.example]
+  - port: {number: 80, name: http-redirect, protocol: HTTP}
+    hosts: [secure.example, \"*.moved.example\"]
+    tls: {httpsRedirect: true}
   - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [secure.example]
     tls: {mode: SIMPLE, credentialName: secure-cred}
@@ -231,6 +247,18 @@ fn gateway_cases() -> Vec<Case> {
         Case::new("CONNECT", b"CONNECT app.example:443 HTTP/1.1\r\nHost: app.example:443\r\n\r\n".to_vec()),
         Case::new("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: app.example\r\n\r\n".to_vec()),
         Case::new("x-forwarded-for at the gateway", get("/api", "app.example", "X-Forwarded-For: 203.0.113.9\r\n")),
+        Case::new("httpsRedirect", get("/api?q=1", "secure.example", "")),
+        Case::new("httpsRedirect keeps a port", get("/x", "secure.example:8080", "")),
+        Case::new("httpsRedirect with :80", get("/x", "secure.example:80", "")),
+        Case::new("httpsRedirect on a routed host", get("/api", "a.moved.example", "")),
+        Case::new("httpsRedirect on a wildcard host", get("/api", "b.moved.example", "")),
+        Case::new("httpsRedirect despite x-forwarded-proto", get("/api", "secure.example", "X-Forwarded-Proto: https\r\n")),
+        Case::new("host with a port", get("/api", "app.example:8080", "")),
+        Case::new("redirect keeps the query and port", get("/old?q=1", "app.example:8080", "")),
+        Case::new("redirect to a port", get("/toport/a", "app.example:8080", "")),
+        Case::new("redirect to https drops :80", get("/tohttps", "app.example:80", "")),
+        Case::new("redirect to https keeps :8080", get("/tohttps", "app.example:8080", "")),
+        Case::new("redirect to another authority", get("/elsewhere?a=1", "app.example:8080", "")),
         Case::new("h2c upgrade request", get("/api", "app.example", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n")),
     ]
 }

@@ -21,6 +21,28 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub include_request_attempt_count: bool,
+    /// Envoy's `require_tls`: a request that did not come over TLS
+    /// (`x-forwarded-proto` is not `https`) is redirected to `https://`
+    /// before any route is looked at (istiod sets `ALL` for a gateway
+    /// server's `httpsRedirect`).
+    #[serde(skip_serializing_if = "TlsRequirement::is_none")]
+    pub require_tls: TlsRequirement,
+}
+
+/// `VirtualHost.TlsRequirementType`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TlsRequirement {
+    #[default]
+    None,
+    ExternalOnly,
+    All,
+}
+
+impl TlsRequirement {
+    pub fn is_none(&self) -> bool {
+        *self == TlsRequirement::None
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -122,6 +122,7 @@ mod tests {
             domains: vec!["*".into()],
             routes,
             include_request_attempt_count: false,
+            require_tls: TlsRequirement::None,
         }
     }
 

@@ -71,6 +71,7 @@ mod tests {
                     domains: d.iter().map(|s| s.to_string()).collect(),
                     routes: vec![],
                     include_request_attempt_count: false,
+                    require_tls: TlsRequirement::None,
                 })
                 .collect(),
             validate_clusters: false,

@@ -183,6 +183,7 @@ pub fn sidecar_outbound(
                 domains,
                 routes,
                 include_request_attempt_count: true,
+                require_tls: TlsRequirement::None,
             });
         }
     };
@@ -322,6 +323,7 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
                 None,
             )],
             include_request_attempt_count: true,
+            require_tls: TlsRequirement::None,
         }
     } else {
         VirtualHost {
@@ -335,6 +337,7 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
                 }),
             )],
             include_request_attempt_count: true,
+            require_tls: TlsRequirement::None,
         }
     }
 }
@@ -352,6 +355,7 @@ pub fn inbound(cluster: &str, port: u16) -> RouteConfiguration {
             domains: vec!["*".into()],
             routes: vec![route],
             include_request_attempt_count: false,
+            require_tls: TlsRequirement::None,
         }],
         validate_clusters: false,
         ignore_port_in_host_matching: false,

@@ -28,6 +28,11 @@ fn virtual_host(vh: &VirtualHost) -> Value {
     if vh.include_request_attempt_count {
         v["include_request_attempt_count"] = json!(true);
     }
+    match vh.require_tls {
+        TlsRequirement::None => {}
+        TlsRequirement::ExternalOnly => v["require_tls"] = json!("EXTERNAL_ONLY"),
+        TlsRequirement::All => v["require_tls"] = json!("ALL"),
+    }
     v
 }
 
