@@ -25,6 +25,7 @@ const BACKENDS: &[(&str, u16, Option<Behaviour>)] = &[
     ("narrow", 8006, Some(Behaviour::Slow(600))),
     ("tlsplain", 8007, Some(Behaviour::Echo)),
     ("wsock", 8008, Some(Behaviour::WebSocket)),
+    ("busy", 8009, Some(Behaviour::Unavailable)),
 ];
 
 fn backends_yaml() -> String {
@@ -54,6 +55,13 @@ fn routes_yaml(gateways: &str) -> String {
     y.push_str(&route("/narrow", "narrow", 8006, ""));
     y.push_str(&route("/tls", "tlsplain", 8007, ""));
     y.push_str(&route("/ws", "wsock", 8008, ""));
+    y.push_str(&route(
+        "/busy-retried",
+        "busy",
+        8009,
+        "    retries: {attempts: 2, retryOn: \"503\"}\n",
+    ));
+    y.push_str(&route("/busy", "busy", 8009, ""));
     y.push_str(&route("/api", "web", 8000, ""));
     for (prefix, redirect) in [
         ("/old", "{uri: /new}"),
@@ -247,6 +255,8 @@ fn gateway_cases() -> Vec<Case> {
         Case::new("CONNECT", b"CONNECT app.example:443 HTTP/1.1\r\nHost: app.example:443\r\n\r\n".to_vec()),
         Case::new("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: app.example\r\n\r\n".to_vec()),
         Case::new("x-forwarded-for at the gateway", get("/api", "app.example", "X-Forwarded-For: 203.0.113.9\r\n")),
+        Case::new("upstream 503, default retry policy", get("/busy", "app.example", "")),
+        Case::new("upstream 503, retryOn 503", get("/busy-retried", "app.example", "")),
         Case::new("httpsRedirect", get("/api?q=1", "secure.example", "")),
         Case::new("httpsRedirect keeps a port", get("/x", "secure.example:8080", "")),
         Case::new("httpsRedirect with :80", get("/x", "secure.example:80", "")),

@@ -22,6 +22,8 @@ pub enum Behaviour {
     CloseMidBody,
     /// Echoes after a pause.
     Slow(u64),
+    /// `503 Service Unavailable` on a connection kept open.
+    Unavailable,
     /// Accepts a websocket upgrade (`101`), sends the request head it got,
     /// then echoes every chunk back with an `echo:` prefix.
     WebSocket,
@@ -90,6 +92,12 @@ async fn serve_one(mut s: TcpStream, b: Behaviour) {
                 return;
             }
             Behaviour::CloseBeforeHeaders => return,
+            Behaviour::Unavailable => {
+                let _ = s
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy")
+                    .await;
+                continue;
+            }
             Behaviour::CloseMidBody => {
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789")

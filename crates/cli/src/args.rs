@@ -28,6 +28,10 @@ pub struct Input {
     /// The Istio version the proxies report (changes version-dependent behaviour).
     #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
     pub istio_version: String,
+    /// Helm's `compatibilityVersion` (e.g. 1.23): istiod keeps that
+    /// release's defaults (the default retry policy retrying 503, ...).
+    #[arg(long)]
+    pub compatibility_version: Option<String>,
     /// Treat namespaces that the input does not declare as NOT injected.
     #[arg(long)]
     pub no_implicit_injection: bool,
@@ -393,8 +397,17 @@ impl Input {
                 self.istio_version
             );
         };
+        let compatibility_version = match &self.compatibility_version {
+            None => None,
+            Some(c) => Some(
+                meshsim_compiler::features::parse_compatibility_version(c).ok_or_else(|| {
+                    anyhow::anyhow!("--compatibility-version {c:?}: expected 1.MINOR, e.g. 1.23")
+                })?,
+            ),
+        };
         Ok(Settings {
             istio_version: version,
+            compatibility_version,
             inject_undeclared_namespaces: !self.no_implicit_injection,
             ..Settings::default()
         })

@@ -232,6 +232,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 files: input.files.clone(),
                 namespace: input.namespace.clone(),
                 istio_version: input.istio_version.clone(),
+                compatibility_version: input.compatibility_version.clone(),
                 proxy,
                 apps,
                 fd_limit,

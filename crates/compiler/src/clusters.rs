@@ -263,8 +263,12 @@ fn user_tls(
         ClientTlsMode::IstioMutual => Some(istio_mutual(ctx, svc, port, subset, tls.sni.clone())),
         ClientTlsMode::Simple | ClientTlsMode::Mutual => {
             let mut common = CommonTlsContext::default();
+            // Without `sni`, 1.21+ sets Envoy's `auto_sni` (the request's
+            // host), which meshsim takes as the service's host; before,
+            // no SNI was sent (cluster_tls.go `setAutoSniAndAutoSanValidation`).
+            let features = &ctx.world.features;
             let sni = tls.sni.clone().unwrap_or_else(|| {
-                if svc.hostname.starts_with('*') {
+                if svc.hostname.starts_with('*') || !features.enable_auto_sni {
                     String::new()
                 } else {
                     svc.hostname.clone()
@@ -289,10 +293,13 @@ fn user_tls(
                 (None, Some(ca)) => Some(format!("file-root:{ca}")),
                 _ => None,
             };
+            // Before 1.21 (`VERIFY_CERTIFICATE_AT_CLIENT`) a server with no
+            // `caCertificates` was not verified at all.
+            let unverified = trusted_ca_sds.is_none() && !features.verify_certificate_at_client;
             common.validation_context = Some(ValidationContext {
                 trusted_ca_sds,
                 match_subject_alt_names: tls.subject_alt_names.clone(),
-                insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
+                insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false) || unverified,
             });
             Some(UpstreamTransportSocket {
                 name: TLS_SOCKET.into(),

@@ -186,21 +186,7 @@ impl<'a> Ctx<'a> {
             .iter()
             .flat_map(|vs| {
                 vs.spec
-                    .http
-                    .iter()
-                    .flat_map(|r| r.route.iter().map(|d| &d.destination.host))
-                    .chain(
-                        vs.spec
-                            .tcp
-                            .iter()
-                            .flat_map(|r| r.route.iter().map(|d| &d.destination.host)),
-                    )
-                    .chain(
-                        vs.spec
-                            .tls
-                            .iter()
-                            .flat_map(|r| r.route.iter().map(|d| &d.destination.host)),
-                    )
+                    .destination_hosts()
                     .map(|h| self.world.resolve_host(h, vs.meta.ns()))
                     .collect::<Vec<_>>()
             })

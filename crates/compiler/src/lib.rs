@@ -27,6 +27,7 @@ pub mod clusters;
 pub mod ctx;
 pub mod envoyfilter;
 pub mod error;
+pub mod features;
 pub mod filters;
 pub mod gateway;
 pub mod host;

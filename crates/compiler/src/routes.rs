@@ -7,18 +7,25 @@ use meshsim_model::Object;
 use meshsim_tables::*;
 
 use crate::ctx::Ctx;
+use crate::features::PilotFeatures;
 use crate::names;
 
 /// Istio's default retry policy (route/retry/retry.go `DefaultPolicy`).
 pub const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
-pub fn default_retry_policy() -> RetryPolicy {
+/// `DefaultPolicy`: 503 is among the retried statuses until 1.24's
+/// `EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY` (istio/istio#52111).
+pub fn default_retry_policy(f: &PilotFeatures) -> RetryPolicy {
     RetryPolicy {
         retry_on: RetryOn::parse(DEFAULT_RETRY_ON),
         num_retries: 2,
         per_try_timeout: None,
-        retriable_status_codes: vec![503],
+        retriable_status_codes: if f.exclude_unsafe_503_from_default_retry {
+            vec![]
+        } else {
+            vec![503]
+        },
         retry_host_predicate: vec![NamedFilter {
             name: "envoy.retry_host_predicates.previous_hosts".into(),
         }],
@@ -307,10 +314,10 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
         })
     };
     let retry_policy = match &http.retries {
-        None => Some(default_retry_policy()),
+        None => Some(default_retry_policy(&scope.ctx.world.features)),
         Some(r) if r.attempts == 0 => None,
         Some(r) => {
-            let mut p = default_retry_policy();
+            let mut p = default_retry_policy(&scope.ctx.world.features);
             p.num_retries = r.attempts;
             p.per_try_timeout = r.per_try_timeout.map(|d| Duration::from_millis(d.millis));
             if let Some(on) = &r.retry_on {

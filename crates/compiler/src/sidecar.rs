@@ -527,7 +527,7 @@ fn inbound_chain(
         ..Default::default()
     };
     let filters = if opt.http {
-        let rc = routes::inbound(cluster, route_port);
+        let rc = routes::inbound(cluster, route_port, &ctx.world.features);
         vec![filters::hcm(
             format!("inbound_0.0.0.0_{route_port}"),
             None,

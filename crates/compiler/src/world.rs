@@ -31,6 +31,9 @@ pub const APP_ANNOTATION: &str = "meshsim.io/app";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub istio_version: IstioVersion,
+    /// Helm's `compatibilityVersion`: istiod keeps the defaults of that
+    /// older release (see [`crate::features`]).
+    pub compatibility_version: Option<IstioVersion>,
     /// Namespaces not declared in the input are treated as labelled
     /// `istio-injection=enabled` (a mesh is what the user is simulating).
     pub inject_undeclared_namespaces: bool,
@@ -43,6 +46,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             istio_version: IstioVersion::DEFAULT,
+            compatibility_version: None,
             inject_undeclared_namespaces: true,
             cluster_domain: "cluster.local".into(),
             default_namespace: "default".into(),
@@ -336,6 +340,8 @@ impl Service {
 pub struct World {
     pub settings: Settings,
     pub mesh: MeshSettings,
+    /// istiod's behaviour switches for this version, profile and env.
+    pub features: crate::features::PilotFeatures,
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: Vec<Pod>,
     pub services: Vec<Service>,

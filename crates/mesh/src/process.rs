@@ -50,6 +50,9 @@ pub struct ChildConfig {
     #[serde(default)]
     pub namespace: Option<String>,
     pub istio_version: String,
+    /// Helm's `compatibilityVersion`, when set.
+    #[serde(default)]
+    pub compatibility_version: Option<String>,
     pub proxy: String,
     /// Container port → real address of the pod's application.
     pub apps: BTreeMap<u16, SocketAddr>,
@@ -146,6 +149,10 @@ pub fn run_proxy_process(cfg: ChildConfig, on_fd_exhausted: FdExhaustedHook) -> 
     rt.block_on(async move {
         let settings = Settings {
             istio_version: IstioVersion::parse(&cfg.istio_version).unwrap_or(IstioVersion::DEFAULT),
+            compatibility_version: cfg
+                .compatibility_version
+                .as_deref()
+                .and_then(IstioVersion::parse),
             ..Settings::default()
         };
         let ns = match &cfg.namespace {
@@ -215,6 +222,7 @@ pub async fn run_under_load(
         files: files.to_vec(),
         namespace: None,
         istio_version: settings.istio_version.to_string(),
+        compatibility_version: settings.compatibility_version.map(|v| v.to_string()),
         proxy: spec.proxy.clone(),
         apps,
         fd_limit: spec.fd_limit,

@@ -758,8 +758,9 @@ spec:
 }
 
 /// Each gateway Service has its own outside address, as a cloud load
-/// balancer gives it: `spec.loadBalancerIP` pins one, the others get
-/// 1.2.3.4, 1.2.3.5, ... in (namespace, name) order; an address no gateway
+/// balancer gives it: `spec.loadBalancerIP` pins one, Istio's own ingress
+/// gateway (still there beside the user's) gets 1.2.3.4, the others
+/// 1.2.3.5, 1.2.3.6, ... in (namespace, name) order; an address no gateway
 /// owns refuses the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_gateway_service_has_its_own_outside_address() {
@@ -806,8 +807,8 @@ spec:
     );
     let mesh = start(HELLO, &extra).await;
     for (addr, gw) in [
-        ("1.2.3.4", "a-gw-0"),
-        ("1.2.3.5", "b-gw-0"),
+        ("1.2.3.5", "a-gw-0"),
+        ("1.2.3.6", "b-gw-0"),
         ("203.0.113.7", "c-gw-0"),
     ] {
         let (r, logs) = curl(&mesh, &From::Outside, &get(&format!("http://{addr}/hello"))).await;
@@ -817,7 +818,7 @@ spec:
             "{addr}: {logs:#?}"
         );
     }
-    let (r, _) = curl(&mesh, &From::Outside, &get("http://1.2.3.6/hello")).await;
+    let (r, _) = curl(&mesh, &From::Outside, &get("http://1.2.3.7/hello")).await;
     assert_eq!(r.status, None, "{r:?}");
     assert!(
         r.error

@@ -193,8 +193,9 @@ pub struct Container {
     pub args: Vec<String>,
     #[serde(default)]
     pub image_pull_policy: Option<IgnoredAny>,
+    /// Read for istiod's own switches (the `discovery` container).
     #[serde(default)]
-    pub env: Option<IgnoredAny>,
+    pub env: Vec<EnvVar>,
     #[serde(default)]
     pub env_from: Option<IgnoredAny>,
     #[serde(default)]
@@ -229,6 +230,17 @@ pub struct Container {
     pub restart_policy: Option<IgnoredAny>,
     #[serde(default)]
     pub resize_policy: Option<IgnoredAny>,
+}
+
+/// A container's environment variable; a `valueFrom` has no value here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_from: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

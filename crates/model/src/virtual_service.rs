@@ -25,6 +25,25 @@ pub struct VirtualServiceSpec {
     pub export_to: Vec<String>,
 }
 
+impl VirtualServiceSpec {
+    /// Every destination host of its `http`, `tcp` and `tls` routes.
+    pub fn destination_hosts(&self) -> impl Iterator<Item = &String> {
+        let http = self
+            .http
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination.host));
+        let tcp = self
+            .tcp
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination.host));
+        let tls = self
+            .tls
+            .iter()
+            .flat_map(|r| r.route.iter().map(|d| &d.destination.host));
+        http.chain(tcp).chain(tls)
+    }
+}
+
 impl Unsimulated for VirtualServiceSpec {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         self.http.unsimulated(&format!("{path}.http"), out);

@@ -16,6 +16,9 @@ pub struct Scenario {
     /// Istio version the proxies report (default: meshsim's).
     #[serde(default)]
     pub istio_version: Option<String>,
+    /// Helm's `compatibilityVersion` (istiod keeps that release's defaults).
+    #[serde(default)]
+    pub compatibility_version: Option<String>,
     /// Seeds weighted picks and request ids.
     #[serde(default)]
     pub seed: Option<u64>,

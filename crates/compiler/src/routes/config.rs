@@ -9,6 +9,7 @@ use meshsim_model::Object;
 use meshsim_tables::*;
 
 use crate::ctx::Ctx;
+use crate::features::PilotFeatures;
 use crate::host;
 use crate::names;
 use crate::world::Service;
@@ -17,8 +18,8 @@ use crate::world::Service;
 use super::*;
 
 /// The route a service gets without a VirtualService.
-pub fn default_route(cluster: String) -> Route {
-    Route::to_cluster("default", cluster, Some(default_retry_policy()))
+pub fn default_route(cluster: String, f: &PilotFeatures) -> Route {
+    Route::to_cluster("default", cluster, Some(default_retry_policy(f)))
 }
 
 /// VirtualServices bound to `gateway` (`mesh` or `ns/name`), in istiod's
@@ -239,11 +240,10 @@ pub fn sidecar_outbound(
             names::domain_name(&s.hostname, port),
             domains,
             alt,
-            vec![default_route(names::outbound_cluster(
-                port,
-                "",
-                &s.hostname,
-            ))],
+            vec![default_route(
+                names::outbound_cluster(port, "", &s.hostname),
+                &ctx.world.features,
+            )],
             &mut vhosts,
         );
     }
@@ -342,11 +342,20 @@ pub fn catch_all_vhost(ctx: &Ctx<'_>) -> VirtualHost {
     }
 }
 
-/// Inbound route configuration for one port: everything to `inbound|P||`.
-pub fn inbound(cluster: &str, port: u16) -> RouteConfiguration {
-    let mut route = default_route(cluster.to_string());
+/// Inbound route configuration for one port: everything to `inbound|P||`,
+/// retrying a request reset before it reached the application twice from
+/// 1.24 (`ENABLE_INBOUND_RETRY_POLICY`, retry.go `ConvertInboundPolicy`).
+pub fn inbound(cluster: &str, port: u16, f: &PilotFeatures) -> RouteConfiguration {
+    let mut route = default_route(cluster.to_string(), f);
     if let RouteAction::Route(t) = &mut route.action {
-        t.retry_policy = None;
+        t.retry_policy = f.enable_inbound_retry_policy.then(|| RetryPolicy {
+            retry_on: RetryOn::parse("reset-before-request"),
+            num_retries: 2,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            retry_host_predicate: vec![],
+            host_selection_retry_max_attempts: 0,
+        });
     }
     RouteConfiguration {
         name: cluster.to_string(),

@@ -40,8 +40,10 @@ impl World {
         });
         let mesh = MeshSettings::from_config(mesh_cfg, settings.istio_version);
 
+        let features = istiod_features(resources, &settings, &mut diags);
         let mut w = World {
             mesh,
+            features,
             namespaces: BTreeMap::new(),
             pods: Vec::new(),
             services: Vec::new(),
@@ -123,9 +125,17 @@ impl World {
             }
         }
 
-        let declares_gateway = decls.iter().any(is_gateway_decl);
-        if !declares_gateway {
-            add_default_ingress_gateway(&mut decls, &mut k8s_services);
+        // Istio's own gateways stay unless the input declares them (its
+        // other gateway workloads do not replace them): the ingress gateway
+        // of the default profile, and the egress gateway of the demo
+        // profile when the configuration uses it.
+        if !declares_istio_gateway(&decls, &k8s_services, "ingressgateway") {
+            add_default_gateway(&mut decls, &mut k8s_services, "ingressgateway");
+        }
+        if uses_egress_gateway(&w)
+            && !declares_istio_gateway(&decls, &k8s_services, "egressgateway")
+        {
+            add_default_gateway(&mut decls, &mut k8s_services, "egressgateway");
         }
 
         // Namespaces referenced but not declared.
@@ -319,6 +329,54 @@ fn dedupe(resources: &[Resource], diags: &mut Vec<Diagnostic>) -> Vec<Resource> 
         .collect()
 }
 
+/// istiod's switches: the version's defaults, the compatibility
+/// profile, then the env of an istiod Deployment in the input (its
+/// `discovery` container).
+fn istiod_features(
+    resources: &[Resource],
+    settings: &Settings,
+    diags: &mut Vec<Diagnostic>,
+) -> crate::features::PilotFeatures {
+    let mut f =
+        crate::features::PilotFeatures::new(settings.istio_version, settings.compatibility_version);
+    for r in resources {
+        let Resource::Deployment(o) = r else {
+            continue;
+        };
+        if !o.meta.name.starts_with("istiod") {
+            continue;
+        }
+        for c in o
+            .spec
+            .template
+            .spec
+            .containers
+            .iter()
+            .filter(|c| c.name == "discovery")
+        {
+            for e in &c.env {
+                let Some(value) = &e.value else {
+                    continue;
+                };
+                let note = |m: String, error: bool| {
+                    let path = format!("spec.template.spec.containers[discovery].env[{}]", e.name);
+                    if error {
+                        Diagnostic::error(&o.meta.origin.file, o.meta.origin.line, 0, path, m)
+                    } else {
+                        Diagnostic::warning(&o.meta.origin.file, o.meta.origin.line, 0, path, m)
+                    }
+                };
+                match f.set_env(&e.name, value) {
+                    Ok(None) => {}
+                    Ok(Some(m)) => diags.push(note(m, false)),
+                    Err(m) => diags.push(note(m, true)),
+                }
+            }
+        }
+    }
+    f
+}
+
 fn is_gateway_decl(d: &PodDecl) -> bool {
     d.labels
         .get("istio")
@@ -329,6 +387,42 @@ fn is_gateway_decl(d: &PodDecl) -> bool {
         || d.spec.containers.iter().any(|c| {
             c.image.as_deref().is_some_and(|i| i.contains("proxyv2"))
                 || c.image.as_deref() == Some("auto")
+        })
+}
+
+/// Whether the input has Istio's `istio-<kind>` gateway: a workload
+/// labelled `istio: <kind>` or the Service `istio-<kind>.istio-system`.
+fn declares_istio_gateway(
+    decls: &[PodDecl],
+    services: &[Object<meshsim_model::k8s::ServiceSpec>],
+    kind: &str,
+) -> bool {
+    decls
+        .iter()
+        .any(|d| d.labels.get("istio").is_some_and(|v| v == kind))
+        || services
+            .iter()
+            .any(|s| s.meta.name == format!("istio-{kind}") && s.meta.ns() == "istio-system")
+}
+
+/// Whether a Gateway selects `istio: egressgateway` or a route or
+/// DestinationRule names `istio-egressgateway` (istio.io's egress tasks,
+/// written for the demo profile).
+fn uses_egress_gateway(w: &World) -> bool {
+    const HOST: &str = "istio-egressgateway.istio-system";
+    w.gateways.iter().any(|g| {
+        g.spec
+            .selector
+            .get("istio")
+            .is_some_and(|v| v == "egressgateway")
+    }) || w
+        .destination_rules
+        .iter()
+        .any(|d| d.spec.host.starts_with(HOST))
+        || w.virtual_services.iter().any(|v| {
+            v.spec
+                .destination_hosts()
+                .any(|h| h.starts_with(HOST) || h == "istio-egressgateway")
         })
 }
 
@@ -365,18 +459,26 @@ fn expand_pods(
     }
 }
 
-/// Istio's default profile: `istio-ingressgateway` in `istio-system`.
-fn add_default_ingress_gateway(
+/// Istio's `istio-<kind>` gateway in `istio-system` as its profiles
+/// install it (`ingressgateway`: default profile, a LoadBalancer;
+/// `egressgateway`: demo profile, a ClusterIP Service).
+fn add_default_gateway(
     decls: &mut Vec<PodDecl>,
     services: &mut Vec<Object<meshsim_model::k8s::ServiceSpec>>,
+    kind: &str,
 ) {
-    let labels: BTreeMap<String, String> =
-        [("app", "istio-ingressgateway"), ("istio", "ingressgateway")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    let name = format!("istio-{kind}");
+    let ingress = kind == "ingressgateway";
+    let labels: BTreeMap<String, String> = [("app", name.as_str()), ("istio", kind)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let origin = Origin {
-        file: "<built-in: Istio default profile>".into(),
+        file: if ingress {
+            "<built-in: Istio default profile>".into()
+        } else {
+            "<built-in: Istio demo profile>".into()
+        },
         line: 0,
     };
     let spec = PodSpec {
@@ -385,17 +487,17 @@ fn add_default_ingress_gateway(
             image: Some("docker.io/istio/proxyv2".into()),
             ..Default::default()
         }],
-        service_account_name: Some("istio-ingressgateway-service-account".into()),
+        service_account_name: Some(format!("{name}-service-account")),
         ..Default::default()
     };
     decls.push(PodDecl {
-        name: "istio-ingressgateway-0".into(),
+        name: format!("{name}-0"),
         namespace: "istio-system".into(),
         labels: labels.clone(),
         annotations: BTreeMap::new(),
         spec,
         pinned_ip: None,
-        owner: "Deployment/istio-ingressgateway".into(),
+        owner: format!("Deployment/{name}"),
         origin: origin.clone(),
     });
     let port = |name: &str, port: u16, target: u32| meshsim_model::k8s::ServicePort {
@@ -410,7 +512,7 @@ fn add_default_ingress_gateway(
         meta: Meta {
             api_version: "v1".into(),
             kind: "Service".into(),
-            name: "istio-ingressgateway".into(),
+            name: name.clone(),
             namespace: Some("istio-system".into()),
             labels: labels.clone(),
             origin,
@@ -423,7 +525,7 @@ fn add_default_ingress_gateway(
                 port("https", 443, 8443),
             ],
             selector: Some(labels),
-            type_: Some("LoadBalancer".into()),
+            type_: Some(if ingress { "LoadBalancer" } else { "ClusterIP" }.into()),
             ..Default::default()
         },
     });

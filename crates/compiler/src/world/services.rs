@@ -133,7 +133,8 @@ impl World {
     /// Every Service selecting a gateway pod gets an external address, as a
     /// cloud load balancer would give it: `spec.loadBalancerIP` when set,
     /// else the default ingress gateway 1.2.3.4 and the others the next
-    /// free addresses in (namespace, name) order.
+    /// free addresses in (namespace, name) order. A Service that says
+    /// `type: ClusterIP` has none.
     fn assign_external_ips(
         &mut self,
         specs: &[&Object<meshsim_model::k8s::ServiceSpec>],
@@ -145,10 +146,18 @@ impl World {
                 .find(|o| o.meta.name == s.name && o.meta.ns() == s.namespace)
                 .and_then(|o| o.spec.load_balancer_ip.as_deref())
         };
+        let cluster_ip_only = |s: &Service| {
+            specs.iter().any(|o| {
+                o.meta.name == s.name
+                    && o.meta.ns() == s.namespace
+                    && o.spec.type_.as_deref() == Some("ClusterIP")
+            })
+        };
         let gateway: Vec<usize> = (0..self.services.len())
             .filter(|&i| {
                 let s = &self.services[i];
                 s.source == ServiceSource::Kubernetes
+                    && !cluster_ip_only(s)
                     && s.endpoints
                         .iter()
                         .any(|e| e.pod.is_some_and(|p| self.pods[p].role == PodRole::Gateway))

@@ -308,14 +308,47 @@ fn retriable_status(r: &RetryPolicy, status: u16) -> bool {
 
 /// retry_state_impl.cc `wouldRetryFromReset`: overflow never; `reset`,
 /// `5xx` and `gateway-error` retry any reset (a per-try timeout is a local
-/// reset); `connect-failure` retries failures to connect.
+/// reset); `connect-failure` retries failures to connect, and so does
+/// `reset-before-request` (the request never started upstream).
 fn retriable_failure(r: &RetryPolicy, e: &AttemptError) -> bool {
     let on = |c: C| r.retry_on.contains(&c);
     let any_reset = on(C::Reset) || on(C::FiveXx) || on(C::GatewayError);
     match e {
         AttemptError::PerTryTimeout => any_reset,
         AttemptError::Upstream(UpstreamError::Overflow | UpstreamError::NoHealthyUpstream) => false,
-        AttemptError::Upstream(u) if u.is_connect_failure() => any_reset || on(C::ConnectFailure),
+        AttemptError::Upstream(u) if u.is_connect_failure() => {
+            any_reset || on(C::ConnectFailure) || on(C::ResetBeforeRequest)
+        }
         AttemptError::Upstream(_) => any_reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &str) -> RetryPolicy {
+        RetryPolicy {
+            retry_on: meshsim_tables::RetryOn::parse(on),
+            num_retries: 2,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            retry_host_predicate: vec![],
+            host_selection_retry_max_attempts: 0,
+        }
+    }
+
+    // retry_state_impl.cc wouldRetryFromReset: `reset-before-request`
+    // retries a request that never started upstream (a failed connect),
+    // not one the upstream reset after it was sent.
+    #[test]
+    fn reset_before_request_retries_only_unstarted_requests() {
+        let p = policy("reset-before-request");
+        let refused = AttemptError::Upstream(UpstreamError::ConnectFailure("refused".into()));
+        let closed = AttemptError::Upstream(UpstreamError::ConnectionTermination);
+        assert!(retriable_failure(&p, &refused));
+        assert!(!retriable_failure(&p, &closed));
+        assert!(!retriable_failure(&p, &AttemptError::PerTryTimeout));
+        assert!(!retriable_status(&p, 503));
     }
 }

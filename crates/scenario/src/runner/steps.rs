@@ -56,8 +56,16 @@ impl Runner {
                 .ok_or_else(|| anyhow!("istioVersion {v:?}: expected MAJOR.MINOR[.PATCH]"))?,
             None => IstioVersion::DEFAULT,
         };
+        let compatibility_version = match &sc.compatibility_version {
+            Some(c) => Some(
+                meshsim_compiler::features::parse_compatibility_version(c)
+                    .ok_or_else(|| anyhow!("compatibilityVersion {c:?}: expected 1.MINOR"))?,
+            ),
+            None => None,
+        };
         let settings = Settings {
             istio_version: version,
+            compatibility_version,
             ..Settings::default()
         };
         let files: Vec<PathBuf> = sc.resources.iter().map(|f| dir.join(f)).collect();

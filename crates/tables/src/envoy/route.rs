@@ -162,9 +162,12 @@ fn retry_policy(r: &RetryPolicy) -> Value {
     let mut v = json!({
         "retry_on": r.retry_on,
         "num_retries": r.num_retries,
-        // int64: a string in protobuf JSON.
-        "host_selection_retry_max_attempts": r.host_selection_retry_max_attempts.to_string(),
     });
+    if r.host_selection_retry_max_attempts != 0 {
+        // int64: a string in protobuf JSON.
+        v["host_selection_retry_max_attempts"] =
+            json!(r.host_selection_retry_max_attempts.to_string());
+    }
     if let Some(p) = r.per_try_timeout {
         v["per_try_timeout"] = json!(p);
     }
