@@ -354,7 +354,41 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
                 substitution: r.rewrite.clone(),
             })
         }),
+        request_mirror_policies: mirror_policies(scope, ns, http),
     })
+}
+
+/// route.go: `mirror` (at `mirrorPercentage`, else the deprecated
+/// `mirrorPercent`, else 100%) then each of `mirrors`; an explicit 0%
+/// mirrors nothing (`MirrorPercent`, `MirrorPercentByPolicy`).
+fn mirror_policies(
+    scope: &RouteScope<'_, '_>,
+    ns: &str,
+    http: &HttpRoute,
+) -> Vec<RequestMirrorPolicy> {
+    let disable_suffix = scope.ctx.world.features.disable_shadow_host_suffix;
+    let policy = |d: &vs::Destination, pct: f64| {
+        (pct > 0.0).then(|| RequestMirrorPolicy {
+            cluster: destination_cluster(scope, ns, d),
+            runtime_fraction: FractionalPercent::from_percent(pct),
+            disable_shadow_host_suffix_append: disable_suffix,
+        })
+    };
+    let mut out = Vec::new();
+    if let Some(d) = &http.mirror {
+        let pct = match (&http.mirror_percentage, http.mirror_percent) {
+            (Some(p), _) => p.value,
+            (None, Some(p)) => f64::from(p),
+            (None, None) => 100.0,
+        };
+        out.extend(policy(d, pct));
+    }
+    for m in &http.mirrors {
+        if let Some(d) = &m.destination {
+            out.extend(policy(d, m.percentage.as_ref().map_or(100.0, |p| p.value)));
+        }
+    }
+    out
 }
 
 /// route.go `translateFault`: a percentage absent means every request

@@ -26,12 +26,20 @@ pub struct VirtualServiceSpec {
 }
 
 impl VirtualServiceSpec {
-    /// Every destination host of its `http`, `tcp` and `tls` routes.
+    /// Every destination host of its `http` (mirrors included), `tcp` and
+    /// `tls` routes.
     pub fn destination_hosts(&self) -> impl Iterator<Item = &String> {
-        let http = self
-            .http
-            .iter()
-            .flat_map(|r| r.route.iter().map(|d| &d.destination.host));
+        let http = self.http.iter().flat_map(|r| {
+            r.route
+                .iter()
+                .map(|d| &d.destination.host)
+                .chain(r.mirror.iter().map(|d| &d.host))
+                .chain(
+                    r.mirrors
+                        .iter()
+                        .filter_map(|m| m.destination.as_ref().map(|d| &d.host)),
+                )
+        });
         let tcp = self
             .tcp
             .iter()
@@ -85,14 +93,16 @@ pub struct HttpRoute {
     pub headers: Option<Headers>,
     #[serde(default)]
     pub fault: Option<HttpFaultInjection>,
+    /// Shadow traffic: a copy of each request, not awaited.
     #[serde(default)]
-    pub mirror: NotSimulated,
+    pub mirror: Option<Destination>,
     #[serde(default)]
-    pub mirrors: NotSimulated,
+    pub mirrors: Vec<HttpMirrorPolicy>,
     #[serde(default)]
-    pub mirror_percentage: NotSimulated,
+    pub mirror_percentage: Option<Percent>,
+    /// Deprecated integer percentage.
     #[serde(default)]
-    pub mirror_percent: NotSimulated,
+    pub mirror_percent: Option<u32>,
     #[serde(default)]
     pub cors_policy: NotSimulated,
     #[serde(default)]
@@ -102,8 +112,6 @@ pub struct HttpRoute {
 impl Unsimulated for HttpRoute {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out;
-            mirror => "mirror", mirrors => "mirrors",
-            mirror_percentage => "mirrorPercentage", mirror_percent => "mirrorPercent",
             cors_policy => "corsPolicy", delegate => "delegate");
         self.matches.unsimulated(&format!("{path}.match"), out);
         for (i, d) in self.route.iter().enumerate() {
@@ -319,6 +327,16 @@ pub struct FaultAbort {
 pub struct Percent {
     #[serde(default)]
     pub value: f64,
+}
+
+/// One of `mirrors`: a destination and its share of requests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpMirrorPolicy {
+    #[serde(default)]
+    pub destination: Option<Destination>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

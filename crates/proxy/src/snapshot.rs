@@ -47,6 +47,9 @@ pub struct RouteTable {
     /// weighted cluster in order; `None` where the cluster does not exist
     /// (Envoy answers 503 NC).
     pub targets: Vec<Vec<Vec<Option<Arc<ClusterRt>>>>>,
+    /// `[virtual host][route]` → the clusters of the route's
+    /// `request_mirror_policies`, in order.
+    pub mirrors: Vec<Vec<Vec<Option<Arc<ClusterRt>>>>>,
 }
 
 impl RouteTable {
@@ -71,7 +74,28 @@ impl RouteTable {
                     .collect()
             })
             .collect();
-        Self { config, targets }
+        let mirrors = config
+            .virtual_hosts
+            .iter()
+            .map(|vh| {
+                vh.routes
+                    .iter()
+                    .map(|r| match &r.action {
+                        RouteAction::Route(t) => t
+                            .request_mirror_policies
+                            .iter()
+                            .map(|m| clusters.get(&m.cluster).cloned())
+                            .collect(),
+                        _ => vec![],
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            config,
+            targets,
+            mirrors,
+        }
     }
 }
 

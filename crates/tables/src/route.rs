@@ -162,6 +162,7 @@ impl Route {
                 prefix_rewrite: None,
                 host_rewrite_literal: None,
                 regex_rewrite: None,
+                request_mirror_policies: vec![],
             }),
         )
     }
@@ -342,6 +343,20 @@ pub struct RouteTarget {
     pub host_rewrite_literal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regex_rewrite: Option<RegexRewrite>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+}
+
+/// `RouteAction.RequestMirrorPolicy` as istiod writes it
+/// (route.go `TranslateRequestMirrorPolicy`): a shadow copy of the
+/// request to `cluster` for `runtime_fraction` of requests, its Host
+/// suffixed `-shadow` unless `disable_shadow_host_suffix_append`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestMirrorPolicy {
+    pub cluster: String,
+    pub runtime_fraction: FractionalPercent,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable_shadow_host_suffix_append: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -42,6 +42,7 @@ mod path;
 mod reply;
 mod request;
 mod router;
+mod shadow;
 mod tunnel;
 
 pub use reply::LocalReply;
@@ -219,7 +220,10 @@ impl HttpCtx {
             return Outcome::local_with(reply, UpstreamInfo::default(), rq.injected.clone());
         }
         let mut o = match self.upstream(route, &table.targets[vi][ri], rq) {
-            Ok((target, cluster, name)) => self.forward(rq, route, target, cluster, name).await,
+            Ok((target, cluster, name)) => {
+                self.shadow(rq, route, target, &table.mirrors[vi][ri]);
+                self.forward(rq, route, target, cluster, name).await
+            }
             Err(reply) => Outcome::local(reply),
         };
         o.flags.splice(0..0, rq.injected.iter().copied());

@@ -151,6 +151,26 @@ fn route_target(t: &RouteTarget) -> Value {
         v["regex_rewrite"] =
             json!({"pattern": {"regex": rr.pattern.regex}, "substitution": rr.substitution});
     }
+    if !t.request_mirror_policies.is_empty() {
+        v["request_mirror_policies"] = t
+            .request_mirror_policies
+            .iter()
+            .map(|m| {
+                let mut p = json!({
+                    "cluster": m.cluster,
+                    "runtime_fraction": {"default_value": {
+                        "numerator": m.runtime_fraction.numerator,
+                        "denominator": m.runtime_fraction.denominator,
+                    }},
+                    "trace_sampled": false,
+                });
+                if m.disable_shadow_host_suffix_append {
+                    p["disable_shadow_host_suffix_append"] = json!(true);
+                }
+                p
+            })
+            .collect();
+    }
     // route.go setTimeout: the deprecated max_grpc_timeout mirrors the
     // timeout (istiod avoids max_stream_duration, which would switch Envoy
     // to its "new timeouts" and drop the route timeout).
