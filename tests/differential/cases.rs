@@ -26,6 +26,7 @@ const BACKENDS: &[(&str, u16, Option<Behaviour>)] = &[
     ("tlsplain", 8007, Some(Behaviour::Echo)),
     ("wsock", 8008, Some(Behaviour::WebSocket)),
     ("busy", 8009, Some(Behaviour::Unavailable)),
+    ("flaky", 8010, Some(Behaviour::Unavailable)),
 ];
 
 fn backends_yaml() -> String {
@@ -38,6 +39,7 @@ fn backends_yaml() -> String {
         ));
     }
     y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: narrow, namespace: shop}\nspec:\n  host: narrow.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}\n");
+    y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: flaky, namespace: shop}\nspec:\n  host: flaky.shop.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 2, interval: 30s, baseEjectionTime: 60s, maxEjectionPercent: 100}\n");
     y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tlsplain, namespace: shop}\nspec:\n  host: tlsplain.shop.svc.cluster.local\n  trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true}}\n");
     y
 }
@@ -62,6 +64,7 @@ fn routes_yaml(gateways: &str) -> String {
         "    retries: {attempts: 2, retryOn: \"503\"}\n",
     ));
     y.push_str(&route("/busy", "busy", 8009, ""));
+    y.push_str(&route("/flaky", "flaky", 8010, ""));
     y.push_str(&route("/api", "web", 8000, ""));
     for (prefix, redirect) in [
         ("/old", "{uri: /new}"),
@@ -611,6 +614,58 @@ async fn overflow(
     record("gateway", "circuit breaker overflow", diffs, report);
 }
 
+/// Outlier detection: four requests in a row to a host that answers 503,
+/// with `consecutive5xxErrors: 2` — two 503s from it, then no healthy
+/// upstream (`UH`) while it is ejected.
+async fn ejection(
+    targets: (SocketAddr, SocketAddr),
+    m: &Meshsim,
+    e: &Envoy,
+    report: &mut Vec<String>,
+) {
+    let run = |addr: SocketAddr| async move {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let r = exchange(addr, b"", &get("/flaky", "app.example", "")).await;
+            out.push(format!("{} {:?}", r.status_line, r.body));
+        }
+        out
+    };
+    let (m0, e0) = (m.lines.lines().len(), e.log_lines().len());
+    let (rm, re) = (run(targets.0).await, run(targets.1).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = |lines: Vec<String>| {
+        lines
+            .iter()
+            .map(|l| {
+                let f = super::compare::log_fields(l);
+                format!("{} {} {}", f[2], f[3], f[4])
+            })
+            .collect::<Vec<_>>()
+    };
+    let lm = summary(m.lines.lines().into_iter().skip(m0).collect());
+    let le = summary(e.log_lines().into_iter().skip(e0).collect());
+    if std::env::var_os("DIFFERENTIAL_VERBOSE").is_some() {
+        eprintln!("== outlier ejection\n meshsim {rm:?} {lm:?}\n envoy {re:?} {le:?}");
+    }
+    let diffs = vec![
+        Diff {
+            field: "responses".into(),
+            meshsim: format!("{rm:?}"),
+            envoy: format!("{re:?}"),
+        },
+        Diff {
+            field: "log lines".into(),
+            meshsim: format!("{lm:?}"),
+            envoy: format!("{le:?}"),
+        },
+    ]
+    .into_iter()
+    .filter(|d| d.meshsim != d.envoy)
+    .collect();
+    record("gateway", "outlier ejection", diffs, report);
+}
+
 pub async fn gateway() {
     let mut yaml = format!("{GATEWAY}---\n{}", backends_yaml());
     yaml.push_str(&routes_yaml("edge/public"));
@@ -645,6 +700,7 @@ pub async fn gateway() {
     )
     .await;
     overflow(targets, &mesh_http, &envoy, &mut report).await;
+    ejection(targets, &mesh_http, &envoy, &mut report).await;
     websocket(targets, &mesh_http, &envoy, &addrs, &mut report).await;
     report.extend(
         run_curl_cases(

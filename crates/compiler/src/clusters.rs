@@ -121,6 +121,13 @@ fn base_cluster(
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection,
+        outlier_detection: policy.outlier_detection.as_ref().map(outlier_detection),
+        // applyOutlierDetection: the panic threshold is the DR's
+        // minHealthPercent (0, panic off, unless set).
+        healthy_panic_threshold: policy
+            .outlier_detection
+            .as_ref()
+            .map(|o| f64::from(o.min_health_percent.unwrap_or(0).max(0))),
         load_assignment: None,
         upstream_bind_source: None,
         metadata: ClusterMetadata {
@@ -248,6 +255,35 @@ fn apply_tls(
                 ];
             }
         }
+    }
+}
+
+/// cluster_traffic_policy.go `applyOutlierDetection`: success-rate
+/// ejection off; each configured consecutive count enforced at 100%;
+/// local-origin failures apart only when split.
+fn outlier_detection(o: &meshsim_model::destination_rule::OutlierDetection) -> OutlierDetection {
+    let enforce = |v: u32| if v > 0 { 100 } else { 0 };
+    let split = o.split_external_local_origin_errors;
+    let local = o
+        .consecutive_local_origin_failures
+        .filter(|v| split && *v > 0);
+    OutlierDetection {
+        consecutive_5xx: o.consecutive_5xx_errors,
+        enforcing_consecutive_5xx: o.consecutive_5xx_errors.map(enforce),
+        consecutive_gateway_failure: o.consecutive_gateway_errors,
+        enforcing_consecutive_gateway_failure: o.consecutive_gateway_errors.map(enforce),
+        interval: o.interval.map(|d| Duration::from_millis(d.millis)),
+        base_ejection_time: o
+            .base_ejection_time
+            .map(|d| Duration::from_millis(d.millis)),
+        max_ejection_percent: o
+            .max_ejection_percent
+            .filter(|p| *p > 0)
+            .and_then(|p| u32::try_from(p).ok()),
+        split_external_local_origin_errors: split,
+        consecutive_local_origin_failure: local,
+        enforcing_consecutive_local_origin_failure: local.map(|_| 100),
+        enforcing_success_rate: 0,
     }
 }
 
@@ -391,6 +427,8 @@ pub fn inbound(ctx: &Ctx<'_>, name: &str, target_port: u16, svc: &Service, http2
         transport_socket_matches: vec![],
         http2_protocol_options: http2,
         max_requests_per_connection: None,
+        outlier_detection: None,
+        healthy_panic_threshold: None,
         upstream_bind_source,
         load_assignment,
         metadata: ClusterMetadata {
@@ -425,6 +463,8 @@ pub fn special(name: &str) -> Cluster {
         http2_protocol_options: false,
         max_requests_per_connection: None,
         upstream_bind_source: None,
+        outlier_detection: None,
+        healthy_panic_threshold: None,
         load_assignment: None,
         metadata: ClusterMetadata {
             direction: ClusterDirection::Special,

@@ -36,6 +36,7 @@ struct DrIndex<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct EffectivePolicy {
     pub connection_pool: Option<ConnectionPoolSettings>,
+    pub outlier_detection: Option<meshsim_model::destination_rule::OutlierDetection>,
     pub tls: Option<ClientTlsSettings>,
     pub lb: Option<SimpleLb>,
 }
@@ -258,6 +259,9 @@ fn apply_policy(eff: &mut EffectivePolicy, tp: Option<&TrafficPolicy>, port: u16
     if tp.connection_pool.is_some() {
         eff.connection_pool = tp.connection_pool.clone();
     }
+    if tp.outlier_detection.is_some() {
+        eff.outlier_detection = tp.outlier_detection.clone();
+    }
     if tp.tls.is_some() {
         eff.tls = tp.tls.clone();
     }
@@ -268,6 +272,9 @@ fn apply_policy(eff: &mut EffectivePolicy, tp: Option<&TrafficPolicy>, port: u16
         if pl.port.as_ref().and_then(|p| p.number) == Some(port) {
             if pl.connection_pool.is_some() {
                 eff.connection_pool = pl.connection_pool.clone();
+            }
+            if pl.outlier_detection.is_some() {
+                eff.outlier_detection = pl.outlier_detection.clone();
             }
             if pl.tls.is_some() {
                 eff.tls = pl.tls.clone();

@@ -2,7 +2,9 @@
 //! container image (annotation `meshsim.io/app` overrides):
 //! * `echo` — like Istio's helloworld/httpbin: answers
 //!   `Hello version: v1, instance: helloworld-v1-0` and echoes the request;
-//!   `/status/N` answers N, `/headers` echoes headers, `/delay/N` waits.
+//!   `/status/N` answers N, `/headers` echoes headers, `/delay/N` waits;
+//!   annotation `meshsim.io/app-status: "503"` makes a replica answer that
+//!   status to everything.
 //! * `client` — sleep/curl pods: no server.
 //! * `external` — an internet host: HTTPS on 443 with a certificate from the
 //!   fake public CA, plain HTTP elsewhere.
@@ -56,6 +58,10 @@ pub struct EchoIdentity {
     pub namespace: String,
     pub version: String,
     pub host: Option<String>,
+    /// A replica that answers every request with this status (pod
+    /// annotation `meshsim.io/app-status`): a broken instance behind a
+    /// Service, as outlier detection meets it.
+    pub status: Option<u16>,
 }
 
 /// Serves the echo application on `listener` (HTTP/1.1 and h2c); its
@@ -120,7 +126,10 @@ async fn echo(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let path = parts.uri.path();
-    let mut status = StatusCode::OK;
+    let mut status = id
+        .status
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
             .parse()

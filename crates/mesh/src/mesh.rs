@@ -155,6 +155,7 @@ impl Mesh {
             namespace: String::new(),
             version: String::new(),
             host: Some(String::new()),
+            status: None,
         });
         let mut any_tls =
             rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())

@@ -278,6 +278,7 @@ impl Mesh {
             namespace: String::new(),
             version: String::new(),
             host: Some(host.to_string()),
+            status: None,
         });
         let tls = Arc::new(self.external_tls(host)?);
         let mut sockets = Vec::new();

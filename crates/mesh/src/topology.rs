@@ -125,6 +125,9 @@ fn pod_plan(world: &World, pod: &Pod, seed_index: Option<usize>) -> PodPlan {
     }
 }
 
+/// A replica's fixed answer status (see [`apps`]).
+pub const APP_STATUS_ANNOTATION: &str = "meshsim.io/app-status";
+
 fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
     if pod.role == PodRole::Gateway {
         return None;
@@ -162,6 +165,10 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
                 .cloned()
                 .unwrap_or_else(|| "v1".into()),
             host: None,
+            status: pod
+                .annotations
+                .get(APP_STATUS_ANNOTATION)
+                .and_then(|s| s.trim().parse().ok()),
         },
         nginx,
     })

@@ -54,7 +54,7 @@ pub struct TrafficPolicy {
     #[serde(default)]
     pub port_level_settings: Vec<PortTrafficPolicy>,
     #[serde(default)]
-    pub outlier_detection: NotSimulated,
+    pub outlier_detection: Option<OutlierDetection>,
     #[serde(default)]
     pub tunnel: NotSimulated,
     #[serde(default)]
@@ -66,8 +66,11 @@ pub struct TrafficPolicy {
 impl Unsimulated for TrafficPolicy {
     fn unsimulated(&self, path: &str, out: &mut Vec<(String, (u64, u64))>) {
         report_unsimulated!(self, path, out;
-            outlier_detection => "outlierDetection", tunnel => "tunnel",
+            tunnel => "tunnel",
             proxy_protocol => "proxyProtocol", retry_budget => "retryBudget");
+        if let Some(od) = &self.outlier_detection {
+            report_unsimulated!(od, path, out; consecutive_errors => "outlierDetection.consecutiveErrors");
+        }
         if let Some(lb) = &self.load_balancer {
             report_unsimulated!(lb, path, out; consistent_hash => "loadBalancer.consistentHash",
                 locality_lb_setting => "loadBalancer.localityLbSetting", warmup => "loadBalancer.warmup",
@@ -100,7 +103,33 @@ pub struct PortTrafficPolicy {
     #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
     #[serde(default)]
-    pub outlier_detection: NotSimulated,
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Passive health checking: hosts that keep failing leave the load
+/// balancing set for a while.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutlierDetection {
+    #[serde(rename = "consecutive5xxErrors", default)]
+    pub consecutive_5xx_errors: Option<u32>,
+    #[serde(default)]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// Deprecated; istiod no longer reads it.
+    #[serde(default)]
+    pub consecutive_errors: NotSimulated,
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub base_ejection_time: Option<Duration>,
+    #[serde(default)]
+    pub max_ejection_percent: Option<i32>,
+    #[serde(default)]
+    pub min_health_percent: Option<i32>,
+    #[serde(default)]
+    pub split_external_local_origin_errors: bool,
+    #[serde(default)]
+    pub consecutive_local_origin_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -47,7 +47,19 @@ pub(crate) async fn proxy(
             Err(e) => Err(e),
             Ok(host) => {
                 entry.upstream_host = Some(host.label());
-                upstream::connect(&inner, c, &host, Carries::Bytes).await
+                let r = upstream::connect(&inner, c, &host, Carries::Bytes).await;
+                // The TCP proxy tells outlier detection only whether it
+                // could connect (tcp_proxy.cc; a success resets the run).
+                if let Some(i) = host.endpoint {
+                    c.report(
+                        i,
+                        match &r {
+                            Ok(_) => upstream::Report::Status(200),
+                            Err(_) => upstream::Report::LocalFailure,
+                        },
+                    );
+                }
+                r
             }
         },
     };

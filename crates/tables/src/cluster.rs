@@ -56,11 +56,87 @@ pub struct Cluster {
     /// connection reach the application.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_bind_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// `common_lb_config.healthy_panic_threshold` (percent); Envoy's
+    /// default is 50 when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_panic_threshold: Option<f64>,
     /// Inline endpoints for STATIC / STRICT_DNS clusters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_assignment: Option<ClusterLoadAssignment>,
     /// Display data for `proxy-config clusters`.
     pub metadata: ClusterMetadata,
+}
+
+/// Envoy's `OutlierDetection` as istiod fills it
+/// (cluster_traffic_policy.go `applyOutlierDetection`); unset fields take
+/// Envoy's defaults (see the accessors).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OutlierDetection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcing_consecutive_5xx: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_failure: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcing_consecutive_gateway_failure: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<crate::types::Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_ejection_time: Option<crate::types::Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub split_external_local_origin_errors: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin_failure: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcing_consecutive_local_origin_failure: Option<u32>,
+    /// istiod always turns success-rate ejection off (0).
+    pub enforcing_success_rate: u32,
+}
+
+impl OutlierDetection {
+    /// Threshold and enforcement (percent) of consecutive 5xx (Envoy: 5, 100).
+    pub fn consecutive_5xx(&self) -> (u32, u32) {
+        (
+            self.consecutive_5xx.unwrap_or(5),
+            self.enforcing_consecutive_5xx.unwrap_or(100),
+        )
+    }
+    /// ... of consecutive gateway failures (Envoy: 5, 0).
+    pub fn consecutive_gateway_failure(&self) -> (u32, u32) {
+        (
+            self.consecutive_gateway_failure.unwrap_or(5),
+            self.enforcing_consecutive_gateway_failure.unwrap_or(0),
+        )
+    }
+    /// ... of consecutive local-origin failures (Envoy: 5, 100).
+    pub fn consecutive_local_origin_failure(&self) -> (u32, u32) {
+        (
+            self.consecutive_local_origin_failure.unwrap_or(5),
+            self.enforcing_consecutive_local_origin_failure
+                .unwrap_or(100),
+        )
+    }
+    /// Sweep interval (Envoy: 10 s).
+    pub fn interval(&self) -> std::time::Duration {
+        self.interval
+            .map(|d| d.get())
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+    /// Base ejection time (Envoy: 30 s).
+    pub fn base_ejection_time(&self) -> std::time::Duration {
+        self.base_ejection_time
+            .map(|d| d.get())
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+    /// Envoy: 10%.
+    pub fn max_ejection_percent(&self) -> u32 {
+        self.max_ejection_percent.unwrap_or(10).min(100)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -15,7 +15,7 @@ use super::headers::{mutate, upstream_path, HOP_BY_HOP};
 use super::request::RequestCtx;
 use super::{HttpCtx, LocalReply, Outcome, UpstreamInfo};
 use crate::accesslog::Flag;
-use crate::upstream::{self, ClusterRt, ClusterStats, Host, UpstreamError};
+use crate::upstream::{self, ClusterRt, ClusterStats, Host, Report, UpstreamError};
 
 /// Why one attempt got no response.
 enum AttemptError {
@@ -179,13 +179,24 @@ impl HttpCtx {
             l = self.lease(cluster, &host) => l,
             _ = within(deadline) => Err(UpstreamError::ConnectionTermination),
         };
+        // What outlier detection hears of this attempt (an overflow is
+        // not the host's fault).
+        let report = |r: Report| {
+            if let Some(i) = host.endpoint {
+                cluster.report(i, r);
+            }
+        };
         let mut lease = match lease {
             Ok(l) => l,
             Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
                 ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
+                report(Report::LocalTimeout);
                 return a;
             }
             Err(e) => {
+                if !matches!(e, UpstreamError::Overflow) {
+                    report(Report::LocalFailure);
+                }
                 a.result = Err(AttemptError::Upstream(e));
                 return a;
             }
@@ -193,9 +204,16 @@ impl HttpCtx {
         a.local = Some(lease.local.clone());
         x.note_in_flight(a.host.clone(), a.local.clone());
         tokio::select! {
-            r = lease.send(req) => a.result = r.map_err(AttemptError::Upstream),
+            r = lease.send(req) => {
+                report(match &r {
+                    Ok(resp) => Report::Status(resp.status().as_u16()),
+                    Err(_) => Report::LocalFailure,
+                });
+                a.result = r.map_err(AttemptError::Upstream);
+            }
             _ = within(deadline) => {
                 ClusterStats::inc(&cluster.stats.upstream_rq_per_try_timeout);
+                report(Report::LocalTimeout);
             }
         }
         a

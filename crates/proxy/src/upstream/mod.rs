@@ -5,6 +5,7 @@
 //! logs (response flags, reset reasons, transport failure reasons).
 
 mod error;
+mod outlier;
 mod pool;
 mod stats;
 
@@ -15,6 +16,7 @@ use meshsim_tables::DiscoveryType;
 use rustls::pki_types::ServerName;
 
 pub use error::{classify, connect_error_reason, tls_error_reason, UpstreamError};
+pub use outlier::Report;
 pub(crate) use pool::{acquire, one_off};
 pub use pool::{ClusterRt, EndpointRt, Lease, TlsTarget};
 pub use stats::ClusterStats;

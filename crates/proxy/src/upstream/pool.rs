@@ -74,6 +74,8 @@ pub struct ClusterRt {
     /// ORIGINAL_DST clusters (no endpoint list): the cluster's own TLS, or
     /// why it could not be built (a missing secret).
     pub(super) original_dst_tls: Result<Option<TlsTarget>, ProxyError>,
+    /// The cluster's outlier detector, when it has `outlier_detection`.
+    pub outlier: Option<super::outlier::Outlier>,
 }
 
 impl ClusterRt {
@@ -107,8 +109,13 @@ impl ClusterRt {
             .as_ref()
             .map(|s| tls_target(s, env))
             .transpose();
+        let outlier = config
+            .outlier_detection
+            .clone()
+            .map(|o| super::outlier::Outlier::new(o, endpoints.len()));
         Ok(Self {
             original_dst_tls,
+            outlier,
             endpoints,
             stats,
             rr: AtomicUsize::new(0),
@@ -122,12 +129,27 @@ impl ClusterRt {
         })
     }
 
-    /// Round-robin pick (Envoy's LEAST_REQUEST with equal load degenerates to it).
+    /// Round-robin pick over the hosts outlier detection leaves in the
+    /// set (Envoy's LEAST_REQUEST with equal load degenerates to it).
     pub fn pick(&self) -> Option<usize> {
         if self.endpoints.is_empty() {
             return None;
         }
-        Some(self.rr.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+        let n = self.rr.fetch_add(1, Ordering::Relaxed);
+        match &self.outlier {
+            None => Some(n % self.endpoints.len()),
+            Some(o) => {
+                let hosts = o.available(self.config.healthy_panic_threshold);
+                (!hosts.is_empty()).then(|| hosts[n % hosts.len()])
+            }
+        }
+    }
+
+    /// Tells the outlier detector how an attempt to endpoint `i` went.
+    pub fn report(&self, i: usize, r: super::outlier::Report) {
+        if let Some(o) = &self.outlier {
+            o.report(i, r);
+        }
     }
 }
 

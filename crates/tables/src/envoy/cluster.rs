@@ -9,6 +9,43 @@ use super::listener::{address, common_tls_context};
 use super::{ads, extension, typed};
 use crate::cluster::*;
 
+/// Only the fields istiod set (protobuf JSON leaves the others out).
+fn outlier_detection(o: &OutlierDetection) -> Value {
+    let mut v = json!({"enforcing_success_rate": o.enforcing_success_rate});
+    let mut put = |k: &str, x: Option<u32>| {
+        if let Some(x) = x {
+            v[k] = json!(x);
+        }
+    };
+    put("consecutive_5xx", o.consecutive_5xx);
+    put("enforcing_consecutive_5xx", o.enforcing_consecutive_5xx);
+    put("consecutive_gateway_failure", o.consecutive_gateway_failure);
+    put(
+        "enforcing_consecutive_gateway_failure",
+        o.enforcing_consecutive_gateway_failure,
+    );
+    put("max_ejection_percent", o.max_ejection_percent);
+    put(
+        "consecutive_local_origin_failure",
+        o.consecutive_local_origin_failure,
+    );
+    put(
+        "enforcing_consecutive_local_origin_failure",
+        o.enforcing_consecutive_local_origin_failure,
+    );
+    if let Some(i) = o.interval {
+        v["interval"] = json!(i);
+    }
+    if let Some(b) = o.base_ejection_time {
+        v["base_ejection_time"] = json!(b);
+    }
+    if o.split_external_local_origin_errors {
+        v["split_external_local_origin_errors"] = json!(true);
+        v["enforcing_local_origin_success_rate"] = json!(0);
+    }
+    v
+}
+
 pub fn cluster(c: &Cluster) -> Value {
     let mut v = json!({
         "name": c.name,
@@ -41,6 +78,12 @@ pub fn cluster(c: &Cluster) -> Value {
     }
     if let Some(cla) = &c.load_assignment {
         v["load_assignment"] = load_assignment(cla);
+    }
+    if let Some(o) = &c.outlier_detection {
+        v["outlier_detection"] = outlier_detection(o);
+    }
+    if let Some(p) = c.healthy_panic_threshold {
+        v["common_lb_config"] = json!({"healthy_panic_threshold": {"value": p}});
     }
     if let Some(b) = &c.upstream_bind_source {
         v["upstream_bind_config"] = json!({"source_address": {"address": b, "port_value": 0}});
