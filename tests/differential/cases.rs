@@ -65,6 +65,20 @@ fn routes_yaml(gateways: &str) -> String {
     ));
     y.push_str(&route("/busy", "busy", 8009, ""));
     y.push_str(&route("/flaky", "flaky", 8010, ""));
+    y.push_str("  - match: [{uri: {prefix: /dest-weighted}}]\n    route:\n    - {destination: {host: web.shop.svc.cluster.local, port: {number: 8000}}, weight: 100, headers: {request: {set: {x-dest: web}, remove: [user-agent]}, response: {add: {x-from: web}}}}\n    - {destination: {host: down.shop.svc.cluster.local, port: {number: 8001}}, weight: 0}\n");
+    y.push_str("  - match: [{uri: {prefix: /dest-single}}]\n    headers: {request: {set: {x-route: r}}}\n    route:\n    - {destination: {host: web.shop.svc.cluster.local, port: {number: 8000}}, headers: {request: {add: {x-route: d}}, response: {set: {x-only: one}}}}\n");
+    y.push_str(&route(
+        "/no-agent",
+        "web",
+        8000,
+        "    headers: {request: {remove: [user-agent]}}\n",
+    ));
+    y.push_str(&route(
+        "/rewritten",
+        "web",
+        8000,
+        "    rewrite: {authority: inner.example, uri: /inner}\n",
+    ));
     y.push_str(&route("/api", "web", 8000, ""));
     for (prefix, redirect) in [
         ("/old", "{uri: /new}"),
@@ -258,6 +272,10 @@ fn gateway_cases() -> Vec<Case> {
         Case::new("CONNECT", b"CONNECT app.example:443 HTTP/1.1\r\nHost: app.example:443\r\n\r\n".to_vec()),
         Case::new("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: app.example\r\n\r\n".to_vec()),
         Case::new("x-forwarded-for at the gateway", get("/api", "app.example", "X-Forwarded-For: 203.0.113.9\r\n")),
+        Case::new("route removes user-agent", get("/no-agent", "app.example", "")),
+        Case::new("authority and path rewritten", get("/rewritten/x", "app.example", "")),
+        Case::new("destination headers, weighted", get("/dest-weighted", "app.example", "")),
+        Case::new("destination headers, single", get("/dest-single", "app.example", "")),
         Case::new("upstream 503, default retry policy", get("/busy", "app.example", "")),
         Case::new("upstream 503, retryOn 503", get("/busy-retried", "app.example", "")),
         Case::new("httpsRedirect", get("/api?q=1", "secure.example", "")),

@@ -55,6 +55,15 @@ const SWITCHES: &[Switch] = &[
         simulated: true,
         get: |f| &mut f.disable_shadow_host_suffix,
     },
+    // The ServiceEntry IP allocator (pilot/pkg/controllers/ipallocate):
+    // hosts without addresses get 240.240.0.0/16 ones, which sidecars with
+    // DNS capture answer and route by.
+    Switch {
+        env: "PILOT_ENABLE_IP_AUTOALLOCATE",
+        since: (1, 25),
+        simulated: true,
+        get: |f| &mut f.enable_ip_autoallocate,
+    },
     Switch {
         env: "PREFER_DESTINATIONRULE_TLS_FOR_EXTERNAL_SERVICES",
         since: (1, 24),
@@ -89,6 +98,7 @@ pub struct PilotFeatures {
     pub enable_auto_sni: bool,
     pub verify_certificate_at_client: bool,
     pub disable_shadow_host_suffix: bool,
+    pub enable_ip_autoallocate: bool,
     pub prefer_destinationrule_tls_for_external_services: bool,
     pub enable_enhanced_destinationrule_merge: bool,
     pub unified_sidecar_scope: bool,

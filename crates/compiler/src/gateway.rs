@@ -361,7 +361,7 @@ fn tcp_chains(ctx: &Ctx<'_>, s: &BoundServer<'_>) -> Vec<FilterChain> {
     for v in routes::bound_virtual_services(ctx, &s.gw_key) {
         let ns = v.meta.ns();
         let weighted = |route: &[meshsim_model::virtual_service::RouteDestination]| -> (Option<String>, Option<WeightedClusters>) {
-            let cs: Vec<ClusterWeight> = route.iter().map(|d| ClusterWeight { name: routes::destination_cluster(&scope, ns, &d.destination), weight: d.weight.unwrap_or(if route.len() == 1 { 100 } else { 0 }) }).collect();
+            let cs: Vec<ClusterWeight> = route.iter().map(|d| ClusterWeight::new(routes::destination_cluster(&scope, ns, &d.destination), d.weight.unwrap_or(if route.len() == 1 { 100 } else { 0 }))).collect();
             if cs.len() == 1 {
                 (Some(cs[0].name.clone()), None)
             } else {

@@ -52,11 +52,18 @@ pub fn translate_vs(scope: &RouteScope<'_, '_>, obj: &Object<VirtualServiceSpec>
             continue;
         };
         let action = route_action(scope, ns, http);
-        let headers = http
+        let mut headers = http
             .headers
             .as_ref()
             .map(header_mutations)
             .unwrap_or_default();
+        // processDestination: a lone destination's `headers` join the
+        // route's, after them.
+        if let [d] = http.route.as_slice() {
+            if let Some(h) = &d.headers {
+                headers.append(header_mutations(h));
+            }
+        }
         let fault = http.fault.as_ref().and_then(translate_fault);
         let metadata = Some(RouteMetadata {
             filter_metadata: IstioFilterMetadata {
@@ -302,13 +309,17 @@ fn route_action(scope: &RouteScope<'_, '_>, ns: &str, http: &HttpRoute) -> Route
     let destination = if http.route.len() == 1 {
         ClusterSpecifier::Cluster(destination_cluster(scope, ns, &http.route[0].destination))
     } else {
+        // route.go: 0-weight destinations are left out; each keeps its
+        // own `headers` (processWeightedDestination).
         ClusterSpecifier::WeightedClusters(WeightedClusters {
             clusters: http
                 .route
                 .iter()
+                .filter(|d| d.weight.unwrap_or(0) != 0)
                 .map(|d| ClusterWeight {
                     name: destination_cluster(scope, ns, &d.destination),
                     weight: d.weight.unwrap_or(0),
+                    headers: d.headers.as_ref().map(header_mutations).unwrap_or_default(),
                 })
                 .collect(),
         })

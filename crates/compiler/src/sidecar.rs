@@ -354,9 +354,11 @@ fn route_clusters(
     let w = WeightedClusters {
         clusters: route
             .iter()
-            .map(|d| ClusterWeight {
-                name: routes::destination_cluster(&scope, ns, &d.destination),
-                weight: d.weight.unwrap_or(if route.len() == 1 { 100 } else { 0 }),
+            .map(|d| {
+                ClusterWeight::new(
+                    routes::destination_cluster(&scope, ns, &d.destination),
+                    d.weight.unwrap_or(if route.len() == 1 { 100 } else { 0 }),
+                )
             })
             .collect(),
     };

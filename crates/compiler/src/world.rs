@@ -67,6 +67,8 @@ pub struct MeshSettings {
     pub connect_timeout_ms: u64,
     /// `defaultConfig.proxyMetadata.HTTP10 == "1"`.
     pub http10: bool,
+    /// `defaultConfig.proxyMetadata`, every proxy's environment.
+    pub proxy_metadata: BTreeMap<String, String>,
     /// `pathNormalization.normalization` (`DEFAULT` is `BASE`).
     pub path_normalization: PathNormalization,
     /// `defaultConfig.gatewayTopology.numTrustedProxies`.
@@ -95,6 +97,11 @@ impl MeshSettings {
             root_namespace: m.root_namespace.unwrap_or_else(|| "istio-system".into()),
             trust_domain: m.trust_domain.unwrap_or_else(|| "cluster.local".into()),
             connect_timeout_ms: m.connect_timeout.map(|d| d.millis).unwrap_or(10_000),
+            proxy_metadata: m
+                .default_config
+                .as_ref()
+                .map(|d| d.proxy_metadata.clone())
+                .unwrap_or_default(),
             http10: m
                 .default_config
                 .as_ref()
@@ -206,6 +213,33 @@ impl Pod {
         )
     }
 
+    /// Istio's DNS proxy in this pod's sidecar (`ISTIO_META_DNS_CAPTURE`
+    /// in the mesh's or the pod's `proxy.istio.io/config` proxyMetadata),
+    /// and whether it answers with auto-allocated addresses
+    /// (`ISTIO_META_DNS_AUTO_ALLOCATE`, or istiod's
+    /// `PILOT_ENABLE_IP_AUTOALLOCATE` from 1.25; service.go
+    /// `nodeUsesAutoallocatedIPs`).
+    pub fn dns_proxy(&self, mesh: &MeshSettings, f: &crate::features::PilotFeatures) -> DnsProxy {
+        if !self.sidecar || self.role != PodRole::Workload {
+            return DnsProxy::default();
+        }
+        let mut meta = mesh.proxy_metadata.clone();
+        if let Some(a) = self
+            .annotations
+            .get(meshsim_model::mesh::PROXY_CONFIG_ANNOTATION)
+            .and_then(|t| meshsim_model::mesh::parse_proxy_config_annotation(t).ok())
+        {
+            meta.extend(a);
+        }
+        let on = |k: &str| meta.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let capture = on("ISTIO_META_DNS_CAPTURE");
+        DnsProxy {
+            capture,
+            auto_allocate: capture
+                && (on("ISTIO_META_DNS_AUTO_ALLOCATE") || f.enable_ip_autoallocate),
+        }
+    }
+
     pub fn is_proxy(&self) -> bool {
         self.sidecar || self.role == PodRole::Gateway
     }
@@ -280,6 +314,13 @@ pub enum ServiceSource {
     ServiceEntry,
 }
 
+/// What a pod's sidecar DNS proxy does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsProxy {
+    pub capture: bool,
+    pub auto_allocate: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     /// FQDN (`reviews.default.svc.cluster.local`) or ServiceEntry host.
@@ -297,6 +338,10 @@ pub struct Service {
     /// The address outside clients reach a gateway's Service at (its
     /// LoadBalancer ingress IP); `None` for Services of no gateway.
     pub external_ip: Option<Ipv4Addr>,
+    /// The address istiod's IP auto-allocation gives a ServiceEntry host
+    /// without `addresses` (240.240.0.0/16), which proxies with DNS capture
+    /// answer for it.
+    pub auto_address: Option<Ipv4Addr>,
     pub origin: Origin,
     /// `exportTo` (ServiceEntry) or the `networking.istio.io/exportTo`
     /// annotation (Service); empty: the mesh default.

@@ -217,10 +217,11 @@ impl Mesh {
                 let Some(pod) = self.world().pod(name, ns).cloned() else {
                     return Err(CurlResponse::fail(2, format!("no pod {name}.{ns}")));
                 };
-                let ip = match addr.or_else(|| self.net.resolve(ns, &c_host)) {
-                    Some(ip) => ip,
-                    None => return Err(cant_resolve()),
-                };
+                let ip =
+                    match addr.or_else(|| self.net.resolve_app(IpAddr::V4(pod.ip), ns, &c_host)) {
+                        Some(ip) => ip,
+                        None => return Err(cant_resolve()),
+                    };
                 self.net
                     .connect_app(IpAddr::V4(pod.ip), SocketAddr::new(ip, c_port))
                     .await

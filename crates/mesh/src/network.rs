@@ -7,7 +7,7 @@
 //! protocol v2 header carrying the original source and destination.
 //! Connections to a ClusterIP go to one of its endpoints (kube-proxy).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -26,11 +26,14 @@ pub struct PodNet {
     pub capture: Option<(SocketAddr, SocketAddr)>,
     /// The pod's listening applications: container port → real socket.
     pub apps: HashMap<u16, SocketAddr>,
+    /// Its sidecar's DNS proxy.
+    pub dns: meshsim_compiler::world::DnsProxy,
 }
 
 #[derive(Default)]
 pub struct Network {
     pods: RwLock<HashMap<IpAddr, PodNet>>,
+    tables: RwLock<NameTables>,
     /// ClusterIP:port → endpoint pod IP:targetPort.
     vips: RwLock<HashMap<SocketAddr, Vec<SocketAddr>>>,
     /// Outside the cluster: external IP:port → real socket.
@@ -70,6 +73,27 @@ const PUBLIC_TLDS: &[&str] = &[
     "no", "es", "it", "br", "ru", "sh", "so",
 ];
 
+/// Whether `name` exists on the public internet (a public TLD, not a
+/// cluster name).
+fn is_public(name: &str, cluster_domain: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(rest, tld)| {
+        PUBLIC_TLDS.contains(&tld)
+            && !rest.is_empty()
+            && !name.ends_with(&format!(".{cluster_domain}"))
+    })
+}
+
+/// Names only some resolvers know (see [`Network::resolve_app`]).
+#[derive(Debug, Clone, Default)]
+pub struct NameTables {
+    /// Declared internet hosts → their server.
+    pub external: BTreeMap<String, IpAddr>,
+    /// ServiceEntry hosts with `addresses`.
+    pub capture: BTreeMap<String, IpAddr>,
+    /// ServiceEntry hosts with auto-allocated addresses.
+    pub auto: BTreeMap<String, IpAddr>,
+}
+
 fn refused(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionRefused,
@@ -88,11 +112,18 @@ impl Network {
 
     /// Adds a pod (its sockets come later), keeping sockets already set
     /// when the pod is known.
-    pub fn add_pod(&self, ip: IpAddr, name: &str, namespace: &str) {
+    pub fn add_pod(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        namespace: &str,
+        dns: meshsim_compiler::world::DnsProxy,
+    ) {
         if let Ok(mut m) = self.pods.write() {
             let p = m.entry(ip).or_default();
             p.name = name.to_string();
             p.namespace = namespace.to_string();
+            p.dns = dns;
         }
     }
 
@@ -148,6 +179,48 @@ impl Network {
         }
     }
 
+    /// The internet's DNS for declared hosts, and Istio's DNS proxy
+    /// tables (ServiceEntry addresses, auto-allocated addresses).
+    pub fn set_name_tables(&self, tables: NameTables) {
+        if let Ok(mut m) = self.tables.write() {
+            *m = tables;
+        }
+    }
+
+    /// Resolves a name as the application in pod `from` would: its
+    /// sidecar's DNS proxy first when it captures DNS (ServiceEntry
+    /// addresses, auto-allocated ones when it uses them), then the cluster
+    /// DNS, then the internet — where only public names exist, so a
+    /// ServiceEntry host like `db.corp.internal` resolves only through
+    /// the DNS proxy.
+    pub fn resolve_app(&self, from: IpAddr, namespace: &str, name: &str) -> Option<IpAddr> {
+        if let Ok(ip) = name.parse() {
+            return Some(ip);
+        }
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        let dns = self.pod(from).map(|p| p.dns).unwrap_or_default();
+        let tables = self.tables.read().ok()?;
+        if dns.capture {
+            if let Some(ip) = tables.capture.get(&key) {
+                return Some(*ip);
+            }
+            if let Some(ip) = tables.auto.get(&key).filter(|_| dns.auto_allocate) {
+                return Some(*ip);
+            }
+        }
+        self.cluster_name(namespace, &key).or_else(|| {
+            is_public(&key, &self.cluster_domain)
+                .then(|| {
+                    tables
+                        .external
+                        .get(&key)
+                        .copied()
+                        .or_else(|| self.internet_name(&key))
+                })
+                .flatten()
+        })
+    }
+
     pub fn pod(&self, ip: IpAddr) -> Option<PodNet> {
         self.pods.read().ok()?.get(&ip).cloned()
     }
@@ -159,28 +232,35 @@ impl Network {
             return Some(ip);
         }
         let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.cluster_name(namespace, &name)
+            .or_else(|| {
+                self.tables
+                    .read()
+                    .ok()
+                    .and_then(|t| t.external.get(&name).copied())
+            })
+            .or_else(|| self.internet_name(&name))
+    }
+
+    /// A cluster DNS name, through the pod's search path.
+    fn cluster_name(&self, namespace: &str, name: &str) -> Option<IpAddr> {
         let dns = self.dns.read().ok()?;
         let d = &self.cluster_domain;
         [
             format!("{name}.{namespace}.svc.{d}"),
             format!("{name}.svc.{d}"),
             format!("{name}.{d}"),
-            name.clone(),
+            name.to_string(),
         ]
         .iter()
         .find_map(|n| dns.get(n).copied())
-        .or_else(|| self.internet_name(&name))
     }
 
     /// A public internet name (`www.google.com`) the configuration does not
     /// declare: it exists out there, served by the catch-all server.
     fn internet_name(&self, name: &str) -> Option<IpAddr> {
         self.internet.read().ok()?.as_ref()?;
-        let (rest, tld) = name.rsplit_once('.')?;
-        let public = PUBLIC_TLDS.contains(&tld)
-            && !rest.is_empty()
-            && !name.ends_with(&format!(".{}", self.cluster_domain));
-        public.then(|| internet_ip(name))
+        is_public(name, &self.cluster_domain).then(|| internet_ip(name))
     }
 
     fn source(&self, from: IpAddr) -> SocketAddr {

@@ -225,7 +225,7 @@ async fn handle(
         .rsplit_once(':')
         .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(80)))
         .unwrap_or((loc.upstream.clone(), 80));
-    let Some(ip) = net.resolve(&id.namespace, &host) else {
+    let Some(ip) = net.resolve_app(pod_ip, &id.namespace, &host) else {
         return text(
             StatusCode::BAD_GATEWAY,
             "<html><center><h1>502 Bad Gateway</h1></center></html>\n".into(),

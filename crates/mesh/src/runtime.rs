@@ -90,7 +90,8 @@ impl Mesh {
         let mut done = Restarts::default();
         let mut retired: Vec<Scope> = Vec::new();
         for (ip, pod) in &new.pods {
-            self.net.add_pod(IpAddr::V4(*ip), &pod.name, &pod.namespace);
+            self.net
+                .add_pod(IpAddr::V4(*ip), &pod.name, &pod.namespace, pod.dns);
         }
         for ip in &diff.apps {
             let (had, plan) = (old.pods.get(ip), new.pods.get(ip));
@@ -187,6 +188,11 @@ impl Mesh {
     fn publish(&self, t: &Topology) {
         self.net.set_vips(t.vips.clone());
         self.net.set_dns(t.dns.clone());
+        self.net.set_name_tables(crate::network::NameTables {
+            external: t.external_dns.clone(),
+            capture: t.name_table.clone(),
+            auto: t.auto_table.clone(),
+        });
         let running = self.lock_running();
         let external: HashMap<SocketAddr, SocketAddr> = running
             .externals

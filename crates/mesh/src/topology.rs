@@ -25,6 +25,15 @@ pub struct Topology {
     pub vips: HashMap<SocketAddr, Vec<SocketAddr>>,
     /// Cluster DNS: fully qualified name → address.
     pub dns: BTreeMap<String, IpAddr>,
+    /// What the internet's DNS answers for the hosts ServiceEntries
+    /// declare (Envoy resolves DNS clusters with it; an application
+    /// reaches it for public names).
+    pub external_dns: BTreeMap<String, IpAddr>,
+    /// Istio's DNS proxy name table: ServiceEntry hosts and their
+    /// `addresses` ...
+    pub name_table: BTreeMap<String, IpAddr>,
+    /// ... and the addresses auto-allocation gives the others.
+    pub auto_table: BTreeMap<String, IpAddr>,
     /// Internet hosts ServiceEntries name, served by an external server.
     pub external_hosts: BTreeMap<String, ExternalHost>,
     /// Gateway Service outside address and port → where it goes.
@@ -40,6 +49,8 @@ pub struct PodPlan {
     /// The built-in application (none for client pods and gateways).
     pub app: Option<AppPlan>,
     pub proxy: Option<ProxyPlan>,
+    /// The sidecar's DNS proxy.
+    pub dns: meshsim_compiler::world::DnsProxy,
 }
 
 /// A pod's application: which one, on which ports.
@@ -104,6 +115,7 @@ pub fn plan(world: &World, previous: Option<&Topology>) -> Topology {
     }
     services(world, &mut t);
     external_hosts(world, previous, &mut t);
+    name_tables(world, &mut t);
     ingress(world, &mut t);
     t
 }
@@ -122,6 +134,7 @@ fn pod_plan(world: &World, pod: &Pod, seed_index: Option<usize>) -> PodPlan {
         ip: pod.ip,
         app: app_plan(world, pod),
         proxy,
+        dns: pod.dns_proxy(&world.mesh, &world.features),
     }
 }
 
@@ -241,6 +254,28 @@ fn services(world: &World, t: &mut Topology) {
     }
 }
 
+/// Istio's DNS proxy tables (pkg/dns/server/name_table.go): ServiceEntry
+/// hosts with addresses, and those auto-allocation addressed.
+fn name_tables(world: &World, t: &mut Topology) {
+    for svc in world
+        .services
+        .iter()
+        .filter(|s| s.source == ServiceSource::ServiceEntry && !s.hostname.starts_with('*'))
+    {
+        let host = svc.hostname.to_ascii_lowercase();
+        if let Some(ip) = svc
+            .addresses
+            .iter()
+            .find_map(|a| a.parse::<IpAddr>().ok().filter(|ip| !ip.is_unspecified()))
+        {
+            t.name_table.entry(host.clone()).or_insert(ip);
+        }
+        if let Some(ip) = svc.auto_address {
+            t.auto_table.entry(host).or_insert(IpAddr::V4(ip));
+        }
+    }
+}
+
 /// Internet hosts: every ServiceEntry host that is not a cluster name.
 fn external_hosts(world: &World, previous: Option<&Topology>, t: &mut Topology) {
     let domain = &world.settings.cluster_domain;
@@ -272,7 +307,7 @@ fn external_hosts(world: &World, previous: Option<&Topology>, t: &mut Topology) 
                 break candidate;
             }
         });
-        t.dns.entry(host.clone()).or_insert(ip);
+        t.external_dns.entry(host.clone()).or_insert(ip);
         let ports = external_ports(world, &host);
         t.external_hosts
             .insert(host, ExternalHost { ip, vips, ports });

@@ -243,3 +243,21 @@ impl Unsimulated for IstioOperatorSpec {
             .unsimulated(&format!("{path}.meshConfig"), out);
     }
 }
+
+/// The pod annotation `proxy.istio.io/config`: a ProxyConfig in YAML that
+/// overrides the mesh's `defaultConfig` for this proxy.
+pub const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+
+/// Parses a `proxy.istio.io/config` annotation (fields meshsim does not
+/// know are ignored here; the mesh config reports them).
+pub fn parse_proxy_config_annotation(text: &str) -> Result<BTreeMap<String, String>, String> {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Lenient {
+        #[serde(default)]
+        proxy_metadata: BTreeMap<String, String>,
+    }
+    serde_saphyr::from_str::<Lenient>(text)
+        .map(|l| l.proxy_metadata)
+        .map_err(|e| e.to_string())
+}

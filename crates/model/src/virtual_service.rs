@@ -114,10 +114,6 @@ impl Unsimulated for HttpRoute {
         report_unsimulated!(self, path, out;
             cors_policy => "corsPolicy", delegate => "delegate");
         self.matches.unsimulated(&format!("{path}.match"), out);
-        for (i, d) in self.route.iter().enumerate() {
-            let p = format!("{path}.route[{i}]");
-            report_unsimulated!(d, p, out; headers => "headers");
-        }
         if let Some(f) = &self.fault {
             if let Some(d) = &f.delay {
                 report_unsimulated!(d, path, out; exponential_delay => "fault.delay.exponentialDelay");
@@ -208,7 +204,7 @@ pub struct HttpRouteDestination {
     pub weight: Option<u32>,
     /// Per-destination header operations.
     #[serde(default)]
-    pub headers: NotSimulated,
+    pub headers: Option<Headers>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

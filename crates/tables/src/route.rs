@@ -178,7 +178,7 @@ impl Route {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HeaderMutations {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_headers_to_add: Vec<HeaderValueOption>,
@@ -191,6 +191,18 @@ pub struct HeaderMutations {
 }
 
 impl HeaderMutations {
+    /// `other`'s operations after these.
+    pub fn append(&mut self, other: HeaderMutations) {
+        self.request_headers_to_add
+            .extend(other.request_headers_to_add);
+        self.request_headers_to_remove
+            .extend(other.request_headers_to_remove);
+        self.response_headers_to_add
+            .extend(other.response_headers_to_add);
+        self.response_headers_to_remove
+            .extend(other.response_headers_to_remove);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.request_headers_to_add.is_empty()
             && self.request_headers_to_remove.is_empty()
@@ -199,13 +211,13 @@ impl HeaderMutations {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeaderValueOption {
     pub header: HeaderValue,
     pub append_action: AppendAction,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeaderValue {
     pub key: String,
     pub value: String,
@@ -381,6 +393,20 @@ pub struct WeightedClusters {
 pub struct ClusterWeight {
     pub name: String,
     pub weight: u32,
+    /// The destination's own `headers` (route.go
+    /// `processWeightedDestination`), applied after the route's.
+    #[serde(skip_serializing_if = "HeaderMutations::is_empty", flatten)]
+    pub headers: HeaderMutations,
+}
+
+impl ClusterWeight {
+    pub fn new(name: impl Into<String>, weight: u32) -> Self {
+        ClusterWeight {
+            name: name.into(),
+            weight,
+            headers: HeaderMutations::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -29,25 +29,13 @@ mod tests {
     #[test]
     fn cumulative_walk() {
         let wc = WeightedClusters {
-            clusters: vec![
-                ClusterWeight {
-                    name: "a".into(),
-                    weight: 90,
-                },
-                ClusterWeight {
-                    name: "b".into(),
-                    weight: 10,
-                },
-            ],
+            clusters: vec![ClusterWeight::new("a", 90), ClusterWeight::new("b", 10)],
         };
         let picks: Vec<usize> = (0..100).filter_map(|r| pick_weighted(&wc, r)).collect();
         assert_eq!(picks.iter().filter(|i| **i == 0).count(), 90);
         assert_eq!(picks.iter().filter(|i| **i == 1).count(), 10);
         let zero = WeightedClusters {
-            clusters: vec![ClusterWeight {
-                name: "a".into(),
-                weight: 0,
-            }],
+            clusters: vec![ClusterWeight::new("a", 0)],
         };
         assert_eq!(pick_weighted(&zero, 5), None);
     }
@@ -59,16 +47,7 @@ mod tests {
     fn statistical_check_over_seeds() {
         use rand::{Rng, SeedableRng};
         let wc = WeightedClusters {
-            clusters: vec![
-                ClusterWeight {
-                    name: "v1".into(),
-                    weight: 90,
-                },
-                ClusterWeight {
-                    name: "v2".into(),
-                    weight: 10,
-                },
-            ],
+            clusters: vec![ClusterWeight::new("v1", 90), ClusterWeight::new("v2", 10)],
         };
         let share = |seed: u64, n: usize| {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);

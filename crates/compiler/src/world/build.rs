@@ -156,6 +156,7 @@ impl World {
         w.assign_pods(decls, previous, &mut diags);
         w.build_k8s_services(&k8s_services, previous, &mut diags);
         w.build_service_entries(&entries);
+        w.auto_allocate_addresses();
         for (i, s) in w.services.iter().enumerate() {
             w.service_index
                 .entry(s.hostname.to_ascii_lowercase())

@@ -113,6 +113,7 @@ impl World {
                 endpoints,
                 selector: s.spec.selector.clone(),
                 external_ip: None,
+                auto_address: None,
                 origin: s.meta.origin.clone(),
                 export_to: s
                     .meta
@@ -193,6 +194,37 @@ impl World {
             self.services[i].external_ip = Some(ip);
         }
     }
+    /// ServiceEntry hosts without addresses (not wildcards, not
+    /// `resolution: NONE`) get 240.240.0.1, .2, ... in (namespace, host)
+    /// order, as istiod's allocator gives them (its order follows events;
+    /// the range is its).
+    pub(super) fn auto_allocate_addresses(&mut self) {
+        let mut idx: Vec<usize> = (0..self.services.len())
+            .filter(|&i| {
+                let s = &self.services[i];
+                s.source == ServiceSource::ServiceEntry
+                    && s.addresses.iter().all(|a| a.is_empty() || a == "0.0.0.0")
+                    && !s.hostname.starts_with('*')
+                    && s.resolution != Resolution::Passthrough
+            })
+            .collect();
+        idx.sort_by(|&a, &b| {
+            let (x, y) = (&self.services[a], &self.services[b]);
+            (&x.namespace, &x.hostname).cmp(&(&y.namespace, &y.hostname))
+        });
+        let mut next: u32 = u32::from(Ipv4Addr::new(240, 240, 0, 1));
+        let mut given: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+        for i in idx {
+            let host = self.services[i].hostname.clone();
+            let ip = *given.entry(host).or_insert_with(|| {
+                let ip = Ipv4Addr::from(next);
+                next += 1;
+                ip
+            });
+            self.services[i].auto_address = Some(ip);
+        }
+    }
+
     pub(super) fn build_service_entries(
         &mut self,
         entries: &[Object<meshsim_model::service_entry::ServiceEntrySpec>],
@@ -303,6 +335,7 @@ impl World {
                     endpoints,
                     selector: None,
                     external_ip: None,
+                    auto_address: None,
                     origin: se.meta.origin.clone(),
                     export_to: se.spec.export_to.clone(),
                 });

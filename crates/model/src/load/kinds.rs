@@ -222,7 +222,16 @@ pub(super) fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         parse_list(ctx, text, out);
         return;
     }
-    let Some(def) = KINDS.iter().find(|k| k.kind == h.kind) else {
+    let group = h.api_version.split('/').next().unwrap_or("");
+    let foreign = |def: &KindDef| {
+        // A kind of the same name from another API group (the Gateway
+        // API's `Gateway`) is that group's kind, not a misspelt version.
+        let known_group = |a: &&str| a.split('/').next() == Some(group) || !a.contains('/');
+        h.api_version.contains('/')
+            && !group.ends_with("istio.io")
+            && !def.api_versions.iter().any(known_group)
+    };
+    let Some(def) = KINDS.iter().find(|k| k.kind == h.kind && !foreign(k)) else {
         out.diagnostics.push(unknown_kind(ctx, &h, (kl, kc)));
         return;
     };
@@ -269,6 +278,17 @@ fn unknown_kind(ctx: &DocCtx<'_>, h: &Header<'_>, (l, c): (u64, u64)) -> crate::
             format!(
                 "unknown Istio kind {kind:?} in {api}: expected one of {}",
                 known.join(", ")
+            ),
+        )
+    } else if group == "gateway.networking.k8s.io" {
+        ctx.warning(
+            l,
+            c,
+            "kind",
+            format!(
+                "{api} {kind}: the Kubernetes Gateway API is not simulated by meshsim yet; \
+                 this object is ignored (istiod would turn it into gateways and routes; \
+                 write the Istio Gateway and VirtualService to simulate them)"
             ),
         )
     } else {

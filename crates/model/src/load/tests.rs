@@ -41,12 +41,12 @@ fn wrong_type_names_the_field() {
 
 #[test]
 fn unsimulated_fields_are_warnings() {
-    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http:\n  - mirror:\n      host: b\n    route:\n    - destination: {host: a}\n";
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http:\n  - corsPolicy:\n      allowOrigins: [{exact: b}]\n    route:\n    - destination: {host: a}\n";
     let l = parse_str("v.yaml", text);
     assert!(!l.has_errors());
     let w = &l.diagnostics[0];
     assert_eq!(w.severity, crate::Severity::Warning);
-    assert_eq!(w.path, "spec.http[0].mirror");
+    assert_eq!(w.path, "spec.http[0].corsPolicy");
     assert_eq!(w.line, 8, "{w}");
 }
 
@@ -170,5 +170,30 @@ fn istio_operator_mesh_config() {
         (err.line, err.path.as_str()),
         (9, "spec.meshConfig.outboundTrafficPolicy.mode"),
         "{err}"
+    );
+}
+
+/// A Gateway API object is that API's kind, honestly not simulated — not a
+/// wrong apiVersion of Istio's Gateway; a wrong Istio version still is.
+#[test]
+fn gateway_api_kinds_warn_as_not_simulated() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {gatewayClassName: istio}\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {}\n---\napiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: x}\nspec: {}\n";
+    let l = parse_str("g.yaml", text);
+    let msgs: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    assert!(
+        msgs[0].contains("warning") && msgs[0].contains("Gateway API is not simulated"),
+        "{}",
+        msgs[0]
+    );
+    assert!(
+        msgs[1].contains("warning") && msgs[1].contains("HTTPRoute"),
+        "{}",
+        msgs[1]
+    );
+    assert!(
+        msgs[2].contains("error") && msgs[2].contains("networking.istio.io/v2"),
+        "{}",
+        msgs[2]
     );
 }

@@ -11,7 +11,7 @@ use http::{HeaderValue, Response};
 use http_body_util::BodyExt;
 use meshsim_tables::{RetryCondition as C, RetryPolicy, Route, RouteTarget};
 
-use super::headers::{mutate, upstream_path, HOP_BY_HOP};
+use super::headers::{mutate, picked_weight, upstream_path, HOP_BY_HOP};
 use super::request::RequestCtx;
 use super::{HttpCtx, LocalReply, Outcome, UpstreamInfo};
 use crate::accesslog::Flag;
@@ -129,7 +129,7 @@ impl HttpCtx {
             let exhausted = retry && tries > 1;
             let info = x.upstream_info(a.host, a.local);
             return match a.result {
-                Ok(resp) => self.answered(resp, info, x.route, x.cluster, started, exhausted),
+                Ok(resp) => self.answered(resp, info, x, started, exhausted),
                 Err(e) => failed(e, info, attempt > 1, exhausted, name_transport),
             };
         }
@@ -160,7 +160,8 @@ impl HttpCtx {
         a.host = Some(host.label());
         x.note_in_flight(a.host.clone(), None);
         ClusterStats::inc(&cluster.stats.upstream_rq_total);
-        let req = self.upstream_request(rq, route, target, &x.path, n);
+        let req =
+            self.upstream_request(rq, route, target, &x.path, n, picked_weight(target, x.name));
         // The per-try deadline covers getting a connection and the response
         // headers; the connection's address is known once it is had.
         let deadline = target
@@ -240,11 +241,11 @@ impl HttpCtx {
         &self,
         mut resp: Response<hyper::body::Incoming>,
         upstream: UpstreamInfo,
-        route: &Route,
-        cluster: &ClusterRt,
+        x: &Exchange<'_>,
         started: tokio::time::Instant,
         exhausted: bool,
     ) -> Outcome {
+        let (route, cluster) = (x.route, x.cluster);
         cluster.stats.count_status(resp.status().as_u16());
         // 101 to a websocket upgrade: the connection becomes a tunnel, its
         // Connection / Upgrade headers go downstream.
@@ -266,6 +267,13 @@ impl HttpCtx {
             &route.headers.response_headers_to_remove,
             &route.headers.response_headers_to_add,
         );
+        if let Some(w) = picked_weight(x.target, x.name) {
+            mutate(
+                &mut rp.headers,
+                &w.headers.response_headers_to_remove,
+                &w.headers.response_headers_to_add,
+            );
+        }
         Outcome {
             response: Response::from_parts(rp, rb.boxed()),
             flags: if exhausted {

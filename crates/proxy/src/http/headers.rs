@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use meshsim_tables::{AppendAction, HeaderValueOption, Route, RouteTarget};
+use meshsim_tables::{
+    AppendAction, ClusterSpecifier, ClusterWeight, HeaderValueOption, Route, RouteTarget,
+};
 
 use super::request::RequestCtx;
 use super::{full, Body, HttpCtx};
@@ -88,6 +90,7 @@ impl HttpCtx {
         target: &RouteTarget,
         path: &str,
         attempt: u32,
+        weight: Option<&ClusterWeight>,
     ) -> Request<Body> {
         let mut b = Request::builder().method(rq.parts.method.clone()).uri(path);
         if let Some(h) = b.headers_mut() {
@@ -106,6 +109,20 @@ impl HttpCtx {
             if let Ok(v) = HeaderValue::from_str(host) {
                 h.insert(http::header::HOST, v);
             }
+            // router.cc finalizeRequestHeaders: what a rewrite replaced
+            // travels in x-envoy-original-host / x-envoy-original-path.
+            if target.host_rewrite_literal.is_some() && !h.contains_key("x-envoy-original-host") {
+                if let Ok(v) = HeaderValue::from_str(&rq.authority) {
+                    h.insert("x-envoy-original-host", v);
+                }
+            }
+            if (target.prefix_rewrite.is_some() || target.regex_rewrite.is_some())
+                && !h.contains_key("x-envoy-original-path")
+            {
+                if let Ok(v) = HeaderValue::from_str(&rq.path) {
+                    h.insert("x-envoy-original-path", v);
+                }
+            }
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
             crate::xfcc::mutate(h, &self.hcm, &self.info);
             mutate(
@@ -113,9 +130,77 @@ impl HttpCtx {
                 &route.headers.request_headers_to_remove,
                 &route.headers.request_headers_to_add,
             );
+            if let Some(w) = weight {
+                mutate(
+                    h,
+                    &w.headers.request_headers_to_remove,
+                    &w.headers.request_headers_to_add,
+                );
+            }
         }
         let body: Bytes = rq.body.clone();
         b.body(full(body))
             .unwrap_or_else(|_| Request::new(full(Bytes::new())))
+    }
+}
+
+impl HttpCtx {
+    /// Envoy's router changes the downstream request's own headers
+    /// (finalizeRequestHeaders: header operations, host rewrite), and the
+    /// access log reads them afterwards: `%REQ(:AUTHORITY)%` shows the
+    /// rewritten host, a removed `user-agent` logs `-`.
+    pub(super) fn finalize_logged_headers(
+        &self,
+        rq: &mut RequestCtx,
+        route: &Route,
+        target: &RouteTarget,
+        name: &str,
+    ) {
+        let weight = picked_weight(target, name);
+        if route.headers.is_empty()
+            && target.host_rewrite_literal.is_none()
+            && weight.is_none_or(|w| w.headers.is_empty())
+        {
+            return;
+        }
+        let path = upstream_path(route, target, &rq.path);
+        let req = self.upstream_request(rq, route, target, &path, 1, weight);
+        if rq.entry.req_headers.contains_key(":authority") {
+            if let Some(h) = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+            {
+                rq.entry
+                    .req_headers
+                    .insert(":authority".into(), h.to_string());
+            }
+        }
+        for name in rq.snapshot.logger.request_headers() {
+            if name.starts_with(':') {
+                continue;
+            }
+            match req
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(v) => {
+                    rq.entry.req_headers.insert(name.clone(), v.to_string());
+                }
+                None => {
+                    rq.entry.req_headers.remove(name.as_str());
+                }
+            }
+        }
+    }
+}
+
+/// The weighted cluster a request went to, by the cluster name the pick
+/// chose (for its own header operations).
+pub(super) fn picked_weight<'t>(target: &'t RouteTarget, name: &str) -> Option<&'t ClusterWeight> {
+    match &target.destination {
+        ClusterSpecifier::WeightedClusters(w) => w.clusters.iter().find(|c| c.name == name),
+        ClusterSpecifier::Cluster(_) => None,
     }
 }

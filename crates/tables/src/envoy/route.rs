@@ -36,6 +36,22 @@ fn virtual_host(vh: &VirtualHost) -> Value {
     v
 }
 
+/// A route's or a weighted cluster's header operations.
+fn put_headers(v: &mut Value, h: &HeaderMutations) {
+    if !h.request_headers_to_add.is_empty() {
+        v["request_headers_to_add"] = header_options(&h.request_headers_to_add);
+    }
+    if !h.request_headers_to_remove.is_empty() {
+        v["request_headers_to_remove"] = json!(h.request_headers_to_remove);
+    }
+    if !h.response_headers_to_add.is_empty() {
+        v["response_headers_to_add"] = header_options(&h.response_headers_to_add);
+    }
+    if !h.response_headers_to_remove.is_empty() {
+        v["response_headers_to_remove"] = json!(h.response_headers_to_remove);
+    }
+}
+
 fn route(r: &Route) -> Value {
     let mut v = json!({"match": route_match(&r.match_)});
     if !r.name.is_empty() {
@@ -52,19 +68,7 @@ fn route(r: &Route) -> Value {
             v["direct_response"] = dr;
         }
     }
-    let h = &r.headers;
-    if !h.request_headers_to_add.is_empty() {
-        v["request_headers_to_add"] = header_options(&h.request_headers_to_add);
-    }
-    if !h.request_headers_to_remove.is_empty() {
-        v["request_headers_to_remove"] = json!(h.request_headers_to_remove);
-    }
-    if !h.response_headers_to_add.is_empty() {
-        v["response_headers_to_add"] = header_options(&h.response_headers_to_add);
-    }
-    if !h.response_headers_to_remove.is_empty() {
-        v["response_headers_to_remove"] = json!(h.response_headers_to_remove);
-    }
+    put_headers(&mut v, &r.headers);
     if let Some(m) = &r.metadata {
         v["metadata"] =
             json!({"filter_metadata": {"istio": {"config": m.filter_metadata.istio.config}}});
@@ -134,7 +138,11 @@ fn route_target(t: &RouteTarget) -> Value {
     let mut v = match &t.destination {
         ClusterSpecifier::Cluster(c) => json!({"cluster": c}),
         ClusterSpecifier::WeightedClusters(w) => json!({"weighted_clusters": {
-            "clusters": w.clusters.iter().map(|c| json!({"name": c.name, "weight": c.weight})).collect::<Vec<_>>()
+            "clusters": w.clusters.iter().map(|c| {
+                let mut v = json!({"name": c.name, "weight": c.weight});
+                put_headers(&mut v, &c.headers);
+                v
+            }).collect::<Vec<_>>()
         }}),
     };
     v["timeout"] = json!(t.timeout);
