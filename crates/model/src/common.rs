@@ -16,9 +16,10 @@ pub struct ObjectMeta {
     pub name: String,
     #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
+    /// `labels:` with nothing after it is an empty map, as kubectl reads it.
+    #[serde(default, deserialize_with = "de_null_map")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_null_map")]
     pub annotations: BTreeMap<String, String>,
     /// RFC 3339; orders EnvoyFilters the way istiod does.
     #[serde(default)]
@@ -41,6 +42,11 @@ pub struct ObjectMeta {
     pub self_link: Option<IgnoredAny>,
     #[serde(default)]
     pub deletion_timestamp: Option<IgnoredAny>,
+}
+
+/// A map that may be written as `null` (an empty `key:`).
+fn de_null_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A protobuf-style duration (`"10s"`, `"1.5s"`, `"250ms"`, `"1m"`, `"1h"`).

@@ -197,3 +197,12 @@ fn gateway_api_kinds_warn_as_not_simulated() {
         msgs[2]
     );
 }
+
+/// `annotations:` with nothing after it (as Istio's addon manifests write
+/// it) is an empty map, as the API server reads it.
+#[test]
+fn empty_labels_and_annotations_are_empty_maps() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: kiali-like\n  labels:\n  annotations:\nspec:\n  ports: [{name: http, port: 20001}]\n";
+    let l = parse_str("s.yaml", text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+}
