@@ -197,6 +197,9 @@ pub struct Pod {
     pub config_maps: Vec<String>,
     /// `kind/name` of the owner (Deployment, StatefulSet) or `Pod/name`.
     pub owner: String,
+    /// Its `Ready` condition (from a dump; true otherwise): a pod not
+    /// ready is no Service endpoint.
+    pub ready: bool,
     pub origin: Origin,
 }
 

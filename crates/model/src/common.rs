@@ -35,7 +35,7 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub managed_fields: Option<IgnoredAny>,
     #[serde(default)]
-    pub owner_references: Option<IgnoredAny>,
+    pub owner_references: Vec<OwnerReference>,
     #[serde(default)]
     pub finalizers: Option<IgnoredAny>,
     #[serde(default)]
@@ -44,8 +44,53 @@ pub struct ObjectMeta {
     pub deletion_timestamp: Option<IgnoredAny>,
 }
 
+/// `metadata.ownerReferences[]`: who created the object (a dumped Pod's
+/// ReplicaSet or StatefulSet).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+/// What a `status` says that shapes the mesh (the rest of a dumped
+/// object's status is accepted and ignored).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedStatus {
+    /// A Pod's address.
+    #[serde(rename = "podIP", default)]
+    pub pod_ip: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl ObservedStatus {
+    /// A Pod's `Ready` condition, when the status has one.
+    pub fn ready(&self) -> Option<bool> {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status == "True")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+}
+
 /// A map that may be written as `null` (an empty `key:`).
-fn de_null_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn de_null_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 

@@ -339,6 +339,7 @@ fn clean_message(msg: &str) -> String {
 mod config_map;
 mod kinds;
 mod list;
+mod validate;
 
 use kinds::parse_document;
 

@@ -20,6 +20,10 @@ pub struct Meta {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
+    /// The controlling owner (`ownerReferences`): `(kind, name)`.
+    pub owner: Option<(String, String)>,
+    /// The object's `status`, when a dump carries one.
+    pub status: Option<crate::common::ObservedStatus>,
     pub origin: Origin,
 }
 
@@ -85,6 +89,7 @@ pub enum Resource {
     EnvoyFilter(Object<envoy_filter::EnvoyFilterSpec>),
     Sidecar(Object<sidecar::SidecarSpec>),
     PeerAuthentication(Object<peer_auth::PeerAuthenticationSpec>),
+    EndpointSlice(Object<k8s::EndpointSliceData>),
 }
 
 /// Runs `$body` with `$o` bound to the resource's `Object`, whatever its kind.
@@ -106,6 +111,7 @@ macro_rules! with_object {
             Resource::EnvoyFilter($o) => $body,
             Resource::Sidecar($o) => $body,
             Resource::PeerAuthentication($o) => $body,
+            Resource::EndpointSlice($o) => $body,
         }
     };
 }

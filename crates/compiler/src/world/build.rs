@@ -13,6 +13,11 @@ struct PodDecl {
     spec: PodSpec,
     pinned_ip: Option<String>,
     owner: String,
+    /// A Pod from a cluster dump (it has a status or an owner): its
+    /// injection is what its containers say, not what a webhook would do.
+    observed: bool,
+    /// Its `Ready` condition (a pod not ready is no endpoint).
+    ready: bool,
     origin: Origin,
 }
 
@@ -59,8 +64,20 @@ impl World {
             resources: Vec::new(),
             settings,
         };
+        // Workloads whose Pods the input has (a cluster dump): those Pods
+        // stand for them, with their own names and addresses.
+        let dumped: std::collections::BTreeSet<String> = resources
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Pod(o) if o.meta.owner.is_some() => {
+                    Some(format!("{}/{}", o.meta.ns(), pod_owner(&o.meta)))
+                }
+                _ => None,
+            })
+            .collect();
         let mut decls: Vec<PodDecl> = Vec::new();
         let mut k8s_services = Vec::new();
+        let mut slices = Vec::new();
         let mut entries = Vec::new();
         for r in resources {
             match r {
@@ -74,6 +91,10 @@ impl World {
                         },
                     );
                 }
+                Resource::Deployment(o)
+                    if dumped.contains(&workload_key("Deployment", &o.meta)) => {}
+                Resource::StatefulSet(o)
+                    if dumped.contains(&workload_key("StatefulSet", &o.meta)) => {}
                 Resource::Deployment(o) => {
                     let replicas = o.spec.replicas.unwrap_or(1);
                     expand_pods(
@@ -107,8 +128,20 @@ impl World {
                     labels: o.meta.labels.clone(),
                     annotations: o.meta.annotations.clone(),
                     spec: o.spec.clone(),
-                    pinned_ip: o.meta.annotations.get(POD_IPS_ANNOTATION).cloned(),
-                    owner: format!("Pod/{}", o.meta.name),
+                    pinned_ip: o
+                        .meta
+                        .annotations
+                        .get(POD_IPS_ANNOTATION)
+                        .cloned()
+                        .or_else(|| o.meta.status.as_ref().and_then(|s| s.pod_ip.clone())),
+                    owner: pod_owner(&o.meta),
+                    observed: o.meta.status.is_some() || o.meta.owner.is_some(),
+                    ready: o
+                        .meta
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.ready())
+                        .unwrap_or(true),
                     origin: o.meta.origin.clone(),
                 }),
                 Resource::Service(o) => k8s_services.push(o.clone()),
@@ -121,6 +154,7 @@ impl World {
                 Resource::PeerAuthentication(o) => w.peer_authentications.push(o.clone()),
                 Resource::Secret(o) => w.secrets.push(o.clone()),
                 Resource::ConfigMap(o) => w.config_maps.push(o.clone()),
+                Resource::EndpointSlice(o) => slices.push(o.clone()),
                 Resource::ServiceAccount(_) | Resource::MeshConfig(_) => {}
             }
         }
@@ -154,7 +188,7 @@ impl World {
         }
 
         w.assign_pods(decls, previous, &mut diags);
-        w.build_k8s_services(&k8s_services, previous, &mut diags);
+        w.build_k8s_services(&k8s_services, &slices, previous, &mut diags);
         w.build_service_entries(&entries);
         w.auto_allocate_addresses();
         for (i, s) in w.services.iter().enumerate() {
@@ -239,23 +273,33 @@ impl World {
                 .map(|v| v == "true");
             let sidecar = role == PodRole::Workload
                 && !d.spec.host_network.unwrap_or(false)
-                && pod_inject.unwrap_or(ns_inject);
+                && if d.observed {
+                    // A running pod was injected or it was not.
+                    d.spec.containers.iter().any(is_istio_proxy)
+                        || d.annotations.contains_key("sidecar.istio.io/status")
+                } else {
+                    pod_inject.unwrap_or(ns_inject)
+                };
             let sa = d
                 .spec
                 .service_account_name
                 .clone()
                 .or(d.spec.service_account.clone())
                 .unwrap_or_else(|| "default".into());
+            // The application's containers (not an injected istio-proxy).
+            let app = |c: &&meshsim_model::k8s::Container| !(d.observed && is_istio_proxy(c));
             let image = d
                 .spec
                 .containers
-                .first()
+                .iter()
+                .find(app)
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default();
             let container_ports = d
                 .spec
                 .containers
                 .iter()
+                .filter(app)
                 .flat_map(|c| c.ports.iter().map(|p| (p.container_port, p.name.clone())))
                 .collect();
             self.pods.push(Pod {
@@ -276,6 +320,7 @@ impl World {
                     .filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone()))
                     .collect(),
                 owner: d.owner,
+                ready: d.ready,
                 origin: d.origin,
             });
         }
@@ -378,6 +423,32 @@ fn istiod_features(
     f
 }
 
+/// `Kind/name` of the workload a Pod belongs to: a ReplicaSet
+/// `NAME-HASH` (its `pod-template-hash` label) is Deployment `NAME`.
+fn pod_owner(meta: &meshsim_model::Meta) -> String {
+    match &meta.owner {
+        Some((kind, name)) if kind == "ReplicaSet" => {
+            let deploy = meta
+                .labels
+                .get("pod-template-hash")
+                .and_then(|h| name.strip_suffix(&format!("-{h}")))
+                .unwrap_or(name);
+            format!("Deployment/{deploy}")
+        }
+        Some((kind, name)) => format!("{kind}/{name}"),
+        None => format!("Pod/{}", meta.name),
+    }
+}
+
+fn workload_key(kind: &str, meta: &meshsim_model::Meta) -> String {
+    format!("{}/{kind}/{}", meta.ns(), meta.name)
+}
+
+/// Istio's sidecar container, as the injector adds it.
+fn is_istio_proxy(c: &meshsim_model::k8s::Container) -> bool {
+    c.name == "istio-proxy"
+}
+
 fn is_gateway_decl(d: &PodDecl) -> bool {
     d.labels
         .get("istio")
@@ -385,10 +456,16 @@ fn is_gateway_decl(d: &PodDecl) -> bool {
         || d.annotations
             .get("inject.istio.io/templates")
             .is_some_and(|v| v == "gateway")
-        || d.spec.containers.iter().any(|c| {
-            c.image.as_deref().is_some_and(|i| i.contains("proxyv2"))
-                || c.image.as_deref() == Some("auto")
-        })
+        || (!d.spec.containers.is_empty()
+            && d.spec.containers.iter().all(|c| {
+                c.image.as_deref().is_some_and(|i| i.contains("proxyv2"))
+                    || c.image.as_deref() == Some("auto")
+            })
+            && !d
+                .spec
+                .containers
+                .iter()
+                .any(|c| c.args.iter().any(|a| a == "sidecar")))
 }
 
 /// Whether the input has Istio's `istio-<kind>` gateway: a workload
@@ -455,6 +532,8 @@ fn expand_pods(
             spec: template.spec.clone(),
             pinned_ip: ips.get(ordinal as usize).cloned(),
             owner: format!("{kind}/{}", meta.name),
+            observed: false,
+            ready: true,
             origin: meta.origin.clone(),
         });
     }
@@ -499,6 +578,8 @@ fn add_default_gateway(
         spec,
         pinned_ip: None,
         owner: format!("Deployment/{name}"),
+        observed: false,
+        ready: true,
         origin: origin.clone(),
     });
     let port = |name: &str, port: u16, target: u32| meshsim_model::k8s::ServicePort {

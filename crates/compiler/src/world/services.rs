@@ -9,6 +9,7 @@ impl World {
     pub(super) fn build_k8s_services(
         &mut self,
         services: &[Object<meshsim_model::k8s::ServiceSpec>],
+        slices: &[Object<meshsim_model::k8s::EndpointSliceData>],
         previous: Option<&World>,
         diags: &mut Vec<Diagnostic>,
     ) {
@@ -84,7 +85,13 @@ impl World {
             let mut endpoints = Vec::new();
             if let Some(sel) = &s.spec.selector {
                 for (i, pod) in self.pods.iter().enumerate() {
-                    if pod.namespace != ns || sel.is_empty() || !labels_match(sel, &pod.labels) {
+                    // A pod not Ready is no endpoint (EndpointSlice
+                    // `ready: false`; istiod does not send it).
+                    if pod.namespace != ns
+                        || sel.is_empty()
+                        || !labels_match(sel, &pod.labels)
+                        || !pod.ready
+                    {
                         continue;
                     }
                     let pmap = ports
@@ -96,6 +103,9 @@ impl World {
                         .collect();
                     endpoints.push(pod_endpoint(i, pod, pmap));
                 }
+            } else {
+                // No selector: the endpoints the cluster published.
+                endpoints = self.slice_endpoints(slices, &s.meta.name, &ns, &s.spec.ports);
             }
             self.services.push(Service {
                 hostname,
@@ -198,6 +208,60 @@ impl World {
     /// `resolution: NONE`) get 240.240.0.1, .2, ... in (namespace, host)
     /// order, as istiod's allocator gives them (its order follows events;
     /// the range is its).
+    /// The ready addresses of a selector-less Service's EndpointSlices,
+    /// each port found by name (`kubernetes.io/service-name`).
+    fn slice_endpoints(
+        &self,
+        slices: &[Object<meshsim_model::k8s::EndpointSliceData>],
+        name: &str,
+        ns: &str,
+        ports: &[meshsim_model::k8s::ServicePort],
+    ) -> Vec<ServiceEndpoint> {
+        let mut out: Vec<ServiceEndpoint> = Vec::new();
+        for sl in slices
+            .iter()
+            .filter(|s| s.spec.service == name && s.meta.ns() == ns)
+        {
+            let pmap: BTreeMap<u16, u16> = ports
+                .iter()
+                .filter_map(|sp| {
+                    let want = sp.name.as_deref().unwrap_or("");
+                    sl.spec
+                        .ports
+                        .iter()
+                        .find(|p| p.name.as_deref().unwrap_or("") == want)
+                        .and_then(|p| p.port)
+                        .map(|p| (sp.port, p))
+                })
+                .collect();
+            for e in sl
+                .spec
+                .endpoints
+                .iter()
+                .filter(|e| e.conditions.ready != Some(false))
+            {
+                for a in &e.addresses {
+                    if out.iter().any(|o| &o.address == a) {
+                        continue;
+                    }
+                    let pod = self.pods.iter().position(|p| p.ip.to_string() == *a);
+                    out.push(match pod {
+                        Some(i) => pod_endpoint(i, &self.pods[i], pmap.clone()),
+                        None => ServiceEndpoint {
+                            pod: None,
+                            address: a.clone(),
+                            ports: pmap.clone(),
+                            labels: BTreeMap::new(),
+                            sidecar: false,
+                            service_account: None,
+                        },
+                    });
+                }
+            }
+        }
+        out
+    }
+
     pub(super) fn auto_allocate_addresses(&mut self) {
         let mut idx: Vec<usize> = (0..self.services.len())
             .filter(|&i| {

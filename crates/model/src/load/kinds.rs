@@ -40,8 +40,8 @@ struct Doc<S> {
     metadata: ObjectMeta,
     #[serde(default)]
     spec: S,
-    #[serde(rename = "status", default)]
-    _status: Option<IgnoredAny>,
+    #[serde(default)]
+    status: Option<crate::common::ObservedStatus>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +137,12 @@ impl Header<'_> {
             labels: m.labels,
             annotations: m.annotations,
             creation_timestamp: m.creation_timestamp,
+            owner: m
+                .owner_references
+                .iter()
+                .find(|o| o.controller != Some(false))
+                .map(|o| (o.kind.clone(), o.name.clone())),
+            status: None,
             origin: Origin {
                 file: ctx.file.to_string(),
                 line: ctx.line_offset + 1,
@@ -184,6 +190,7 @@ const KINDS: &[KindDef] = &[
     KindDef { kind: "Secret", api_versions: CORE, parse: secret },
     spec_kind!("Deployment", APPS, Deployment, k8s::DeploymentSpec),
     spec_kind!("StatefulSet", APPS, StatefulSet, k8s::StatefulSetSpec),
+    KindDef { kind: "EndpointSlice", api_versions: &["discovery.k8s.io/v1"], parse: endpoint_slice },
 ];
 
 /// Parses one document: its kind from the table, or a diagnostic.
@@ -250,7 +257,19 @@ pub(super) fn parse_document(ctx: &DocCtx<'_>, text: &str, out: &mut Loaded) {
         ));
         return;
     }
+    let before = out.resources.len();
     (def.parse)(ctx, text, &h, out);
+    // What the API server would reject is not applied.
+    let mut i = before;
+    while i < out.resources.len() {
+        let d = super::validate::diagnostics(&out.resources[i]);
+        if d.is_empty() {
+            i += 1;
+        } else {
+            out.diagnostics.extend(d);
+            out.resources.remove(i);
+        }
+    }
 }
 
 /// A kind not in the table: Istio's unsimulated kinds and other groups'
@@ -311,7 +330,8 @@ fn spec<T: DeserializeOwned + Default + AnyUnsimulated>(
 ) {
     match parse_typed::<Doc<T>>(ctx, text) {
         Ok(d) => {
-            let meta = h.meta(ctx, d.metadata);
+            let mut meta = h.meta(ctx, d.metadata);
+            meta.status = d.status;
             if meta.name.is_empty() {
                 out.diagnostics.push(ctx.error(
                     1,
@@ -365,6 +385,32 @@ fn config_map(ctx: &DocCtx<'_>, text: &str, h: &Header<'_>, out: &mut Loaded) {
         Ok(d) => parse_config_map(ctx, text, h.meta(ctx, d.metadata), d.data, out),
         Err(e) => out.diagnostics.push(e),
     }
+}
+
+/// An EndpointSlice: its Service (label `kubernetes.io/service-name`),
+/// addresses and ports; the rest (topology hints, zones) is ignored.
+fn endpoint_slice(ctx: &DocCtx<'_>, text: &str, h: &Header<'_>, out: &mut Loaded) {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SliceDoc {
+        #[serde(default)]
+        metadata: ObjectMeta,
+        #[serde(flatten)]
+        data: k8s::EndpointSliceData,
+    }
+    let d = match parse_typed::<SliceDoc>(ctx, text) {
+        Ok(d) => d,
+        Err(e) => return out.diagnostics.push(e),
+    };
+    let meta = h.meta(ctx, d.metadata);
+    let mut data = d.data;
+    data.service = meta
+        .labels
+        .get("kubernetes.io/service-name")
+        .cloned()
+        .unwrap_or_default();
+    out.resources
+        .push(Resource::EndpointSlice(Object { meta, spec: data }));
 }
 
 /// A Secret: `data` is base64 (whitespace allowed), `stringData` is text.

@@ -106,7 +106,7 @@ fn unknown_istio_kind_is_an_error_and_other_kinds_warn() {
 
 #[test]
 fn json_list_items() {
-    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b}"}, "spec": {}}]}"#;
+    let text = r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "annotations": {"note": "b}"}}, "spec": {}}]}"#;
     let l = parse_str("l.json", text);
     assert!(!l.has_errors(), "{:?}", l.diagnostics);
     assert_eq!(kinds(&l), vec!["Service", "Service"]);
