@@ -390,9 +390,35 @@ fn istio_mutual(
 /// `inbound|PORT||`: to the application. From Istio 1.10 an ORIGINAL_DST
 /// cluster to the pod IP, connecting from `127.0.0.6` (which iptables lets
 /// reach the application); before, STATIC to `127.0.0.1:PORT`.
-pub fn inbound(ctx: &Ctx<'_>, name: &str, target_port: u16, svc: &Service, http2: bool) -> Cluster {
+pub fn inbound(
+    ctx: &Ctx<'_>,
+    name: &str,
+    target_port: u16,
+    svc: Option<&Service>,
+    http2: bool,
+    endpoint: Option<(String, u16)>,
+) -> Cluster {
+    let static_to = |address: Address| ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                endpoint: Endpoint { address },
+                health_status: "HEALTHY",
+                metadata: None,
+                load_balancing_weight: 1,
+            }],
+        }],
+    };
     let (discovery_type, lb_policy, load_assignment, upstream_bind_source) =
-        if ctx.version.inbound_to_pod_ip() {
+        if let Some((host, port)) = endpoint {
+            // A Sidecar ingress listener's defaultEndpoint.
+            (
+                DiscoveryType::Static,
+                LbPolicy::RoundRobin,
+                Some(static_to(Address::new(&host, port))),
+                None,
+            )
+        } else if ctx.version.inbound_to_pod_ip() {
             (
                 DiscoveryType::OriginalDst,
                 LbPolicy::ClusterProvided,
@@ -400,21 +426,24 @@ pub fn inbound(ctx: &Ctx<'_>, name: &str, target_port: u16, svc: &Service, http2
                 Some("127.0.0.6".to_string()),
             )
         } else {
-            let cla = ClusterLoadAssignment {
-                cluster_name: name.to_string(),
-                endpoints: vec![LocalityLbEndpoints {
-                    lb_endpoints: vec![LbEndpoint {
-                        endpoint: Endpoint {
-                            address: Address::new("127.0.0.1", target_port),
-                        },
-                        health_status: "HEALTHY",
-                        metadata: None,
-                        load_balancing_weight: 1,
-                    }],
-                }],
-            };
-            (DiscoveryType::Static, LbPolicy::RoundRobin, Some(cla), None)
+            (
+                DiscoveryType::Static,
+                LbPolicy::RoundRobin,
+                Some(static_to(Address::new("127.0.0.1", target_port))),
+                None,
+            )
         };
+    // findOrCreateService: without a Service on the port, the Sidecar's
+    // own name stands in.
+    let (service, service_name, service_namespace) = match svc {
+        Some(s) => (s.hostname.clone(), s.name.clone(), s.namespace.clone()),
+        None => {
+            let sc = ctx.sidecar_resource();
+            let n = sc.map(|s| s.meta.name.clone()).unwrap_or_default();
+            let ns = sc.map(|s| s.meta.ns().to_string()).unwrap_or_default();
+            (format!("{n}.{ns}"), n, ns)
+        }
+    };
     Cluster {
         name: name.to_string(),
         discovery_type,
@@ -433,9 +462,9 @@ pub fn inbound(ctx: &Ctx<'_>, name: &str, target_port: u16, svc: &Service, http2
         load_assignment,
         metadata: ClusterMetadata {
             direction: ClusterDirection::Inbound,
-            service: svc.hostname.clone(),
-            service_name: svc.name.clone(),
-            service_namespace: svc.namespace.clone(),
+            service,
+            service_name,
+            service_namespace,
             port: target_port,
             subset: String::new(),
             destination_rule: String::new(),

@@ -434,15 +434,61 @@ fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
 
 /// Inbound ports of the proxy's workload: target ports of the Services
 /// selecting it, with the Service port's protocol.
-fn inbound_ports<'w>(ctx: &Ctx<'w>) -> BTreeMap<u16, (Protocol, &'w Service)> {
+/// One inbound port: its protocol, the Service it serves (if any), and
+/// where a Sidecar's `ingress[].defaultEndpoint` sends it.
+struct InboundPort<'w> {
+    protocol: Protocol,
+    svc: Option<&'w Service>,
+    endpoint: Option<(String, u16)>,
+}
+
+/// The ports `virtualInbound` serves: a Sidecar's `ingress` listeners when
+/// it has any (cluster.go `buildInboundClustersFromSidecar`: only those,
+/// each to its `defaultEndpoint` — `127.0.0.1:P` localhost, `0.0.0.0:P`
+/// the pod's IP, none the original destination), else every target port
+/// of the Services selecting the pod.
+fn inbound_ports<'w>(ctx: &Ctx<'w>) -> BTreeMap<u16, InboundPort<'w>> {
     let mut ports = BTreeMap::new();
-    for svc in ctx.world.services_selecting(ctx.proxy) {
+    let services: Vec<&'w Service> = ctx.world.services_selecting(ctx.proxy).collect();
+    if let Some(sc) = ctx
+        .sidecar_resource()
+        .filter(|s| !s.spec.ingress.is_empty())
+    {
+        for l in &sc.spec.ingress {
+            let n = l.port.number;
+            let svc = services.iter().copied().find(|s| {
+                s.ports
+                    .iter()
+                    .any(|p| ctx.proxy.resolve_target_port(&p.target_port, p.port) == Some(n))
+            });
+            let endpoint = l.default_endpoint.as_deref().and_then(|e| {
+                let (host, port) = e.rsplit_once(':')?;
+                let port: u16 = port.parse().ok()?;
+                match host {
+                    "127.0.0.1" => Some(("127.0.0.1".to_string(), port)),
+                    "0.0.0.0" => Some((ctx.proxy.ip.to_string(), port)),
+                    _ => None,
+                }
+            });
+            ports.entry(n).or_insert(InboundPort {
+                protocol: Protocol::parse(l.port.protocol.as_deref().unwrap_or("")),
+                svc,
+                endpoint,
+            });
+        }
+        return ports;
+    }
+    for svc in services {
         for p in &svc.ports {
             if p.protocol == Protocol::Udp {
                 continue;
             }
             if let Some(tp) = ctx.proxy.resolve_target_port(&p.target_port, p.port) {
-                ports.entry(tp).or_insert((p.protocol, svc));
+                ports.entry(tp).or_insert(InboundPort {
+                    protocol: p.protocol,
+                    svc: Some(svc),
+                    endpoint: None,
+                });
             }
         }
     }
@@ -581,7 +627,15 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
         names::VIRTUAL_INBOUND_PORT,
     )];
     let mut clusters = Vec::new();
-    for (port, (protocol, svc)) in inbound_ports(ctx) {
+    for (
+        port,
+        InboundPort {
+            protocol,
+            svc,
+            endpoint,
+        },
+    ) in inbound_ports(ctx)
+    {
         let cluster = names::inbound_cluster(port);
         clusters.push(clusters::inbound(
             ctx,
@@ -589,6 +643,7 @@ fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
             port,
             svc,
             protocol.is_http2(),
+            endpoint,
         ));
         let mode = mtls::inbound_mode(ctx.world, ctx.proxy, port);
         for opt in chain_options(protocol, mode) {
