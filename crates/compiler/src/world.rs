@@ -462,6 +462,7 @@ pub fn resolve_short_name(host: &str, ns: &str, domain: &str) -> String {
 }
 
 mod build;
+mod install;
 mod load;
 pub use load::NamespaceFlag;
 mod services;
