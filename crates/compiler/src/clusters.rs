@@ -87,6 +87,7 @@ fn base_cluster(
     let mut thresholds = Thresholds::default();
     let mut connect_timeout_ms = ctx.world.mesh.connect_timeout_ms;
     let mut max_requests_per_connection = None;
+    let mut idle_timeout = None;
     if let Some(cp) = &policy.connection_pool {
         if let Some(tcp) = &cp.tcp {
             if let Some(n) = tcp.max_connections.filter(|n| *n > 0) {
@@ -107,6 +108,7 @@ fn base_cluster(
                 thresholds.max_retries = n;
             }
             max_requests_per_connection = http.max_requests_per_connection.filter(|n| *n > 0);
+            idle_timeout = http.idle_timeout.map(|d| Duration::from_millis(d.millis));
         }
     }
     Cluster {
@@ -121,6 +123,7 @@ fn base_cluster(
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection,
+        idle_timeout,
         outlier_detection: policy.outlier_detection.as_ref().map(outlier_detection),
         // applyOutlierDetection: the panic threshold is the DR's
         // minHealthPercent (0, panic off, unless set).
@@ -456,6 +459,7 @@ pub fn inbound(
         transport_socket_matches: vec![],
         http2_protocol_options: http2,
         max_requests_per_connection: None,
+        idle_timeout: None,
         outlier_detection: None,
         healthy_panic_threshold: None,
         upstream_bind_source,
@@ -491,6 +495,7 @@ pub fn special(name: &str) -> Cluster {
         transport_socket_matches: vec![],
         http2_protocol_options: false,
         max_requests_per_connection: None,
+        idle_timeout: None,
         upstream_bind_source: None,
         outlier_detection: None,
         healthy_panic_threshold: None,

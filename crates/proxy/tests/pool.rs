@@ -155,3 +155,39 @@ async fn pending_while_connecting_then_waiting_for_the_open_connection() {
     }
     scope.shutdown().await;
 }
+
+/// DestinationRule `connectionPool.http.idleTimeout` (istiod's
+/// `common_http_protocol_options.idle_timeout`): a pooled connection idle
+/// that long is not used again; one idle less is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_retires_pooled_connections() {
+    let config = CONFIG.replace(
+        "connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}",
+        "connectionPool: {http: {idleTimeout: 300ms}}",
+    );
+    let world = common::world(&config);
+    let up = slow_upstream(0).await;
+    let env = Arc::new(MapEnv {
+        map: BTreeMap::from([("198.51.100.20:9090".parse().expect("addr"), up)]),
+        delay: Duration::ZERO,
+    });
+    let lines = Arc::new(Lines::default());
+    let scope = Scope::new();
+    let (_proxy, capture) =
+        common::sidecar(&world, "deploy/shopper.retail", env, lines.clone(), &scope).await;
+    let src = IpAddr::V4(world.pod("shopper-0", "retail").expect("pod").ip);
+    for pause in [0, 50, 600] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        assert_eq!(burst(capture, src, 1).await, vec![200]);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let locals: Vec<String> = lines
+        .entries()
+        .into_iter()
+        .map(|e| e.upstream_local.unwrap_or_default())
+        .collect();
+    assert_eq!(locals.len(), 3, "{locals:?}");
+    assert_eq!(locals[0], locals[1], "reused within the idle timeout");
+    assert_ne!(locals[1], locals[2], "a new connection after it");
+    scope.shutdown().await;
+}

@@ -51,6 +51,10 @@ pub struct Cluster {
     pub http2_protocol_options: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
+    /// `common_http_protocol_options.idle_timeout`: an upstream connection
+    /// idle this long is closed (DestinationRule `http.idleTimeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<crate::types::Duration>,
     /// `upstream_bind_config.source_address`: istiod's inbound clusters
     /// connect from `127.0.0.6` (Istio 1.10+), so iptables lets the
     /// connection reach the application.

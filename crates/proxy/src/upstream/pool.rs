@@ -56,6 +56,7 @@ struct Idle {
     endpoint: usize,
     used: u32,
     local: String,
+    since: tokio::time::Instant,
 }
 
 /// A cluster's live state; kept across table pushes while the cluster's
@@ -253,6 +254,7 @@ impl Drop for Lease {
                     endpoint: self.endpoint,
                     used: self.used,
                     local: self.local.clone(),
+                    since: tokio::time::Instant::now(),
                 });
             }
         } else {
@@ -289,6 +291,11 @@ pub(crate) async fn acquire(
 /// An idle connection to `endpoint`, if the pool has one.
 fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize) -> Option<Lease> {
     let i = cluster.idle.lock().ok().and_then(|mut q| {
+        // The cluster's idle_timeout closes connections idle that long.
+        if let Some(t) = cluster.config.idle_timeout.and_then(|t| t.as_timeout()) {
+            let now = tokio::time::Instant::now();
+            q.retain(|i| now.saturating_duration_since(i.since) < t);
+        }
         // The load balancer picked the host first; only its pool counts.
         let pos = q.iter().position(|i| {
             i.endpoint == endpoint

@@ -152,7 +152,10 @@ fn upstream_tls(ts: &UpstreamTransportSocket) -> Value {
 /// HTTP/2 upstreams and connection limits (the v3 home of
 /// `http2_protocol_options` and `max_requests_per_connection`).
 fn http_protocol_options(c: &Cluster) -> Option<Value> {
-    if !c.http2_protocol_options && c.max_requests_per_connection.is_none() {
+    if !c.http2_protocol_options
+        && c.max_requests_per_connection.is_none()
+        && c.idle_timeout.is_none()
+    {
         return None;
     }
     let mut v = typed(
@@ -164,8 +167,15 @@ fn http_protocol_options(c: &Cluster) -> Option<Value> {
     } else {
         json!({"http_protocol_options": {}})
     };
+    let mut common = json!({});
     if let Some(n) = c.max_requests_per_connection {
-        v["common_http_protocol_options"] = json!({"max_requests_per_connection": n});
+        common["max_requests_per_connection"] = json!(n);
+    }
+    if let Some(t) = c.idle_timeout {
+        common["idle_timeout"] = json!(t);
+    }
+    if common != json!({}) {
+        v["common_http_protocol_options"] = common;
     }
     Some(v)
 }
