@@ -105,6 +105,35 @@ impl<'a> Ctx<'a> {
 
     /// The applicable Sidecar's egress `namespace/host` patterns (`.` is
     /// the Sidecar's namespace), or `None` when no Sidecar limits egress.
+    /// Whether this proxy's outbound listeners on `port` carry `svc`
+    /// (listener.go `buildSidecarOutboundListeners`): an egress listener
+    /// naming the port takes it with its own hosts; every other port is
+    /// the catch-all listener's (the one without a port) — none when the
+    /// Sidecar has no catch-all.
+    pub fn egress_carries(&self, svc: &Service, port: u16) -> bool {
+        let Some(sc) = self.sidecar_resource() else {
+            return true;
+        };
+        let listeners = &sc.spec.egress;
+        if listeners.iter().all(|e| e.port.is_none()) {
+            return true;
+        }
+        let owner = listeners
+            .iter()
+            .find(|e| e.port.as_ref().is_some_and(|p| p.number == port))
+            .or_else(|| listeners.iter().find(|e| e.port.is_none()));
+        let Some(l) = owner else {
+            return false;
+        };
+        l.hosts.iter().any(|h| {
+            let Some((ns, host)) = h.split_once('/') else {
+                return false;
+            };
+            let ns = if ns == "." { sc.meta.ns() } else { ns };
+            ns != "~" && (ns == "*" || ns == svc.namespace) && host::matches(host, &svc.hostname)
+        })
+    }
+
     fn egress_patterns(&self) -> Option<Vec<(String, String)>> {
         let sc = self.sidecar_resource()?;
         let patterns: Vec<(String, String)> = sc

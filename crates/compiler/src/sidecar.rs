@@ -41,7 +41,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
     let mut entries: BTreeMap<(String, u16), Entry<'_>> = BTreeMap::new();
     for svc in services {
         for p in &svc.ports {
-            if p.protocol == Protocol::Udp {
+            if p.protocol == Protocol::Udp || !ctx.egress_carries(svc, p.port) {
                 continue;
             }
             if p.protocol.is_http() {
@@ -139,8 +139,12 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                     chains.push(passthrough);
                 }
             }
-            out.route_configs
-                .push(routes::sidecar_outbound(ctx, services, *port, None));
+            out.route_configs.push(routes::sidecar_outbound(
+                ctx,
+                &carried(ctx, services, *port),
+                *port,
+                None,
+            ));
         } else {
             // tls.go: TLS/HTTPS ports route by SNI; other TCP as one chain.
             let wildcard = bind == "0.0.0.0";
@@ -181,8 +185,12 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
                 });
                 default_chain = Some(tcp_chain(ctx, s, *port, None));
                 lfilters = vec![TLS_INSPECTOR, HTTP_INSPECTOR];
-                out.route_configs
-                    .push(routes::sidecar_outbound(ctx, services, *port, Some(s)));
+                out.route_configs.push(routes::sidecar_outbound(
+                    ctx,
+                    &carried(ctx, services, *port),
+                    *port,
+                    Some(s),
+                ));
             }
             let sniffed = !e.sniffed.is_empty();
             // listener.go merges services' chains into one listener; a
@@ -230,6 +238,16 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
 /// default chain when there are others (the last one wins); a lone
 /// match-all chain stays the only chain; without one, the default is the
 /// `PassthroughFilterChain` to PassthroughCluster or BlackHoleCluster.
+/// The services an egress listener on `port` carries (see
+/// [`Ctx::egress_carries`]).
+fn carried<'s>(ctx: &Ctx<'_>, services: &[&'s Service], port: u16) -> Vec<&'s Service> {
+    services
+        .iter()
+        .copied()
+        .filter(|s| ctx.egress_carries(s, port))
+        .collect()
+}
+
 fn default_chain_rule(
     ctx: &Ctx<'_>,
     chains: &mut Vec<FilterChain>,

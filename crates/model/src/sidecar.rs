@@ -30,7 +30,7 @@ impl Unsimulated for SidecarSpec {
         }
         for (i, e) in self.egress.iter().enumerate() {
             let p = format!("{path}.egress[{i}]");
-            report_unsimulated!(e, p, out; port => "port", bind => "bind", capture_mode => "captureMode");
+            report_unsimulated!(e, p, out; bind => "bind", capture_mode => "captureMode");
         }
     }
 }
@@ -72,8 +72,10 @@ pub struct SidecarPort {
 pub struct IstioEgressListener {
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// The port this listener owns; none: the catch-all listener, for
+    /// every port no other egress listener names.
     #[serde(default)]
-    pub port: NotSimulated,
+    pub port: Option<SidecarPort>,
     #[serde(default)]
     pub bind: NotSimulated,
     #[serde(default)]
