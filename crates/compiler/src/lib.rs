@@ -53,7 +53,31 @@ use crate::world::{Pod, PodRole};
 /// Compiles the tables for one proxy.
 pub fn compile_proxy(world: &World, proxy: &Pod) -> ProxyTables {
     let ctx = Ctx::new(world, proxy);
-    let services = ctx.visible_services();
+    let visible = ctx.visible_services();
+    // service.go `getAllAddressesForProxy`: a proxy whose DNS proxy uses
+    // auto-allocated addresses sees them as the ServiceEntries' addresses
+    // (its listeners and domains); others keep none.
+    let auto: Vec<world::Service> = if proxy.dns_proxy(&world.mesh, &world.features).auto_allocate {
+        visible
+            .iter()
+            .filter_map(|s| {
+                let ip = s.auto_address?;
+                let mut c = (*s).clone();
+                c.addresses = vec![ip.to_string()];
+                Some(c)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let services: Vec<&world::Service> = visible
+        .iter()
+        .map(|s| {
+            auto.iter()
+                .find(|a| a.hostname == s.hostname && a.namespace == s.namespace)
+                .unwrap_or(s)
+        })
+        .collect();
     let (mut clusters, endpoints) = clusters::outbound(&ctx, &services);
     let (listeners, route_configs) = if proxy.role == PodRole::Gateway {
         clusters.push(clusters::special(names::BLACKHOLE_CLUSTER));

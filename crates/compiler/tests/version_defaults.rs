@@ -208,3 +208,54 @@ spec:
     let w = world(APPS, "1.28.0", None);
     assert!(find_proxy(&w, "istio-egressgateway-0.istio-system").is_err());
 }
+
+/// service.go `nodeUsesAutoallocatedIPs`: with DNS capture and
+/// auto-allocation (1.25+), a ServiceEntry without addresses has its
+/// 240.240.0.0/16 address on that proxy — a TCP port gets a listener on
+/// it — while a proxy without DNS capture keeps the wildcard listener.
+#[test]
+fn auto_allocated_addresses_only_for_dns_capturing_proxies() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pg, namespace: pay}
+spec:
+  hosts: [pg.corp.internal]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain, namespace: pay}
+spec:
+  template:
+    metadata: {labels: {app: plain}}
+    spec: {containers: [{name: c, image: curlimages/curl}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: capture, namespace: pay}
+spec:
+  template:
+    metadata:
+      labels: {app: capture}
+      annotations:
+        proxy.istio.io/config: |
+          proxyMetadata: {ISTIO_META_DNS_CAPTURE: \"true\"}
+    spec: {containers: [{name: c, image: curlimages/curl}]}
+";
+    let listeners = |w: &World, p: &str| -> Vec<String> {
+        tables(w, p)
+            .listeners
+            .iter()
+            .map(|l| l.name.clone())
+            .filter(|n| n.ends_with("_5432"))
+            .collect()
+    };
+    let w = world(yaml, "1.28.0", None);
+    assert_eq!(listeners(&w, "capture-0.pay"), vec!["240.240.0.1_5432"]);
+    assert_eq!(listeners(&w, "plain-0.pay"), vec!["0.0.0.0_5432"]);
+    // Before 1.25, auto-allocation needs ISTIO_META_DNS_AUTO_ALLOCATE.
+    let w = world(yaml, "1.24.0", None);
+    assert_eq!(listeners(&w, "capture-0.pay"), vec!["0.0.0.0_5432"]);
+}
