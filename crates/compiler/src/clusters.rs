@@ -124,6 +124,7 @@ fn base_cluster(
         http2_protocol_options: false,
         max_requests_per_connection,
         idle_timeout,
+        auto_sni: false,
         outlier_detection: policy.outlier_detection.as_ref().map(outlier_detection),
         // applyOutlierDetection: the panic threshold is the DR's
         // minHealthPercent (0, panic off, unless set).
@@ -231,6 +232,12 @@ fn apply_tls(
     match &policy.tls {
         Some(tls) => {
             c.transport_socket = user_tls(ctx, svc, port, subset, tls);
+            // cluster_tls.go setAutoSniAndAutoSanValidation (1.21+): no
+            // `sni` → the request's host is the SNI, checked against the
+            // certificate unless SANs are given.
+            c.auto_sni = matches!(tls.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual)
+                && tls.sni.is_none()
+                && ctx.world.features.enable_auto_sni;
         }
         None => {
             let auto = mesh.auto_mtls
@@ -302,17 +309,11 @@ fn user_tls(
         ClientTlsMode::IstioMutual => Some(istio_mutual(ctx, svc, port, subset, tls.sni.clone())),
         ClientTlsMode::Simple | ClientTlsMode::Mutual => {
             let mut common = CommonTlsContext::default();
-            // Without `sni`, 1.21+ sets Envoy's `auto_sni` (the request's
-            // host), which meshsim takes as the service's host; before,
-            // no SNI was sent (cluster_tls.go `setAutoSniAndAutoSanValidation`).
+            // Without `sni`, no SNI is configured: 1.21+ clusters send the
+            // request's host instead (`auto_sni`, set by the caller; the
+            // TCP proxy then sends none, as Envoy does); before 1.21 none.
             let features = &ctx.world.features;
-            let sni = tls.sni.clone().unwrap_or_else(|| {
-                if svc.hostname.starts_with('*') || !features.enable_auto_sni {
-                    String::new()
-                } else {
-                    svc.hostname.clone()
-                }
-            });
+            let sni = tls.sni.clone().unwrap_or_default();
             if tls.mode == ClientTlsMode::Mutual {
                 let secret = match (
                     &tls.credential_name,
@@ -460,6 +461,7 @@ pub fn inbound(
         http2_protocol_options: http2,
         max_requests_per_connection: None,
         idle_timeout: None,
+        auto_sni: false,
         outlier_detection: None,
         healthy_panic_threshold: None,
         upstream_bind_source,
@@ -496,6 +498,7 @@ pub fn special(name: &str) -> Cluster {
         http2_protocol_options: false,
         max_requests_per_connection: None,
         idle_timeout: None,
+        auto_sni: false,
         upstream_bind_source: None,
         outlier_detection: None,
         healthy_panic_threshold: None,

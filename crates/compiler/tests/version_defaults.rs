@@ -128,8 +128,10 @@ fn inbound_retry_policy_from_1_24() {
     assert!(p.retry_host_predicate.is_empty());
 }
 
-/// cluster_tls.go: SIMPLE origination without `sni` gets the host as
-/// SNI (auto_sni) and verifies the server from 1.21; before, neither.
+/// cluster_tls.go: SIMPLE origination without `sni` configures none; from
+/// 1.21 the cluster sets `auto_sni` (each request's host, checked with
+/// `auto_san_validation`) and verifies the server; before, neither; an
+/// explicit `sni` turns `auto_sni` off.
 #[test]
 fn tls_origination_sni_and_verification_from_1_21() {
     let dr = format!(
@@ -142,17 +144,26 @@ spec:
   trafficPolicy: {{tls: {{mode: SIMPLE}}}}
 "
     );
-    let socket = |v: &str| {
-        let t = tables(&world(&dr, v, None), "till-0.pay");
-        let c = t
-            .clusters
+    let cluster = |dr: &str, v: &str| {
+        let t = tables(&world(dr, v, None), "till-0.pay");
+        t.clusters
             .iter()
             .find(|c| c.name == "outbound|6100||till.pay.svc.cluster.local")
-            .expect("cluster");
-        c.transport_socket.clone().expect("tls").typed_config
+            .expect("cluster")
+            .clone()
     };
+    let socket = |v: &str| cluster(&dr, v).transport_socket.expect("tls").typed_config;
+    assert!(cluster(&dr, "1.21.0").auto_sni);
+    assert!(!cluster(&dr, "1.20.8").auto_sni);
+    let named = dr.replace("{mode: SIMPLE}", "{mode: SIMPLE, sni: till.internal}");
+    let c = cluster(&named, "1.28.0");
+    assert!(!c.auto_sni);
+    assert_eq!(
+        c.transport_socket.expect("tls").typed_config.sni,
+        "till.internal"
+    );
     let new = socket("1.21.0");
-    assert_eq!(new.sni, "till.pay.svc.cluster.local");
+    assert_eq!(new.sni, "");
     assert!(
         !new.common_tls_context
             .validation_context

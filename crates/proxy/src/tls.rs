@@ -105,6 +105,7 @@ pub fn client_config(
     ctx: &UpstreamTlsContext,
     env: &dyn Environment,
     alpn_override: Option<&[&str]>,
+    auto_san: bool,
 ) -> Result<Arc<ClientConfig>, ProxyError> {
     let common = &ctx.common_tls_context;
     let v = common.validation_context.clone().unwrap_or_default();
@@ -113,6 +114,7 @@ pub fn client_config(
         roots: store,
         sans: v.match_subject_alt_names.clone(),
         insecure: v.insecure_skip_verify,
+        auto_san,
         provider: provider(),
     });
     let builder = ClientConfig::builder_with_provider(provider())
@@ -237,6 +239,9 @@ struct SanVerifier {
     roots: Arc<RootCertStore>,
     sans: Vec<String>,
     insecure: bool,
+    /// Envoy's `auto_san_validation`: without SANs, the certificate must
+    /// name the SNI the connection was opened with.
+    auto_san: bool,
     provider: Arc<CryptoProvider>,
 }
 
@@ -245,7 +250,7 @@ impl ServerCertVerifier for SanVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
@@ -260,12 +265,22 @@ impl ServerCertVerifier for SanVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        if self.sans.is_empty() {
+        let by_name = match server_name {
+            ServerName::DnsName(d) if self.auto_san && self.sans.is_empty() => {
+                vec![d.as_ref().to_string()]
+            }
+            _ => vec![],
+        };
+        let wanted = if by_name.is_empty() {
+            &self.sans
+        } else {
+            &by_name
+        };
+        if wanted.is_empty() {
             return Ok(ServerCertVerified::assertion());
         }
         let present = subject_alt_names(end_entity);
-        if self
-            .sans
+        if wanted
             .iter()
             .any(|want| present.iter().any(|have| san_matches(have, want)))
         {

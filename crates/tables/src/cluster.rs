@@ -51,6 +51,11 @@ pub struct Cluster {
     pub http2_protocol_options: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
+    /// `upstream_http_protocol_options.auto_sni` (with
+    /// `auto_san_validation`): TLS origination without a configured SNI
+    /// sends each request's host and checks the certificate against it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto_sni: bool,
     /// `common_http_protocol_options.idle_timeout`: an upstream connection
     /// idle this long is closed (DestinationRule `http.idleTimeout`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -151,7 +151,7 @@ impl HttpCtx {
             local: None,
         };
         let host = match cluster.choose(self.info.dst) {
-            Ok(h) => h.resolved(self.inner.env.as_ref()),
+            Ok(h) => with_auto_sni(h.resolved(self.inner.env.as_ref()), cluster, target, rq),
             Err(e) => {
                 a.result = Err(AttemptError::Upstream(e));
                 return a;
@@ -323,6 +323,27 @@ fn failed(
         }
     };
     Outcome::local_with(reply, info, flags)
+}
+
+/// `auto_sni`: TLS to this host is opened with the request's host (after
+/// a host rewrite) as SNI.
+fn with_auto_sni(
+    mut host: Host,
+    cluster: &ClusterRt,
+    target: &RouteTarget,
+    rq: &RequestCtx,
+) -> Host {
+    if !cluster.config.auto_sni {
+        return host;
+    }
+    if let Some(t) = host.tls.as_mut() {
+        let authority = target
+            .host_rewrite_literal
+            .as_deref()
+            .unwrap_or(&rq.authority);
+        t.sni = meshsim_tables::vhost_match::strip_port(authority).to_string();
+    }
+    host
 }
 
 fn retriable_status(r: &RetryPolicy, status: u16) -> bool {

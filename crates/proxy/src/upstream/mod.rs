@@ -158,14 +158,15 @@ async fn establish(
     let Some(t) = &host.tls else {
         return Ok((stream, local));
     };
-    let sni = if t.sni.is_empty() {
-        host.address.clone()
+    // No SNI configured: Envoy sends none (rustls sends none for an
+    // address as the server name).
+    let name = if t.sni.is_empty() {
+        ServerName::IpAddress(ip.into())
     } else {
-        t.sni.clone()
+        ServerName::try_from(t.sni.clone()).unwrap_or(ServerName::IpAddress(
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+        ))
     };
-    let name = ServerName::try_from(sni).unwrap_or(ServerName::IpAddress(
-        std::net::Ipv4Addr::UNSPECIFIED.into(),
-    ));
     let config: Arc<rustls::ClientConfig> = match carries {
         Carries::Bytes => t.config.clone(),
         Carries::Http1 => t.http_config.clone(),

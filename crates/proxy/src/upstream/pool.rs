@@ -54,6 +54,9 @@ enum Sender {
 struct Idle {
     sender: Sender,
     endpoint: usize,
+    /// The SNI an `auto_sni` cluster's connection was opened with (Envoy
+    /// pools such connections apart); empty otherwise.
+    key: String,
     used: u32,
     local: String,
     since: tokio::time::Instant,
@@ -96,7 +99,10 @@ impl ClusterRt {
                     .find(|m| socket_matches(&m.match_, e))
                     .and_then(|m| m.transport_socket.clone()),
             };
-            let tls = sock.as_ref().map(|s| tls_target(s, env)).transpose()?;
+            let tls = sock
+                .as_ref()
+                .map(|s| tls_target(s, env, config.auto_sni))
+                .transpose()?;
             let a = &e.endpoint.address.socket_address;
             endpoints.push(EndpointRt {
                 host: a.address.clone(),
@@ -108,7 +114,7 @@ impl ClusterRt {
         let original_dst_tls = config
             .transport_socket
             .as_ref()
-            .map(|s| tls_target(s, env))
+            .map(|s| tls_target(s, env, config.auto_sni))
             .transpose();
         let outlier = config
             .outlier_detection
@@ -171,22 +177,17 @@ fn socket_matches(m: &serde_json::Value, e: &LbEndpoint) -> bool {
     })
 }
 
-fn tls_target(s: &UpstreamTransportSocket, env: &dyn Environment) -> Result<TlsTarget, ProxyError> {
-    let ctx = &s.typed_config;
-    let mut ctx = ctx.clone();
-    // Auto SAN validation: SIMPLE/MUTUAL without SANs verify the SNI host.
-    if ctx.istio_mode != UpstreamTlsMode::IstioMutual && !ctx.sni.is_empty() {
-        if let Some(v) = ctx.common_tls_context.validation_context.as_mut() {
-            if v.match_subject_alt_names.is_empty() {
-                v.match_subject_alt_names.push(ctx.sni.clone());
-            }
-        }
-    }
-    let config = tls::client_config(&ctx, env, None)?;
+fn tls_target(
+    s: &UpstreamTransportSocket,
+    env: &dyn Environment,
+    auto_sni: bool,
+) -> Result<TlsTarget, ProxyError> {
+    let ctx = s.typed_config.clone();
+    let config = tls::client_config(&ctx, env, None, auto_sni)?;
     let (http_config, h2_config) = if ctx.istio_mode == UpstreamTlsMode::IstioMutual {
         (
-            tls::client_config(&ctx, env, Some(&["istio-http/1.1"]))?,
-            tls::client_config(&ctx, env, Some(&["istio-h2"]))?,
+            tls::client_config(&ctx, env, Some(&["istio-http/1.1"]), auto_sni)?,
+            tls::client_config(&ctx, env, Some(&["istio-h2"]), auto_sni)?,
         )
     } else {
         (config.clone(), config.clone())
@@ -205,6 +206,7 @@ pub struct Lease {
     cluster: Option<Arc<ClusterRt>>,
     sender: Option<Sender>,
     endpoint: usize,
+    key: String,
     used: u32,
     pub local: String,
 }
@@ -252,6 +254,7 @@ impl Drop for Lease {
                 idle.push_back(Idle {
                     sender,
                     endpoint: self.endpoint,
+                    key: std::mem::take(&mut self.key),
                     used: self.used,
                     local: self.local.clone(),
                     since: tokio::time::Instant::now(),
@@ -289,7 +292,7 @@ pub(crate) async fn acquire(
 }
 
 /// An idle connection to `endpoint`, if the pool has one.
-fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize) -> Option<Lease> {
+fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize, key: &str) -> Option<Lease> {
     let i = cluster.idle.lock().ok().and_then(|mut q| {
         // The cluster's idle_timeout closes connections idle that long.
         if let Some(t) = cluster.config.idle_timeout.and_then(|t| t.as_timeout()) {
@@ -299,6 +302,7 @@ fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize) -> Option<Lease> {
         // The load balancer picked the host first; only its pool counts.
         let pos = q.iter().position(|i| {
             i.endpoint == endpoint
+                && i.key == key
                 && match &i.sender {
                     Sender::H1(s) => !s.is_closed(),
                     Sender::H2(s) => !s.is_closed(),
@@ -310,9 +314,19 @@ fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize) -> Option<Lease> {
         cluster: Some(cluster.clone()),
         sender: Some(i.sender),
         endpoint: i.endpoint,
+        key: i.key,
         used: i.used,
         local: i.local,
     })
+}
+
+/// Which of an endpoint's connections a request may use: an `auto_sni`
+/// cluster keeps one pool per SNI.
+fn pool_key(cluster: &ClusterRt, host: &Host) -> String {
+    match (&host.tls, cluster.config.auto_sni) {
+        (Some(t), true) => t.sni.clone(),
+        _ => String::new(),
+    }
 }
 
 /// conn_pool_base.cc `newStreamImpl`: a ready connection serves the
@@ -326,7 +340,8 @@ async fn checkout(
     endpoint: usize,
     http2: bool,
 ) -> Result<Lease, UpstreamError> {
-    if let Some(lease) = take_idle(cluster, endpoint) {
+    let key = pool_key(cluster, host);
+    if let Some(lease) = take_idle(cluster, endpoint, &key) {
         return Ok(lease);
     }
     let th = cluster.thresholds;
@@ -355,7 +370,7 @@ async fn checkout(
             cluster.released.notified(),
         )
         .await;
-        if let Some(lease) = take_idle(cluster, endpoint) {
+        if let Some(lease) = take_idle(cluster, endpoint, &key) {
             break Ok(lease);
         }
     };
@@ -395,6 +410,7 @@ async fn new_connection(
         cluster: Some(cluster.clone()),
         sender: Some(sender),
         endpoint,
+        key: pool_key(cluster, host),
         used: 0,
         local: local.to_string(),
     })
@@ -457,6 +473,7 @@ pub(crate) async fn one_off(
     let (io, local) = connect(inner, cluster, host, carries).await?;
     let sender = open_sender(inner, io, h2, None).await?;
     Ok(Lease {
+        key: String::new(),
         cluster: None,
         sender: Some(sender),
         endpoint: usize::MAX,

@@ -155,6 +155,7 @@ fn http_protocol_options(c: &Cluster) -> Option<Value> {
     if !c.http2_protocol_options
         && c.max_requests_per_connection.is_none()
         && c.idle_timeout.is_none()
+        && !c.auto_sni
     {
         return None;
     }
@@ -176,6 +177,10 @@ fn http_protocol_options(c: &Cluster) -> Option<Value> {
     }
     if common != json!({}) {
         v["common_http_protocol_options"] = common;
+    }
+    if c.auto_sni {
+        v["upstream_http_protocol_options"] =
+            json!({"auto_sni": true, "auto_san_validation": true});
     }
     Some(v)
 }
