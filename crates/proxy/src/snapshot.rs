@@ -54,49 +54,46 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn build(config: RouteConfiguration, clusters: &HashMap<String, Arc<ClusterRt>>) -> Self {
-        let targets = config
-            .virtual_hosts
-            .iter()
-            .map(|vh| {
-                vh.routes
-                    .iter()
-                    .map(|r| match &r.action {
-                        RouteAction::Route(t) => match &t.destination {
-                            ClusterSpecifier::Cluster(c) => vec![clusters.get(c).cloned()],
-                            ClusterSpecifier::WeightedClusters(w) => w
-                                .clusters
-                                .iter()
-                                .map(|c| clusters.get(&c.name).cloned())
-                                .collect(),
-                        },
-                        _ => vec![],
-                    })
-                    .collect()
-            })
-            .collect();
-        let mirrors = config
-            .virtual_hosts
-            .iter()
-            .map(|vh| {
-                vh.routes
-                    .iter()
-                    .map(|r| match &r.action {
-                        RouteAction::Route(t) => t
-                            .request_mirror_policies
-                            .iter()
-                            .map(|m| clusters.get(&m.cluster).cloned())
-                            .collect(),
-                        _ => vec![],
-                    })
-                    .collect()
-            })
-            .collect();
+        let get = |name: &str| clusters.get(name).cloned();
+        let targets = per_route(&config, |t| match &t.destination {
+            ClusterSpecifier::Cluster(c) => vec![get(c.as_str())],
+            ClusterSpecifier::WeightedClusters(w) => {
+                w.clusters.iter().map(|c| get(&c.name)).collect()
+            }
+        });
+        let mirrors = per_route(&config, |t| {
+            t.request_mirror_policies
+                .iter()
+                .map(|m| get(&m.cluster))
+                .collect()
+        });
         Self {
             config,
             targets,
             mirrors,
         }
     }
+}
+
+/// `[virtual host][route]` → what `f` resolves for a route to clusters
+/// (nothing for direct responses and redirects).
+fn per_route(
+    config: &RouteConfiguration,
+    f: impl Fn(&meshsim_tables::RouteTarget) -> Vec<Option<Arc<ClusterRt>>>,
+) -> Vec<Vec<Vec<Option<Arc<ClusterRt>>>>> {
+    config
+        .virtual_hosts
+        .iter()
+        .map(|vh| {
+            vh.routes
+                .iter()
+                .map(|r| match &r.action {
+                    RouteAction::Route(t) => f(t),
+                    _ => vec![],
+                })
+                .collect()
+        })
+        .collect()
 }
 
 pub struct Snapshot {
