@@ -144,7 +144,7 @@ impl HttpCtx {
     /// One attempt: host, connection, request, response headers — within
     /// the per-try timeout.
     async fn attempt(&self, x: &Exchange<'_>, n: u32) -> Attempt {
-        let (rq, route, target, cluster) = (x.rq, x.route, x.target, x.cluster);
+        let (rq, target, cluster) = (x.rq, x.target, x.cluster);
         let mut a = Attempt {
             result: Err(AttemptError::PerTryTimeout),
             host: None,
@@ -160,8 +160,7 @@ impl HttpCtx {
         a.host = Some(host.label());
         x.note_in_flight(a.host.clone(), None);
         ClusterStats::inc(&cluster.stats.upstream_rq_total);
-        let req =
-            self.upstream_request(rq, route, target, &x.path, n, picked_weight(target, x.name));
+        let req = self.upstream_request(rq, target, &x.path, n);
         // The per-try deadline covers getting a connection and the response
         // headers; the connection's address is known once it is had.
         let deadline = target
@@ -177,7 +176,7 @@ impl HttpCtx {
             }
         };
         let lease = tokio::select! {
-            l = self.lease(cluster, &host) => l,
+            l = upstream::lease(&self.inner, cluster, &host) => l,
             _ = within(deadline) => Err(UpstreamError::ConnectionTermination),
         };
         // What outlier detection hears of this attempt (an overflow is
@@ -218,21 +217,6 @@ impl HttpCtx {
             }
         }
         a
-    }
-
-    /// A pooled connection (or a one-off to an original destination).
-    async fn lease(
-        &self,
-        cluster: &Arc<ClusterRt>,
-        host: &Host,
-    ) -> Result<upstream::Lease, UpstreamError> {
-        match host.endpoint {
-            Some(_) => {
-                let h2 = cluster.config.http2_protocol_options;
-                upstream::acquire(&self.inner, cluster, host, h2).await
-            }
-            None => upstream::one_off(&self.inner, cluster, host).await,
-        }
     }
 
     /// The upstream answered: its response goes downstream, with Envoy's

@@ -82,15 +82,15 @@ pub(super) fn upstream_path(route: &Route, target: &RouteTarget, path: &str) -> 
 }
 
 impl HttpCtx {
-    /// The request one attempt sends upstream.
+    /// The request one attempt sends upstream: the downstream request as
+    /// [`HttpCtx::finalize_request`] left it, its host (rewritten or not),
+    /// the attempt count and the XFCC header.
     pub(super) fn upstream_request(
         &self,
         rq: &RequestCtx,
-        route: &Route,
         target: &RouteTarget,
         path: &str,
         attempt: u32,
-        weight: Option<&ClusterWeight>,
     ) -> Request<Body> {
         let mut b = Request::builder().method(rq.parts.method.clone()).uri(path);
         if let Some(h) = b.headers_mut() {
@@ -109,87 +109,65 @@ impl HttpCtx {
             if let Ok(v) = HeaderValue::from_str(host) {
                 h.insert(http::header::HOST, v);
             }
-            // router.cc finalizeRequestHeaders: what a rewrite replaced
-            // travels in x-envoy-original-host / x-envoy-original-path.
-            if target.host_rewrite_literal.is_some() && !h.contains_key("x-envoy-original-host") {
-                if let Ok(v) = HeaderValue::from_str(&rq.authority) {
-                    h.insert("x-envoy-original-host", v);
-                }
-            }
-            if (target.prefix_rewrite.is_some() || target.regex_rewrite.is_some())
-                && !h.contains_key("x-envoy-original-path")
-            {
-                if let Ok(v) = HeaderValue::from_str(&rq.path) {
-                    h.insert("x-envoy-original-path", v);
-                }
-            }
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
             crate::xfcc::mutate(h, &self.hcm, &self.info);
-            mutate(
-                h,
-                &route.headers.request_headers_to_remove,
-                &route.headers.request_headers_to_add,
-            );
-            if let Some(w) = weight {
-                mutate(
-                    h,
-                    &w.headers.request_headers_to_remove,
-                    &w.headers.request_headers_to_add,
-                );
-            }
         }
         let body: Bytes = rq.body.clone();
         b.body(full(body))
             .unwrap_or_else(|_| Request::new(full(Bytes::new())))
     }
-}
 
-impl HttpCtx {
-    /// Envoy's router changes the downstream request's own headers
-    /// (finalizeRequestHeaders: header operations, host rewrite), and the
-    /// access log reads them afterwards: `%REQ(:AUTHORITY)%` shows the
-    /// rewritten host, a removed `user-agent` logs `-`.
-    pub(super) fn finalize_logged_headers(
+    /// router.cc `finalizeRequestHeaders`, once per request: the route's
+    /// and the picked weighted cluster's header operations, and
+    /// `x-envoy-original-host` / `-path` for what a rewrite replaces, are
+    /// made on the downstream request itself — every attempt and shadow
+    /// copies it, and the access log reads it afterwards (a rewritten
+    /// `%REQ(:AUTHORITY)%`, `-` for a removed user-agent).
+    pub(super) fn finalize_request(
         &self,
         rq: &mut RequestCtx,
         route: &Route,
         target: &RouteTarget,
-        name: &str,
+        weight: Option<&ClusterWeight>,
     ) {
-        let weight = picked_weight(target, name);
-        if route.headers.is_empty()
-            && target.host_rewrite_literal.is_none()
-            && weight.is_none_or(|w| w.headers.is_empty())
+        let h = &mut rq.parts.headers;
+        if target.host_rewrite_literal.is_some() && !h.contains_key("x-envoy-original-host") {
+            if let Ok(v) = HeaderValue::from_str(&rq.authority) {
+                h.insert("x-envoy-original-host", v);
+            }
+        }
+        if (target.prefix_rewrite.is_some() || target.regex_rewrite.is_some())
+            && !h.contains_key("x-envoy-original-path")
         {
+            if let Ok(v) = HeaderValue::from_str(&rq.path) {
+                h.insert("x-envoy-original-path", v);
+            }
+        }
+        let ops = std::iter::once(&route.headers).chain(weight.map(|w| &w.headers));
+        let mut changed = target.host_rewrite_literal.is_some();
+        for m in ops.filter(|m| !m.is_empty()) {
+            mutate(h, &m.request_headers_to_remove, &m.request_headers_to_add);
+            changed = true;
+        }
+        if !changed {
             return;
         }
-        let path = upstream_path(route, target, &rq.path);
-        let req = self.upstream_request(rq, route, target, &path, 1, weight);
-        if rq.entry.req_headers.contains_key(":authority") {
-            if let Some(h) = req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-            {
-                rq.entry
-                    .req_headers
-                    .insert(":authority".into(), h.to_string());
+        let entry = &mut rq.entry;
+        if let Some(a) = &target.host_rewrite_literal {
+            if entry.req_headers.contains_key(":authority") {
+                entry.req_headers.insert(":authority".into(), a.clone());
             }
         }
         for name in rq.snapshot.logger.request_headers() {
             if name.starts_with(':') {
                 continue;
             }
-            match req
-                .headers()
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-            {
+            match h.get(name.as_str()).and_then(|v| v.to_str().ok()) {
                 Some(v) => {
-                    rq.entry.req_headers.insert(name.clone(), v.to_string());
+                    entry.req_headers.insert(name.clone(), v.to_string());
                 }
                 None => {
-                    rq.entry.req_headers.remove(name.as_str());
+                    entry.req_headers.remove(name.as_str());
                 }
             }
         }

@@ -221,8 +221,8 @@ impl HttpCtx {
         }
         let mut o = match self.upstream(route, &table.targets[vi][ri], rq) {
             Ok((target, cluster, name)) => {
+                self.finalize_request(rq, route, target, headers::picked_weight(target, &name));
                 self.shadow(rq, route, target, &table.mirrors[vi][ri]);
-                self.finalize_logged_headers(rq, route, target, &name);
                 self.forward(rq, route, target, cluster, name).await
             }
             Err(reply) => Outcome::local(reply),

@@ -54,7 +54,7 @@ impl HttpCtx {
                 continue;
             }
             let path = upstream_path(route, target, &rq.path);
-            let mut req = self.upstream_request(rq, route, target, &path, 1, None);
+            let mut req = self.upstream_request(rq, target, &path, 1);
             if !policy.disable_shadow_host_suffix_append {
                 let host = req
                     .headers()
@@ -71,11 +71,7 @@ impl HttpCtx {
             self.inner.scope.spawn(async move {
                 let send = async {
                     let host = cluster.choose(dst).ok()?.resolved(inner.env.as_ref());
-                    let h2 = cluster.config.http2_protocol_options;
-                    let mut lease = match host.endpoint {
-                        Some(_) => upstream::acquire(&inner, &cluster, &host, h2).await.ok()?,
-                        None => upstream::one_off(&inner, &cluster, &host).await.ok()?,
-                    };
+                    let mut lease = upstream::lease(&inner, &cluster, &host).await.ok()?;
                     let resp = lease.send(req).await.ok()?;
                     resp.into_body().collect().await.ok()
                 };

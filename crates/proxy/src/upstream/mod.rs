@@ -17,7 +17,7 @@ use rustls::pki_types::ServerName;
 
 pub use error::{classify, connect_error_reason, tls_error_reason, UpstreamError};
 pub use outlier::Report;
-pub(crate) use pool::{acquire, one_off};
+pub(crate) use pool::lease;
 pub use pool::{ClusterRt, EndpointRt, Lease, TlsTarget};
 pub use stats::ClusterStats;
 

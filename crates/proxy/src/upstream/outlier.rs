@@ -63,29 +63,46 @@ impl Outlier {
         }
     }
 
-    /// Hosts in the load-balancing set now; with a panic threshold, all of
-    /// them when too few are healthy (Envoy's panic mode).
-    pub fn available(&self, panic_threshold: Option<f64>) -> Vec<usize> {
-        let Ok(mut st) = self.state.lock() else {
-            return vec![];
-        };
+    /// The `n`-th host (round robin) of the load-balancing set now; with a
+    /// panic threshold, of all hosts when too few are healthy (Envoy's
+    /// panic mode). `None` when no host is left. Per request: no
+    /// allocation.
+    pub fn pick(&self, n: usize, panic_threshold: Option<f64>) -> Option<usize> {
+        let mut st = self.state.lock().ok()?;
         self.sweep(&mut st, Instant::now());
-        let n = st.hosts.len();
-        let healthy: Vec<usize> = (0..n)
-            .filter(|&i| st.hosts[i].ejected_at.is_none())
-            .collect();
+        let total = st.hosts.len();
+        let healthy = st.hosts.iter().filter(|h| h.ejected_at.is_none()).count();
         // Envoy's default threshold is 50% when the cluster sets none.
         let threshold = panic_threshold.unwrap_or(50.0);
-        let pct = if n == 0 {
+        let pct = if total == 0 {
             0.0
         } else {
-            100.0 * healthy.len() as f64 / n as f64
+            100.0 * healthy as f64 / total as f64
         };
-        if threshold > 0.0 && pct < threshold {
-            (0..n).collect()
-        } else {
-            healthy
+        if total > 0 && threshold > 0.0 && pct < threshold {
+            return Some(n % total);
         }
+        if healthy == 0 {
+            return None;
+        }
+        st.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.ejected_at.is_none())
+            .nth(n % healthy)
+            .map(|(i, _)| i)
+    }
+
+    /// Hosts in the load-balancing set now (see [`Outlier::pick`]).
+    #[cfg(test)]
+    fn available(&self, panic_threshold: Option<f64>) -> Vec<usize> {
+        let n = self.state.lock().map(|s| s.hosts.len()).unwrap_or(0);
+        let mut v: Vec<usize> = (0..n)
+            .filter_map(|k| self.pick(k, panic_threshold))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Whether host `i` is ejected now.

@@ -145,10 +145,7 @@ impl ClusterRt {
         let n = self.rr.fetch_add(1, Ordering::Relaxed);
         match &self.outlier {
             None => Some(n % self.endpoints.len()),
-            Some(o) => {
-                let hosts = o.available(self.config.healthy_panic_threshold);
-                (!hosts.is_empty()).then(|| hosts[n % hosts.len()])
-            }
+            Some(o) => o.pick(n, self.config.healthy_panic_threshold),
         }
     }
 
@@ -264,6 +261,19 @@ impl Drop for Lease {
             self.sender = None;
         }
         c.released.notify_one();
+    }
+}
+
+/// A connection for one HTTP request to `host`: pooled for an endpoint,
+/// a one-off for an original destination.
+pub(crate) async fn lease(
+    inner: &Inner,
+    cluster: &Arc<ClusterRt>,
+    host: &Host,
+) -> Result<Lease, UpstreamError> {
+    match host.endpoint {
+        Some(_) => acquire(inner, cluster, host, cluster.config.http2_protocol_options).await,
+        None => one_off(inner, cluster, host).await,
     }
 }
 
