@@ -27,6 +27,7 @@ const BACKENDS: &[(&str, u16, Option<Behaviour>)] = &[
     ("wsock", 8008, Some(Behaviour::WebSocket)),
     ("busy", 8009, Some(Behaviour::Unavailable)),
     ("flaky", 8010, Some(Behaviour::Unavailable)),
+    ("tlssni", 8011, Some(Behaviour::TlsSni)),
 ];
 
 fn backends_yaml() -> String {
@@ -40,6 +41,9 @@ fn backends_yaml() -> String {
     }
     y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: narrow, namespace: shop}\nspec:\n  host: narrow.shop.svc.cluster.local\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}\n");
     y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: flaky, namespace: shop}\nspec:\n  host: flaky.shop.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 2, interval: 30s, baseEjectionTime: 60s, maxEjectionPercent: 100}\n");
+    // SIMPLE origination without `sni`: auto_sni (1.21+) sends each
+    // request's host; insecureSkipVerify leaves auto_san_validation off.
+    y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tlssni, namespace: shop}\nspec:\n  host: tlssni.shop.svc.cluster.local\n  trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true}}\n");
     y.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tlsplain, namespace: shop}\nspec:\n  host: tlsplain.shop.svc.cluster.local\n  trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true}}\n");
     y
 }
@@ -64,6 +68,13 @@ fn routes_yaml(gateways: &str) -> String {
         "    retries: {attempts: 2, retryOn: \"503\"}\n",
     ));
     y.push_str(&route("/busy", "busy", 8009, ""));
+    y.push_str(&route(
+        "/sni-rewritten",
+        "tlssni",
+        8011,
+        "    rewrite: {authority: billing.partner.test}\n",
+    ));
+    y.push_str(&route("/sni", "tlssni", 8011, ""));
     y.push_str(&route("/flaky", "flaky", 8010, ""));
     y.push_str("  - match: [{uri: {prefix: /dest-weighted}}]\n    route:\n    - {destination: {host: web.shop.svc.cluster.local, port: {number: 8000}}, weight: 100, headers: {request: {set: {x-dest: web}, remove: [user-agent]}, response: {add: {x-from: web}}}}\n    - {destination: {host: down.shop.svc.cluster.local, port: {number: 8001}}, weight: 0}\n");
     y.push_str("  - match: [{uri: {prefix: /dest-single}}]\n    headers: {request: {set: {x-route: r}}}\n    route:\n    - {destination: {host: web.shop.svc.cluster.local, port: {number: 8000}}, headers: {request: {add: {x-route: d}}, response: {set: {x-only: one}}}}\n");
@@ -276,6 +287,9 @@ fn gateway_cases() -> Vec<Case> {
         Case::new("authority and path rewritten", get("/rewritten/x", "app.example", "")),
         Case::new("destination headers, weighted", get("/dest-weighted", "app.example", "")),
         Case::new("destination headers, single", get("/dest-single", "app.example", "")),
+        Case::new("auto_sni: the request's host", get("/sni", "app.example", "")),
+        Case::new("auto_sni: the rewritten host", get("/sni-rewritten", "app.example", "")),
+        Case::new("auto_sni: a host with a port", get("/sni", "app.example:8080", "")),
         Case::new("upstream 503, default retry policy", get("/busy", "app.example", "")),
         Case::new("upstream 503, retryOn 503", get("/busy-retried", "app.example", "")),
         Case::new("httpsRedirect", get("/api?q=1", "secure.example", "")),

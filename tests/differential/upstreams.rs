@@ -24,6 +24,9 @@ pub enum Behaviour {
     Slow(u64),
     /// `503 Service Unavailable` on a connection kept open.
     Unavailable,
+    /// TLS (any certificate) answering each request with the SNI the
+    /// client sent: `sni: NAME` or `sni: -`.
+    TlsSni,
     /// Accepts a websocket upgrade (`101`), sends the request head it got,
     /// then echoes every chunk back with an `echo:` prefix.
     WebSocket,
@@ -80,7 +83,52 @@ fn echo_body(head: &str) -> String {
     out.join("\n") + "\n"
 }
 
+/// A TLS server that reports the SNI of each connection.
+async fn serve_tls_sni(s: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(ck) = rcgen::generate_simple_self_signed(vec!["upstream.test".to_string()]) else {
+        return;
+    };
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let Ok(cfg) = rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())
+        .with_safe_default_protocol_versions()
+        .and_then(|b| {
+            b.with_no_client_auth()
+                .with_single_cert(vec![ck.cert.der().clone()], key)
+        })
+    else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let Ok(mut t) = acceptor.accept(s).await else {
+        return;
+    };
+    let sni = t.get_ref().1.server_name().unwrap_or("-").to_string();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match t.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+        got.clear();
+        let body = format!("sni: {sni}\n");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if t.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn serve_one(mut s: TcpStream, b: Behaviour) {
+    if let Behaviour::TlsSni = b {
+        return serve_tls_sni(s).await;
+    }
     while let Some(head) = read_head(&mut s).await {
         if head == "\x16" {
             let _ = s.write_all(NOT_TLS.as_bytes()).await;
@@ -91,7 +139,7 @@ async fn serve_one(mut s: TcpStream, b: Behaviour) {
                 let _ = s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
                 return;
             }
-            Behaviour::CloseBeforeHeaders => return,
+            Behaviour::CloseBeforeHeaders | Behaviour::TlsSni => return,
             Behaviour::Unavailable => {
                 let _ = s
                     .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy")
