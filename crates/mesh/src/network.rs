@@ -84,7 +84,7 @@ fn is_public(name: &str, cluster_domain: &str) -> bool {
 }
 
 /// Names only some resolvers know (see [`Network::resolve_app`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameTables {
     /// Declared internet hosts → their server.
     pub external: BTreeMap<String, IpAddr>,

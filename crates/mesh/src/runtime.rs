@@ -188,11 +188,7 @@ impl Mesh {
     fn publish(&self, t: &Topology) {
         self.net.set_vips(t.vips.clone());
         self.net.set_dns(t.dns.clone());
-        self.net.set_name_tables(crate::network::NameTables {
-            external: t.external_dns.clone(),
-            capture: t.name_table.clone(),
-            auto: t.auto_table.clone(),
-        });
+        self.net.set_name_tables(t.names.clone());
         let running = self.lock_running();
         let external: HashMap<SocketAddr, SocketAddr> = running
             .externals

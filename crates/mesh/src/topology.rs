@@ -25,15 +25,9 @@ pub struct Topology {
     pub vips: HashMap<SocketAddr, Vec<SocketAddr>>,
     /// Cluster DNS: fully qualified name → address.
     pub dns: BTreeMap<String, IpAddr>,
-    /// What the internet's DNS answers for the hosts ServiceEntries
-    /// declare (Envoy resolves DNS clusters with it; an application
-    /// reaches it for public names).
-    pub external_dns: BTreeMap<String, IpAddr>,
-    /// Istio's DNS proxy name table: ServiceEntry hosts and their
-    /// `addresses` ...
-    pub name_table: BTreeMap<String, IpAddr>,
-    /// ... and the addresses auto-allocation gives the others.
-    pub auto_table: BTreeMap<String, IpAddr>,
+    /// Names only some resolvers know: the internet's DNS for declared
+    /// hosts, Istio's DNS proxy tables.
+    pub names: crate::network::NameTables,
     /// Internet hosts ServiceEntries name, served by an external server.
     pub external_hosts: BTreeMap<String, ExternalHost>,
     /// Gateway Service outside address and port → where it goes.
@@ -268,10 +262,10 @@ fn name_tables(world: &World, t: &mut Topology) {
             .iter()
             .find_map(|a| a.parse::<IpAddr>().ok().filter(|ip| !ip.is_unspecified()))
         {
-            t.name_table.entry(host.clone()).or_insert(ip);
+            t.names.capture.entry(host.clone()).or_insert(ip);
         }
         if let Some(ip) = svc.auto_address {
-            t.auto_table.entry(host).or_insert(IpAddr::V4(ip));
+            t.names.auto.entry(host).or_insert(IpAddr::V4(ip));
         }
     }
 }
@@ -307,7 +301,7 @@ fn external_hosts(world: &World, previous: Option<&Topology>, t: &mut Topology) 
                 break candidate;
             }
         });
-        t.external_dns.entry(host.clone()).or_insert(ip);
+        t.names.external.entry(host.clone()).or_insert(ip);
         let ports = external_ports(world, &host);
         t.external_hosts
             .insert(host, ExternalHost { ip, vips, ports });

@@ -15,7 +15,7 @@ use super::headers::{mutate, picked_weight, upstream_path, HOP_BY_HOP};
 use super::request::RequestCtx;
 use super::{HttpCtx, LocalReply, Outcome, UpstreamInfo};
 use crate::accesslog::Flag;
-use crate::upstream::{self, ClusterRt, ClusterStats, Host, Report, UpstreamError};
+use crate::upstream::{self, ClusterRt, ClusterStats, Report, UpstreamError};
 
 /// Why one attempt got no response.
 enum AttemptError {
@@ -151,7 +151,14 @@ impl HttpCtx {
             local: None,
         };
         let host = match cluster.choose(self.info.dst) {
-            Ok(h) => with_auto_sni(h.resolved(self.inner.env.as_ref()), cluster, target, rq),
+            Ok(h) => {
+                let authority = target
+                    .host_rewrite_literal
+                    .as_deref()
+                    .unwrap_or(&rq.authority);
+                h.resolved(self.inner.env.as_ref())
+                    .with_auto_sni(cluster, authority)
+            }
             Err(e) => {
                 a.result = Err(AttemptError::Upstream(e));
                 return a;
@@ -307,27 +314,6 @@ fn failed(
         }
     };
     Outcome::local_with(reply, info, flags)
-}
-
-/// `auto_sni`: TLS to this host is opened with the request's host (after
-/// a host rewrite) as SNI.
-fn with_auto_sni(
-    mut host: Host,
-    cluster: &ClusterRt,
-    target: &RouteTarget,
-    rq: &RequestCtx,
-) -> Host {
-    if !cluster.config.auto_sni {
-        return host;
-    }
-    if let Some(t) = host.tls.as_mut() {
-        let authority = target
-            .host_rewrite_literal
-            .as_deref()
-            .unwrap_or(&rq.authority);
-        t.sni = meshsim_tables::vhost_match::strip_port(authority).to_string();
-    }
-    host
 }
 
 fn retriable_status(r: &RetryPolicy, status: u16) -> bool {

@@ -65,12 +65,22 @@ impl HttpCtx {
                     req.headers_mut().insert(http::header::HOST, v);
                 }
             }
+            let authority = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let limit = target.timeout.as_timeout().unwrap_or(SHADOW_LIMIT);
             let inner = self.inner.clone();
             let dst = self.info.dst;
             self.inner.scope.spawn(async move {
                 let send = async {
-                    let host = cluster.choose(dst).ok()?.resolved(inner.env.as_ref());
+                    let host = cluster
+                        .choose(dst)
+                        .ok()?
+                        .resolved(inner.env.as_ref())
+                        .with_auto_sni(&cluster, &authority);
                     let mut lease = upstream::lease(&inner, &cluster, &host).await.ok()?;
                     let resp = lease.send(req).await.ok()?;
                     resp.into_body().collect().await.ok()

@@ -50,6 +50,17 @@ impl Host {
         self
     }
 
+    /// `auto_sni`: TLS to this host opens with the request's `authority`
+    /// (port stripped) as SNI, for the router and for shadows alike.
+    pub fn with_auto_sni(mut self, cluster: &ClusterRt, authority: &str) -> Host {
+        if cluster.config.auto_sni {
+            if let Some(t) = self.tls.as_mut() {
+                t.sni = meshsim_tables::vhost_match::strip_port(authority).to_string();
+            }
+        }
+        self
+    }
+
     /// `%UPSTREAM_HOST%`.
     pub fn label(&self) -> String {
         format!("{}:{}", self.address, self.port)
