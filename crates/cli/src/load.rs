@@ -17,12 +17,29 @@ use meshsim_mesh::{Mesh, MeshOptions};
 
 use crate::LoadArgs;
 
-/// What one connection saw.
-#[derive(Default)]
+/// What one connection saw: counters and a histogram, O(1) in the calls.
 struct Tally {
     codes: BTreeMap<String, u64>,
     sockets: u64,
-    latencies_us: Vec<u64>,
+    /// Latencies in µs (3 significant digits, as fortio's buckets need).
+    latencies_us: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            codes: BTreeMap::new(),
+            sockets: 0,
+            latencies_us: Histogram::new(3).unwrap_or_else(|_| unreachable!("3 digits is valid")),
+        }
+    }
+}
+
+impl Tally {
+    fn record(&mut self, t0: Instant) {
+        let us = (t0.elapsed().as_micros() as u64).max(1);
+        self.latencies_us.saturating_record(us);
+    }
 }
 
 pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCode> {
@@ -59,7 +76,7 @@ pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCod
             *total.codes.entry(k).or_default() += v;
         }
         total.sockets += t.sockets;
-        total.latencies_us.extend(t.latencies_us);
+        total.latencies_us.add(&t.latencies_us)?;
     }
     let elapsed = started.elapsed();
     let logs = mesh.logs().len() - before;
@@ -90,14 +107,14 @@ async fn connection(mesh: Arc<Mesh>, from: From, req: CurlRequest, n: u64) -> Ta
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     *t.codes.entry(code_of(&e)).or_default() += 1;
-                    t.latencies_us.push(t0.elapsed().as_micros() as u64);
+                    t.record(t0);
                     continue;
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
         let r = c.send(&req).await;
-        t.latencies_us.push(t0.elapsed().as_micros() as u64);
+        t.record(t0);
         let closes = r.error.is_some()
             || r.headers.iter().any(|(k, v)| {
                 k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close")
@@ -119,10 +136,7 @@ fn code_of(r: &meshsim_mesh::curl::CurlResponse) -> String {
 }
 
 fn report(t: &Tally, connections: u64, calls: u64, elapsed: Duration, url: &str) -> Result<String> {
-    let mut h = Histogram::<u64>::new(3)?;
-    for &us in &t.latencies_us {
-        h.record(us.max(1))?;
-    }
+    let h = &t.latencies_us;
     let ms = |us: u64| us as f64 / 1000.0;
     let secs = elapsed.as_secs_f64();
     let mut out = String::new();

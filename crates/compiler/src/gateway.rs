@@ -194,6 +194,8 @@ pub fn build(ctx: &Ctx<'_>) -> GatewayOutput {
             } else {
                 vec![]
             },
+            // gateway.go: no timeout set, Envoy's 15 s applies.
+            listener_filters_timeout: ListenerFiltersTimeout::EnvoyDefault,
             filter_chains: chains,
             default_filter_chain: None,
         });

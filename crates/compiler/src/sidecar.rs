@@ -222,6 +222,7 @@ pub fn build(ctx: &Ctx<'_>, services: &[&Service]) -> SidecarOutput {
             use_original_dst: false,
             bind_to_port: false,
             listener_filters: filters::listener_filters(&lfilters),
+            listener_filters_timeout: ListenerFiltersTimeout::Disabled,
             filter_chains: chains,
             default_filter_chain: default_chain,
         });
@@ -421,6 +422,7 @@ fn virtual_outbound(ctx: &Ctx<'_>, passthrough_target: &str) -> Listener {
         use_original_dst: true,
         bind_to_port: true,
         listener_filters: vec![],
+        listener_filters_timeout: ListenerFiltersTimeout::Disabled,
         filter_chains: vec![blackhole_chain(
             ctx,
             "virtualOutbound-blackhole",

@@ -2,7 +2,11 @@
 //! container image (annotation `meshsim.io/app` overrides):
 //! * `echo` — like Istio's helloworld/httpbin: answers
 //!   `Hello version: v1, instance: helloworld-v1-0` and echoes the request;
-//!   `/status/N` answers N, `/headers` echoes headers, `/delay/N` waits;
+//!   `/status/N` answers N, `/headers` echoes headers, `/delay/N` waits,
+//!   `/stream-bytes/N` streams N bytes (httpbin's endpoint, any size);
+//!   a request body is read as it streams, its first [`ECHO_BODY_LIMIT`]
+//!   bytes echoed and its length reported (memory stays flat for a 1 GiB
+//!   upload);
 //!   annotation `meshsim.io/app-status: "503"` makes a replica answer that
 //!   status to everything.
 //! * `client` — sleep/curl pods: no server.
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -114,18 +119,88 @@ pub async fn serve_echo(
     }
 }
 
-async fn echo(
-    id: &EchoIdentity,
-    peer: Option<&str>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+/// How much of a request body the echo server prints back.
+pub const ECHO_BODY_LIMIT: usize = 64 * 1024;
+
+/// A response body of the built-in apps.
+type AppBody = BoxBody<Bytes, Infallible>;
+
+fn full_body(b: impl Into<Bytes>) -> AppBody {
+    Full::new(b.into()).boxed()
+}
+
+/// Reads a request body as it streams: its first `keep` bytes and its
+/// length (`None` when the client broke it off).
+async fn drain(mut body: Incoming, keep: usize) -> Option<(Vec<u8>, u64)> {
+    let (mut head, mut len) = (Vec::new(), 0u64);
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame.ok()?.into_data() {
+            len += d.len() as u64;
+            let room = keep.saturating_sub(head.len());
+            head.extend_from_slice(&d[..room.min(d.len())]);
+        }
+    }
+    Some((head, len))
+}
+
+/// `n` bytes of `x`, produced as they are sent (never held whole).
+struct Repeat {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl http_body::Body for Repeat {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+async fn echo(id: &EchoIdentity, peer: Option<&str>, req: Request<Incoming>) -> Response<AppBody> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let Some((body, body_len)) = drain(body, ECHO_BODY_LIMIT).await else {
+        let mut r = Response::new(full_body(""));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
     let path = parts.uri.path();
+    if let Some(n) = path.strip_prefix("/stream-bytes/") {
+        let Ok(left) = n.parse::<u64>() else {
+            let mut r = Response::new(full_body(""));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return r;
+        };
+        let mut r = Response::new(
+            Repeat {
+                left,
+                chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+            }
+            .boxed(),
+        );
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        return r;
+    }
     let mut status = id
         .status
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -150,7 +225,7 @@ async fn echo(
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("frame=")))
             .unwrap_or("");
         let html = format!("<html><body><p>Hello version: {}, instance: {}</p><iframe src=\"{frame}\"></iframe></body></html>\n", id.version, id.pod);
-        let mut r = Response::new(Full::new(Bytes::from(html)));
+        let mut r = Response::new(full_body(html));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/html"),
@@ -191,8 +266,11 @@ async fn echo(
     }
     if !body.is_empty() {
         let _ = writeln!(out, "\n{}", String::from_utf8_lossy(&body));
+        if body_len > body.len() as u64 {
+            let _ = writeln!(out, "... ({body_len} bytes in all)");
+        }
     }
-    let mut r = Response::new(Full::new(Bytes::from(out)));
+    let mut r = Response::new(full_body(out));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

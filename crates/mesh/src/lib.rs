@@ -24,6 +24,7 @@
 //! * [`process`] — a sidecar as its own OS process (fd limits).
 //! * [`export`] — a proxy as a bootstrap stock Envoy runs, with cert files.
 //! * [`status`], [`logs`] — `proxy-status` rows, collected access logs.
+//! * [`fdlimit`] — the open-file limit and the hint when it runs out.
 
 pub mod apps;
 pub mod ca;
@@ -31,6 +32,7 @@ pub mod control;
 pub mod curl;
 pub mod error;
 pub mod export;
+pub mod fdlimit;
 pub mod logs;
 pub mod mesh;
 pub mod network;

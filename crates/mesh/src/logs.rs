@@ -1,6 +1,8 @@
 //! Collected access logs of every proxy, tagged with the proxy the way
 //! `kubectl logs --prefix` tags lines.
 
+use std::collections::VecDeque;
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,32 +22,68 @@ pub struct LogLine {
     pub entry: LogEntry,
 }
 
-/// Keeps every line; optionally prints them to stderr as they come.
+/// How many of the latest lines a collector keeps for expectations and
+/// waiters: a running sandbox or a load test writes lines without end,
+/// memory stays bounded (the sink got every line as it came).
+pub const WINDOW: usize = 20_000;
+
+/// The kept window: the latest lines, and how many came before them.
 #[derive(Default)]
+struct Window {
+    lines: VecDeque<LogLine>,
+    /// Lines written in all (the index the next line gets).
+    total: usize,
+}
+
+/// Streams every line to its sink (stderr when `echo`) as it comes and
+/// keeps the last [`WINDOW`] lines; indices count every line ever written,
+/// so "lines since N" stays meaningful as old lines go.
 pub struct LogCollector {
-    lines: Mutex<Vec<LogLine>>,
+    window: Mutex<Window>,
     written: Notify,
     pub echo: bool,
+    cap: usize,
+}
+
+impl Default for LogCollector {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 impl LogCollector {
     pub fn new(echo: bool) -> Self {
+        Self::with_window(echo, WINDOW)
+    }
+
+    /// A collector keeping the last `cap` lines.
+    pub fn with_window(echo: bool, cap: usize) -> Self {
         Self {
-            lines: Mutex::new(Vec::new()),
+            window: Mutex::new(Window::default()),
             written: Notify::new(),
             echo,
+            cap: cap.max(1),
         }
     }
 
+    /// The lines still kept (the last [`WINDOW`]).
     pub fn lines(&self) -> Vec<LogLine> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+        self.since(0)
     }
 
-    /// Lines after the first `from` (for "what did this request log").
+    /// Lines with index `from` and after that are still kept (for "what
+    /// did this request log").
     pub fn since(&self, from: usize) -> Vec<LogLine> {
-        self.lines
+        self.window
             .lock()
-            .map(|l| l.iter().skip(from).cloned().collect())
+            .map(|w| {
+                let first = w.total - w.lines.len();
+                w.lines
+                    .iter()
+                    .skip(from.saturating_sub(first))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -75,8 +113,14 @@ impl LogCollector {
         self.since(from)
     }
 
+    /// Lines written in all (not only the kept ones).
     pub fn len(&self) -> usize {
-        self.lines.lock().map(|l| l.len()).unwrap_or(0)
+        self.window.lock().map(|w| w.total).unwrap_or(0)
+    }
+
+    /// Lines kept now (at most the window).
+    pub fn kept(&self) -> usize {
+        self.window.lock().map(|w| w.lines.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,11 +142,41 @@ impl LogSink for LogCollector {
             entry: entry.clone(),
         };
         if self.echo {
-            eprintln!("{}", prefixed(&l));
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}", prefixed(&l));
         }
-        if let Ok(mut v) = self.lines.lock() {
-            v.push(l);
+        if let Ok(mut w) = self.window.lock() {
+            if w.lines.len() == self.cap {
+                w.lines.pop_front();
+            }
+            w.lines.push_back(l);
+            w.total += 1;
         }
         self.written.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(c: &LogCollector, n: usize) {
+        for i in 0..n {
+            c.write("p.ns", &format!("line {i}"), &LogEntry::default());
+        }
+    }
+
+    #[test]
+    fn keeps_a_bounded_window_with_absolute_indices() {
+        let c = LogCollector::with_window(false, 3);
+        write(&c, 5);
+        assert_eq!(c.len(), 5);
+        assert_eq!(c.kept(), 3);
+        let lines = |v: Vec<LogLine>| v.into_iter().map(|l| l.line).collect::<Vec<_>>();
+        assert_eq!(lines(c.lines()), ["line 2", "line 3", "line 4"]);
+        assert_eq!(lines(c.since(4)), ["line 4"]);
+        // Lines already gone from the window are not invented.
+        assert_eq!(lines(c.since(0)).len(), 3);
+        assert!(c.since(5).is_empty());
     }
 }

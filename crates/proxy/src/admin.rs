@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::Proxy;
 
+/// How long an admin connection may sit without sending a request head.
+pub const ADMIN_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Proxy {
     /// Serves the admin API on `listener` (bind it to 127.0.0.1), in the
     /// proxy's scope.
@@ -36,7 +39,11 @@ impl Proxy {
                         let p = p.clone();
                         async move { Ok::<_, Infallible>(p.admin(&req)) }
                     });
+                    // An idle admin connection (no request head within
+                    // ADMIN_IDLE) is closed: nothing waits without bound.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(ADMIN_IDLE)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
@@ -141,6 +148,10 @@ impl Proxy {
             (
                 "listener.no_filter_chain_match".to_string(),
                 g(&s.no_filter_chain_match),
+            ),
+            (
+                "listener.downstream_pre_cx_timeout".to_string(),
+                g(&s.downstream_pre_cx_timeout),
             ),
             (
                 "http.downstream_cx_protocol_error".to_string(),

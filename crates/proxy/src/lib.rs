@@ -63,6 +63,8 @@ pub struct ServerStats {
     pub downstream_rq_total: AtomicU64,
     pub no_filter_chain_match: AtomicU64,
     pub downstream_cx_protocol_error: AtomicU64,
+    /// Connections closed when the listener filters timed out.
+    pub downstream_pre_cx_timeout: AtomicU64,
 }
 
 /// Wall-clock time for access-log timestamps; tests inject a fixed one.
@@ -95,6 +97,20 @@ pub fn envoy_fd_assert_line() -> String {
 /// Whether an I/O error means "out of file descriptors" (EMFILE, ENFILE).
 pub fn is_fd_exhaustion(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24) | Some(23))
+}
+
+/// Accepts and connects that failed for lack of descriptors, process-wide.
+static FD_EXHAUSTION_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many accepts and connects of this process's proxies failed for
+/// lack of file descriptors (a client's hint reads it).
+pub fn fd_exhaustion_events() -> u64 {
+    FD_EXHAUSTION_EVENTS.load(Ordering::Relaxed)
+}
+
+/// Counts a descriptor-exhaustion failure seen outside a proxy (a client).
+pub fn note_fd_exhaustion() {
+    FD_EXHAUSTION_EVENTS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The run-time handles a proxy is built with (apart from its tables).
@@ -139,6 +155,8 @@ pub(crate) struct Inner {
     id_rng: Mutex<rand::rngs::SmallRng>,
     pub version: AtomicU64,
     fd_hook: arc_swap::ArcSwapOption<FdExhaustedHook>,
+    /// Descriptor exhaustion was reported for this proxy already.
+    fd_reported: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -148,9 +166,7 @@ impl Inner {
     pub async fn io_failed(&self, e: &std::io::Error) {
         let exhausted = is_fd_exhaustion(e);
         if exhausted {
-            if let Some(hook) = self.fd_hook.load_full() {
-                hook(e);
-            }
+            self.fd_exhausted(e, "accept");
         }
         let ms = if exhausted { 50 } else { 5 };
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -159,10 +175,36 @@ impl Inner {
     /// A connect failed: descriptor exhaustion runs the hook.
     pub fn connect_failed(&self, e: &std::io::Error) {
         if is_fd_exhaustion(e) {
-            if let Some(hook) = self.fd_hook.load_full() {
-                hook(e);
-            }
+            self.fd_exhausted(e, "connect");
         }
+    }
+
+    /// Out of descriptors: counted; the process's hook (a proxy process:
+    /// Envoy's assert and abort) or, in the shared mesh process, one line
+    /// per proxy. Envoy's accept path says nothing (the listener just
+    /// retries); its connect path is the page's assert, which would end
+    /// this Envoy — the in-process proxy keeps serving and says so.
+    fn fd_exhausted(&self, e: &std::io::Error, what: &str) {
+        FD_EXHAUSTION_EVENTS.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = self.fd_hook.load_full() {
+            hook(e);
+            return;
+        }
+        if self.fd_reported.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let envoy = if what == "connect" {
+            format!(
+                "; an Envoy would log \"{}\" and abort here",
+                envoy_fd_assert_line()
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "meshsim: proxy {}: {what} failed: {e} (reported once per proxy){envoy}",
+            self.id
+        );
     }
 
     /// A random number for weighted picks and fault percentages (seeded).
@@ -205,6 +247,7 @@ impl Proxy {
                 )),
                 version: AtomicU64::new(1),
                 fd_hook: arc_swap::ArcSwapOption::empty(),
+                fd_reported: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

@@ -57,6 +57,11 @@ pub struct ConnInfo {
     pub request_line: Option<LineVerdict>,
 }
 
+/// How long a capture port waits for the PROXY header the mesh's capture
+/// writes first (meshsim's stand-in for iptables; Envoy's listener filter
+/// default, 15 s).
+pub const PROXY_HEADER_WAIT: Duration = meshsim_tables::ENVOY_LISTENER_FILTERS_TIMEOUT;
+
 /// Counts a connection as active while it lives.
 struct ActiveConn(Arc<Inner>);
 
@@ -102,9 +107,12 @@ impl Proxy {
                 let inner2 = inner.clone();
                 inner.scope.spawn(async move {
                     let mut stream = stream;
-                    match read_proxy_header(&mut stream).await {
-                        Ok((src, dst)) => inner2.handle(stream, src, dst, capture).await,
-                        Err(e) => tracing::debug!("{}: bad PROXY header: {e}", inner2.id),
+                    let header =
+                        tokio::time::timeout(PROXY_HEADER_WAIT, read_proxy_header(&mut stream));
+                    match header.await {
+                        Ok(Ok((src, dst))) => inner2.handle(stream, src, dst, capture).await,
+                        Ok(Err(e)) => tracing::debug!("{}: bad PROXY header: {e}", inner2.id),
+                        Err(_) => tracing::debug!("{}: no PROXY header in time", inner2.id),
                     }
                 });
             }
@@ -197,9 +205,18 @@ impl Inner {
         let Some(li) = listener else { return };
         let l = snap.listener(li);
         let sniffed = if needs_sniffing(l) {
-            sniff(&mut stream, Duration::from_millis(1000))
-                .await
-                .unwrap_or_default()
+            match sniff(&mut stream, l.listener_filters_timeout.deadline()).await {
+                Ok(s) => s,
+                // listener_filters_timeout passed: closed, nothing logged
+                // (the listener's access log keeps only NR lines).
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.server
+                        .downstream_pre_cx_timeout
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => Sniffed::default(),
+            }
         } else {
             Sniffed {
                 transport: TransportProtocol::RawBuffer,

@@ -68,14 +68,15 @@ pub fn scan_request_line(buf: &[u8]) -> LineVerdict {
         return LineVerdict::Garbage;
     }
     let upper = !method.is_empty() && method.iter().all(u8::is_ascii_uppercase);
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+    // A bare LF ends the line too (the codec accepts it).
+    let Some(lf) = buf.iter().position(|b| *b == b'\n') else {
         return if buf.len() > MAX_REQUEST_LINE {
             LineVerdict::Garbage
         } else {
             LineVerdict::Incomplete
         };
     };
-    let line = &buf[..end];
+    let line = buf[..lf].strip_suffix(b"\r").unwrap_or(&buf[..lf]);
     let mut parts = line.split(|b| *b == b' ');
     let (m, t, v) = (parts.next(), parts.next(), parts.next());
     match (m, t, v) {
@@ -101,24 +102,37 @@ pub fn needs_sniffing(l: &Listener) -> bool {
 }
 
 /// tls_inspector + http_inspector: reads (and keeps) the first bytes,
-/// until a verdict or `wait` passes.
+/// until a verdict. `timeout` is the listener's `listener_filters_timeout`
+/// with its `continue_on_listener_filters_timeout`: `None` waits as long
+/// as the client takes (istiod's sidecars); when it passes, the connection
+/// goes on with what was learned, or fails with `TimedOut` (to be closed,
+/// as Envoy's `ActiveTcpSocket::onTimeout` closes it).
 pub async fn sniff<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,
-    wait: Duration,
+    timeout: Option<(Duration, bool)>,
 ) -> io::Result<Sniffed> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = timeout.map(|(t, go_on)| (tokio::time::Instant::now() + t, go_on));
     loop {
-        let n = match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
-            Ok(r) => r?,
-            Err(_) => 0,
+        let (n, timed_out) = match deadline {
+            None => (s.read(&mut chunk).await?, false),
+            Some((d, go_on)) => match tokio::time::timeout_at(d, s.read(&mut chunk)).await {
+                Ok(r) => (r?, false),
+                Err(_) if go_on => (0, true),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "listener filters timed out",
+                    ))
+                }
+            },
         };
         if n == 0 && buf.is_empty() {
             return Ok(raw(buf, None));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let done = n == 0 || buf.len() >= 16 * 1024 || tokio::time::Instant::now() >= deadline;
+        let done = n == 0 || timed_out || buf.len() >= 16 * 1024;
         if buf[0] == 0x16 {
             match client_hello(&buf) {
                 Some(Some(s)) => return Ok(s.with(buf)),
@@ -240,5 +254,10 @@ mod tests {
         assert_eq!(scan_request_line(b"PRI * HTTP/2.0\r\n"), Incomplete);
         assert_eq!(scan_request_line(H2_PREFACE), H2Preface);
         assert_eq!(scan_request_line(b"G3T / HTTP/1.1\r\n"), Garbage);
+        // A bare LF ends a line as well (no wait for a CR that never comes).
+        assert_eq!(
+            scan_request_line(b"GET / HTTP/1.1\nhost: x\n"),
+            Http11 { upper: true }
+        );
     }
 }

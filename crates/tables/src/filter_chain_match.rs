@@ -173,6 +173,7 @@ mod tests {
             use_original_dst: false,
             bind_to_port: true,
             listener_filters: vec![],
+            listener_filters_timeout: Default::default(),
             filter_chains: chains,
             default_filter_chain: None,
         }

@@ -49,9 +49,40 @@ pub struct Listener {
     pub bind_to_port: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listener_filters: Vec<NamedFilter>,
+    /// How long the listener filters may take (only with filters).
+    #[serde(skip)]
+    pub listener_filters_timeout: ListenerFiltersTimeout,
     pub filter_chains: Vec<FilterChain>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_filter_chain: Option<FilterChain>,
+}
+
+/// `listener_filters_timeout` with `continue_on_listener_filters_timeout`,
+/// as istiod writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerFiltersTimeout {
+    /// `0s`, continuing (listener.go, listener_inbound.go: the mesh's
+    /// `protocolDetectionTimeout`, 0 by default): the inspectors wait as
+    /// long as the client takes.
+    #[default]
+    Disabled,
+    /// Not set (gateway.go `buildGatewayListener`): Envoy's default
+    /// [`ENVOY_LISTENER_FILTERS_TIMEOUT`], then the connection is closed.
+    EnvoyDefault,
+}
+
+/// Envoy's `listener_filters_timeout` when a listener sets none.
+pub const ENVOY_LISTENER_FILTERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl ListenerFiltersTimeout {
+    /// The deadline for the inspectors, and whether the connection goes on
+    /// (with what they learned) when it passes.
+    pub fn deadline(self) -> Option<(std::time::Duration, bool)> {
+        match self {
+            ListenerFiltersTimeout::Disabled => None,
+            ListenerFiltersTimeout::EnvoyDefault => Some((ENVOY_LISTENER_FILTERS_TIMEOUT, false)),
+        }
+    }
 }
 
 /// A filter referred to by name only (listener filters).

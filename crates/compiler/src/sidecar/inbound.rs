@@ -279,6 +279,7 @@ pub(super) fn virtual_inbound(ctx: &Ctx<'_>) -> (Listener, Vec<Cluster>) {
         use_original_dst: false,
         bind_to_port: true,
         listener_filters: filters::listener_filters(&[ORIGINAL_DST, TLS_INSPECTOR, HTTP_INSPECTOR]),
+        listener_filters_timeout: ListenerFiltersTimeout::Disabled,
         filter_chains: chains,
         default_filter_chain: None,
     };

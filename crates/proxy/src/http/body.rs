@@ -20,6 +20,8 @@ use crate::accesslog::{AccessLogger, Flag, LogEntry};
 pub(super) struct LoggedBody {
     pub(super) inner: Body,
     pub(super) entry: Option<LogEntry>,
+    /// The request body's byte count, read when the line is written.
+    pub(super) received: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub(super) logger: Arc<AccessLogger>,
     pub(super) started: tokio::time::Instant,
     pub(super) sent: u64,
@@ -89,6 +91,9 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(mut e) = self.entry.take() {
             e.bytes_sent = self.sent;
+            if let Some(r) = &self.received {
+                e.bytes_received = r.load(std::sync::atomic::Ordering::Relaxed);
+            }
             e.duration = self.started.elapsed();
             self.logger.log(&e);
         }

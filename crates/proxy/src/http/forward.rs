@@ -12,6 +12,8 @@ use http_body_util::BodyExt;
 use meshsim_tables::{RetryCondition as C, RetryPolicy, Route, RouteTarget};
 
 use super::headers::{mutate, picked_weight, upstream_path, HOP_BY_HOP};
+use super::reply::CodecReject;
+use super::reqbody::DownstreamBodyError;
 use super::request::RequestCtx;
 use super::{HttpCtx, LocalReply, Outcome, UpstreamInfo};
 use crate::accesslog::Flag;
@@ -84,6 +86,15 @@ impl HttpCtx {
                 ..Default::default()
             }),
         };
+        // router.cc: a request that may be retried is buffered as it
+        // goes, up to the retry/shadow buffer limit.
+        if target
+            .retry_policy
+            .as_ref()
+            .is_some_and(|r| r.num_retries > 0)
+        {
+            rq.body.buffer_for_retries(super::DEFAULT_BUFFER_LIMIT);
+        }
         let timeout = target.timeout.as_timeout();
         let result = match timeout {
             None => Ok(self.attempts(&x).await),
@@ -117,17 +128,26 @@ impl HttpCtx {
                 tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt - 1))).await;
             }
             let a = self.attempt(x, attempt).await;
+            let info = x.upstream_info(a.host.clone(), a.local.clone());
+            // The client's body broke: the codec's error, whatever
+            // the upstream made of the truncated request.
+            if let Some(e) = x.rq.body.error() {
+                return body_failed(e, info);
+            }
             let more = attempt < tries;
-            let retry = match &a.result {
-                Ok(resp) => policy.is_some_and(|r| retriable_status(r, resp.status().as_u16())),
-                Err(e) => policy.is_some_and(|r| retriable_failure(r, e)),
-            };
+            // A body past the buffer limit cannot be sent again: Envoy
+            // drops the retry state (no retry, no URX).
+            let replayable = !x.rq.body.overflowed();
+            let retry = replayable
+                && match &a.result {
+                    Ok(resp) => policy.is_some_and(|r| retriable_status(r, resp.status().as_u16())),
+                    Err(e) => policy.is_some_and(|r| retriable_failure(r, e)),
+                };
             if retry && more {
                 continue;
             }
             // URX: the policy wanted another try and none was left.
             let exhausted = retry && tries > 1;
-            let info = x.upstream_info(a.host, a.local);
             return match a.result {
                 Ok(resp) => self.answered(resp, info, x, started, exhausted),
                 Err(e) => failed(e, info, attempt > 1, exhausted, name_transport),
@@ -167,7 +187,11 @@ impl HttpCtx {
         a.host = Some(host.label());
         x.note_in_flight(a.host.clone(), None);
         ClusterStats::inc(&cluster.stats.upstream_rq_total);
-        let req = self.upstream_request(rq, target, &x.path, n);
+        let Some(body) = rq.body.attempt() else {
+            a.result = Err(AttemptError::Upstream(UpstreamError::ConnectionTermination));
+            return a;
+        };
+        let req = self.upstream_request(rq, target, &x.path, n, body);
         // The per-try deadline covers getting a connection and the response
         // headers; the connection's address is known once it is had.
         let deadline = target
@@ -277,6 +301,17 @@ impl HttpCtx {
             tunnel,
         }
     }
+}
+
+/// The client's request body failed mid-way: Envoy's codec error
+/// (`400 DPE http1.codec_error`, the connection closed) or, for a client
+/// that went away, `0 DC downstream_remote_disconnect`.
+fn body_failed(e: DownstreamBodyError, info: UpstreamInfo) -> Outcome {
+    let reply = match e {
+        DownstreamBodyError::Codec => LocalReply::Codec(CodecReject::Malformed),
+        DownstreamBodyError::Disconnect => LocalReply::DownstreamDisconnect,
+    };
+    Outcome::local_with(reply, info, vec![])
 }
 
 /// No usable response: the local reply for the last attempt's failure.

@@ -4,14 +4,13 @@
 //! request itself (the connection manager's own changes, XFF and
 //! `x-forwarded-proto`, are made at decode: [`super::forwarded`]).
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use meshsim_tables::{
     AppendAction, ClusterSpecifier, ClusterWeight, HeaderValueOption, Route, RouteTarget,
 };
 
 use super::request::RequestCtx;
-use super::{full, Body, HttpCtx};
+use super::HttpCtx;
 
 /// Connection-level headers a proxy never forwards.
 pub(super) const HOP_BY_HOP: [&str; 7] = [
@@ -91,7 +90,8 @@ impl HttpCtx {
         target: &RouteTarget,
         path: &str,
         attempt: u32,
-    ) -> Request<Body> {
+        body: super::UpstreamBody,
+    ) -> Request<super::UpBody> {
         let mut b = Request::builder().method(rq.parts.method.clone()).uri(path);
         if let Some(h) = b.headers_mut() {
             let upgrade = rq.is_upgrade();
@@ -112,9 +112,8 @@ impl HttpCtx {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
             crate::xfcc::mutate(h, &self.hcm, &self.info);
         }
-        let body: Bytes = rq.body.clone();
-        b.body(full(body))
-            .unwrap_or_else(|_| Request::new(full(Bytes::new())))
+        b.body(http_body_util::BodyExt::boxed(body))
+            .unwrap_or_else(|_| Request::new(super::empty_upstream_body()))
     }
 
     /// router.cc `finalizeRequestHeaders`, once per request: the route's

@@ -40,6 +40,7 @@ mod head;
 mod headers;
 mod path;
 mod reply;
+mod reqbody;
 mod request;
 mod router;
 mod shadow;
@@ -52,6 +53,15 @@ use head::{Head, Limits};
 use request::RequestCtx;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
+
+pub use reqbody::{BoxError, UpstreamBody, DEFAULT_BUFFER_LIMIT};
+
+/// A request body on its way upstream.
+pub type UpBody = BoxBody<Bytes, BoxError>;
+
+pub(crate) fn empty_upstream_body() -> UpBody {
+    UpstreamBody::empty().boxed()
+}
 
 pub(crate) fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -190,7 +200,7 @@ fn server_name(hcm: &HttpConnectionManager) -> &str {
 impl HttpCtx {
     /// One request through the phases.
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let mut rq = self.decode(req).await;
+        let mut rq = self.decode(req);
         let outcome = self.process(&mut rq).await;
         self.respond(rq, outcome)
     }
@@ -251,10 +261,15 @@ impl HttpCtx {
             snapshot,
             started,
             upgrade,
+            body,
             ..
         } = rq;
         let logger = snapshot.logger.clone();
         entry.response_code = response.status().as_u16();
+        if details == reply::DOWNSTREAM_DISCONNECT {
+            // No response reached the client: Envoy logs code 0.
+            entry.response_code = 0;
+        }
         entry.flags = flags;
         entry.details = Some(details);
         entry.upstream_host = upstream.host;
@@ -279,6 +294,7 @@ impl HttpCtx {
         let (rparts, rbody) = response.into_parts();
         let logged = LoggedBody {
             inner: rbody,
+            received: Some(body.received),
             entry: Some(entry),
             logger,
             started,

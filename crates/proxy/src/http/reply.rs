@@ -49,7 +49,14 @@ pub enum LocalReply {
     /// A request target that is not an absolute path (`OPTIONS *`):
     /// `404 absolute_path_rejected`.
     AbsolutePathRejected,
+    /// The client went away before its request body ended: nothing is
+    /// sent, the log says `0 DC downstream_remote_disconnect`.
+    DownstreamDisconnect,
 }
+
+/// `%RESPONSE_CODE_DETAILS%` of a client gone mid-request (the log's
+/// code is then 0: no response was sent).
+pub const DOWNSTREAM_DISCONNECT: &str = "downstream_remote_disconnect";
 
 /// Why Envoy's HTTP/1 codec (http1/codec_impl.cc, balsa_parser.cc)
 /// rejected a request; each with its status, details and body.
@@ -113,7 +120,9 @@ impl LocalReply {
             | LocalReply::Redirect { status, .. } => *status,
             LocalReply::ResponseTimeout | LocalReply::PerTryTimeout => 504,
             LocalReply::Codec(c) => c.status(),
-            LocalReply::MissingHost | LocalReply::PathNormalizationFailed => 400,
+            LocalReply::MissingHost
+            | LocalReply::PathNormalizationFailed
+            | LocalReply::DownstreamDisconnect => 400,
             LocalReply::AbsolutePathRejected => 404,
         }
     }
@@ -134,6 +143,7 @@ impl LocalReply {
             LocalReply::MissingHost
             | LocalReply::PathNormalizationFailed
             | LocalReply::AbsolutePathRejected => None,
+            LocalReply::DownstreamDisconnect => Some(Flag::DownstreamConnectionTermination),
         }
     }
 
@@ -155,6 +165,7 @@ impl LocalReply {
             LocalReply::MissingHost => "missing_host_header".into(),
             LocalReply::PathNormalizationFailed => "path_normalization_failed".into(),
             LocalReply::AbsolutePathRejected => "absolute_path_rejected".into(),
+            LocalReply::DownstreamDisconnect => DOWNSTREAM_DISCONNECT.into(),
         }
     }
 
@@ -167,7 +178,8 @@ impl LocalReply {
             | LocalReply::Redirect { .. }
             | LocalReply::MissingHost
             | LocalReply::PathNormalizationFailed
-            | LocalReply::AbsolutePathRejected => String::new(),
+            | LocalReply::AbsolutePathRejected
+            | LocalReply::DownstreamDisconnect => String::new(),
             LocalReply::NoHealthyUpstream => "no healthy upstream".into(),
             LocalReply::FaultAbort { .. } => "fault filter abort".into(),
             LocalReply::DirectResponse { body, .. } => body.clone(),
@@ -213,9 +225,10 @@ impl LocalReply {
                 ..
             } => vec![("x-envoy-overloaded", "true".into())],
             // Replies before the filter chain exists close the connection.
-            LocalReply::MissingHost | LocalReply::PathNormalizationFailed => {
-                vec![("connection", "close".into())]
-            }
+            LocalReply::MissingHost
+            | LocalReply::PathNormalizationFailed
+            | LocalReply::Codec(_)
+            | LocalReply::DownstreamDisconnect => vec![("connection", "close".into())],
             _ => vec![],
         }
     }

@@ -1,17 +1,16 @@
 //! The decode phase: what a request is, for routing and the log — its
 //! `:authority`, path and method, an `x-request-id` when it has none, the
-//! body, and the request fields of its access-log entry (only the headers
+//! body (left streaming), and the request fields of its access-log entry (only the headers
 //! the log format prints are copied).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshsim_tables::route_match::RequestView;
 
+use super::reqbody::RequestBody;
 use super::{forwarded, path, HttpCtx, LocalReply};
 use crate::accesslog::{Flag, LogEntry};
 use crate::snapshot::Snapshot;
@@ -19,7 +18,8 @@ use crate::snapshot::Snapshot;
 /// One request as it flows through the phases.
 pub(super) struct RequestCtx {
     pub parts: http::request::Parts,
-    pub body: Bytes,
+    /// Streamed to the upstream, never collected (see [`RequestBody`]).
+    pub body: RequestBody,
     pub authority: String,
     /// Path and query.
     pub path: String,
@@ -94,7 +94,7 @@ impl RequestView for ReqView<'_> {
 }
 
 impl HttpCtx {
-    pub(super) async fn decode(&self, mut req: Request<Incoming>) -> RequestCtx {
+    pub(super) fn decode(&self, mut req: Request<Incoming>) -> RequestCtx {
         let started = tokio::time::Instant::now();
         let start = self.inner.clock.now();
         self.inner
@@ -118,11 +118,7 @@ impl HttpCtx {
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_else(|| hosts.join(","));
-        let body = body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let body = RequestBody::new(body);
         let method = parts.method.as_str().to_string();
         let sent = self
             .first_target
@@ -169,7 +165,8 @@ impl HttpCtx {
             // CONNECT has no :path.
             path: (!connect).then(|| path.clone()),
             protocol: Some(protocol.into()),
-            bytes_received: body.len() as u64,
+            // Counted as the body streams (the log reads it at the end).
+            bytes_received: 0,
             downstream_local: Some(self.info.dst),
             downstream_remote: Some(self.info.src),
             requested_server_name: self.info.sni.clone(),

@@ -54,7 +54,7 @@ impl HttpCtx {
                 continue;
             }
             let path = upstream_path(route, target, &rq.path);
-            let mut req = self.upstream_request(rq, target, &path, 1);
+            let mut req = self.upstream_request(rq, target, &path, 1, rq.body.shadow());
             if !policy.disable_shadow_host_suffix_append {
                 let host = req
                     .headers()

@@ -11,8 +11,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use meshsim_tables::{Cluster, LbEndpoint, Thresholds, UpstreamTlsMode, UpstreamTransportSocket};
@@ -43,7 +41,7 @@ pub struct TlsTarget {
     pub sni: String,
 }
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type Body = crate::http::UpBody;
 
 enum Sender {
     H1(http1::SendRequest<Body>),

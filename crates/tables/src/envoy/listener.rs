@@ -29,10 +29,13 @@ pub fn listener(l: &Listener, t: &ProxyTables) -> Value {
             .iter()
             .map(|f| listener_filter(&f.name))
             .collect();
-        // istiod: protocol detection without a timeout (0s), continuing
-        // when the inspectors learn nothing.
-        v["listener_filters_timeout"] = json!("0s");
-        v["continue_on_listener_filters_timeout"] = json!(true);
+        // istiod: sidecars detect protocols without a timeout (0s),
+        // continuing when the inspectors learn nothing; gateways set
+        // nothing (Envoy's 15 s, then close).
+        if l.listener_filters_timeout == ListenerFiltersTimeout::Disabled {
+            v["listener_filters_timeout"] = json!("0s");
+            v["continue_on_listener_filters_timeout"] = json!(true);
+        }
     }
     if l.use_original_dst {
         v["use_original_dst"] = json!(true);
