@@ -11,7 +11,7 @@ TO="--connect-to reviews:9080:127.0.0.1:$PORT"
 curl -sf -o /dev/null $TO http://reviews:9080/ || { echo "reviews does not answer" >&2; exit 1; }
 before=$(hwm_mib)
 t0=$(date +%s.%N)
-up=$(head -c "$BYTES" /dev/zero | curl -sS $TO -T - http://reviews:9080/upload | grep -o '([0-9]* bytes in all)')
+up=$(head -c "$BYTES" /dev/zero | curl -sS $TO -T - http://reviews:9080/upload | grep -ao '([0-9]* bytes in all)')
 t1=$(date +%s.%N)
 down=$(curl -sS $TO -o /dev/null -w '%{size_download}' "http://reviews:9080/stream-bytes/$BYTES")
 t2=$(date +%s.%N)

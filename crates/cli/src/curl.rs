@@ -61,7 +61,11 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
     for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
+    let fd_events = meshsim_mesh::fdlimit::exhaustion_events();
     let (resp, lines) = mesh.curl_logged(&from, &req).await;
+    if let Some(h) = meshsim_mesh::fdlimit::hint_if(fd_events, &[]) {
+        eprintln!("{h}");
+    }
     let mut out = std::io::stdout().lock();
     if a.verbose {
         eprint!("{}", resp.verbose);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use meshsim_compiler::World;
-use meshsim_mesh::curl::{CurlRequest, From};
+use meshsim_mesh::curl::{CurlRequest, CurlResponse, From};
 use meshsim_mesh::{Mesh, MeshOptions};
 
 use crate::LoadArgs;
@@ -62,6 +62,7 @@ pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCod
         calls % connections
     );
     let before = mesh.logs().len();
+    let fd_events = meshsim_mesh::fdlimit::exhaustion_events();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..connections {
@@ -80,12 +81,17 @@ pub async fn run(world: World, a: LoadArgs, opts: MeshOptions) -> Result<ExitCod
     }
     let elapsed = started.elapsed();
     let logs = mesh.logs().len() - before;
+    // Counted while the mesh still holds its descriptors.
+    let fd_hint = meshsim_mesh::fdlimit::hint_if(fd_events, &[]);
     mesh.shutdown().await;
     print!(
         "{}",
         report(&total, connections, calls, elapsed, a.url.as_str())?
     );
     eprintln!("({logs} access-log lines written by the proxies on the path)");
+    if let Some(h) = fd_hint {
+        eprintln!("{h}");
+    }
     let all_ok = total.codes.keys().all(|k| k == "200");
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -101,9 +107,16 @@ async fn connection(mesh: Arc<Mesh>, from: From, req: CurlRequest, n: u64) -> Ta
     let mut conn = None;
     for _ in 0..n {
         let t0 = Instant::now();
+        // The per-call timeout covers connecting and the response.
+        let limit = req.timeout.unwrap_or(Duration::from_secs(86_400));
+        let deadline = tokio::time::Instant::now() + limit;
         if conn.is_none() {
             t.sockets += 1;
-            match mesh.open(&from, &req).await {
+            let opened = match tokio::time::timeout_at(deadline, mesh.open(&from, &req)).await {
+                Ok(r) => r,
+                Err(_) => Err(CurlResponse::timed_out(limit)),
+            };
+            match opened {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     *t.codes.entry(code_of(&e)).or_default() += 1;
@@ -113,7 +126,9 @@ async fn connection(mesh: Arc<Mesh>, from: From, req: CurlRequest, n: u64) -> Ta
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let r = c.send(&req).await;
+        let r = tokio::time::timeout_at(deadline, c.send(&req))
+            .await
+            .unwrap_or_else(|_| CurlResponse::timed_out(limit));
         t.record(t0);
         let closes = r.error.is_some()
             || r.headers.iter().any(|(k, v)| {

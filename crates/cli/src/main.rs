@@ -40,6 +40,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-file limit to the hard limit (the mesh's proxies, apps
+/// and clients share this process's descriptors); says so when `verbose`.
+fn raise_fd_limit(verbose: bool) -> meshsim_mesh::fdlimit::FdLimit {
+    let l = meshsim_mesh::fdlimit::raise();
+    if verbose {
+        eprintln!("meshsim: {l}");
+    }
+    l
+}
+
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn write_stdout(s: &str) {
     use std::io::Write;
@@ -126,6 +136,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             jobs,
         } => {
+            raise_fd_limit(false);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -164,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!(e))
             };
             let (delay, after) = (dur(&push_delay)?, dur(&after)?);
+            raise_fd_limit(false);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -207,7 +219,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(sandbox::run(world, duration, mesh_options(&input, true)))?;
+            let limit = raise_fd_limit(false);
+            rt.block_on(sandbox::run(
+                world,
+                duration,
+                mesh_options(&input, true),
+                limit,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {
@@ -308,10 +326,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Curl { input, curl } => {
+            raise_fd_limit(curl.verbose);
             let opts = mesh_options(&input, false);
             run_on_world(&input, |w| curl::run(w, *curl, opts))
         }
         Command::Load { input, load } => {
+            raise_fd_limit(true);
             let opts = mesh_options(&input, false);
             run_on_world(&input, |w| load::run(w, load, opts))
         }

@@ -12,7 +12,12 @@ use meshsim_compiler::world::ServiceSource;
 use meshsim_compiler::World;
 use meshsim_mesh::{Mesh, MeshOptions};
 
-pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) -> Result<()> {
+pub async fn run(
+    world: World,
+    duration: Option<Duration>,
+    opts: MeshOptions,
+    limit: meshsim_mesh::fdlimit::FdLimit,
+) -> Result<()> {
     let mesh = Mesh::start(world, opts).await?;
     for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
@@ -23,7 +28,12 @@ pub async fn run(world: World, duration: Option<Duration>, opts: MeshOptions) ->
     // Handlers first: a Ctrl-C right after the ports are printed must
     // still end the sandbox cleanly.
     let signals = Signals::install();
-    print_ignoring_closed_stdout(&describe(&mesh, &ca).await?);
+    let mut text = describe(&mesh, &ca).await?;
+    let _ = writeln!(
+        text,
+        "\nEvery proxy, app and client here shares this process's {limit}."
+    );
+    print_ignoring_closed_stdout(&text);
     wait_for_end(duration, signals).await;
     mesh.shutdown().await;
     // `dir` is removed here, on every way out of `wait_for_end`.

@@ -610,3 +610,47 @@ fn istioctl_kinds_and_filters() {
     }
     assert!(a.contains("secret/ROOTCA") && a.contains("endpoint/127.0.0.1:15000"));
 }
+
+/// Out of descriptors, `load` says why its calls failed: the limit, the
+/// descriptors in use, once per proxy in the proxy's words. The shell
+/// lowers the hard limit first, so raising the soft one cannot help.
+#[test]
+fn load_out_of_file_descriptors_prints_the_hint() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 120 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "load",
+            "-f",
+            "scenarios/_shared/sleep.yaml",
+            "-f",
+            "scenarios/_shared/helloworld.yaml",
+            "-c",
+            "100",
+            "--calls",
+            "200",
+            "--timeout",
+            "2",
+            "http://helloworld:5000/hello",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("run meshsim under ulimit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("meshsim: open-file limit 120 (hard limit 120)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "hint: this process ran out of file descriptors (open-file limit 120, hard limit 120, "
+        ),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("meshsim: proxy ") && l.contains("Too many open files")),
+        "{err}"
+    );
+}

@@ -16,11 +16,23 @@ fn root() -> PathBuf {
 
 /// `meshsim sandbox` keeps the mesh up for real clients: the real curl,
 /// entering "inside" the sleep pod through a printed port, is routed by the
-/// reviews VirtualService. The CA it wrote is in a private (0700)
-/// directory that is gone once Ctrl-C (SIGINT) ends the sandbox.
+/// reviews VirtualService. The CA it wrote is in a fresh private (0700)
+/// directory of `$TMPDIR` that is gone once Ctrl-C (SIGINT) ends the
+/// sandbox; symlinks planted where a predictable name
+/// (`meshsim-sandbox-<pid>`) would have been are not followed.
 async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
+    let tmp = tempfile::tempdir().expect("TMPDIR for the sandbox");
+    let victim = tempfile::tempdir().expect("where planted links point");
+    let next_pid = std::process::id();
+    for pid in next_pid..next_pid + 200 {
+        let _ = std::os::unix::fs::symlink(
+            victim.path(),
+            tmp.path().join(format!("meshsim-sandbox-{pid}")),
+        );
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
         .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "60s"])
+        .env("TMPDIR", tmp.path())
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -50,8 +62,24 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
     let port = port.expect("sandbox printed an entry port for reviews");
     let ca = ca.expect("sandbox printed the CA path");
     let dir = ca.parent().expect("ca dir").to_path_buf();
-    let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700, "{}", dir.display());
+    let meta = std::fs::symlink_metadata(&dir).expect("dir");
+    assert!(
+        meta.is_dir(),
+        "a real directory, not a link: {}",
+        dir.display()
+    );
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o700,
+        "{}",
+        dir.display()
+    );
+    assert_eq!(dir.parent(), Some(tmp.path()), "{}", dir.display());
+    assert_eq!(
+        std::fs::read_dir(victim.path()).expect("victim").count(),
+        0,
+        "nothing written through a planted link"
+    );
     let out = Command::new("curl")
         .args([
             "-s",

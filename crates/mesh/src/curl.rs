@@ -72,6 +72,17 @@ pub struct CurlResponse {
 }
 
 impl CurlResponse {
+    /// curl's `(28) Operation timed out` after `t`.
+    pub fn timed_out(t: Duration) -> Self {
+        CurlResponse::fail(
+            28,
+            format!(
+                "Operation timed out after {} milliseconds with 0 bytes received",
+                t.as_millis()
+            ),
+        )
+    }
+
     fn fail(code: i32, msg: String) -> Self {
         Self {
             exit_code: code,
@@ -163,13 +174,7 @@ impl Mesh {
         let mut r = match req.timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
-                Err(_) => CurlResponse::fail(
-                    28,
-                    format!(
-                        "Operation timed out after {} milliseconds with 0 bytes received",
-                        t.as_millis()
-                    ),
-                ),
+                Err(_) => CurlResponse::timed_out(t),
             },
             None => fut.await,
         };
@@ -211,6 +216,13 @@ impl Mesh {
         let refused = |ms: u128| {
             CurlResponse::fail(7, format!("Failed to connect to {c_host} port {c_port} after {ms} ms: Couldn't connect to server"))
         };
+        // A client out of descriptors is counted for the fd hint.
+        let failed = |e: std::io::Error, ms: u128| {
+            if meshsim_proxy::is_fd_exhaustion(&e) {
+                meshsim_proxy::note_fd_exhaustion();
+            }
+            refused(ms)
+        };
         let t0 = Instant::now();
         match from {
             From::Pod(name, ns) => {
@@ -226,7 +238,7 @@ impl Mesh {
                     .connect_app(IpAddr::V4(pod.ip), SocketAddr::new(ip, c_port))
                     .await
                     .map(|(s, _)| s)
-                    .map_err(|_| refused(t0.elapsed().as_millis()))
+                    .map_err(|e| failed(e, t0.elapsed().as_millis()))
             }
             From::Outside => {
                 // Outside DNS knows no mesh names: a host that is not an
@@ -249,7 +261,7 @@ impl Mesh {
                 }
                 TcpStream::connect(ing.real)
                     .await
-                    .map_err(|_| refused(t0.elapsed().as_millis()))
+                    .map_err(|e| failed(e, t0.elapsed().as_millis()))
             }
         }
     }

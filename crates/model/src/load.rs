@@ -17,6 +17,11 @@ use crate::resource::Resource;
 /// Files larger than this are refused rather than parsed.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
+/// All the files of one load together: past this, the remaining files are
+/// refused (each named) rather than parsed — memory stays bounded whatever
+/// a directory holds.
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+
 /// The result of a load: everything that parsed, and every problem found.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -68,7 +73,13 @@ impl Loaded {
 /// Loads files and directories (recursively: `*.yaml`, `*.yml`, `*.json`,
 /// in name order). I/O problems become diagnostics too.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
+    load_paths_within(paths, MAX_TOTAL_BYTES)
+}
+
+/// [`load_paths`] reading at most `cap` bytes in all.
+fn load_paths_within<P: AsRef<Path>>(paths: &[P], cap: u64) -> Loaded {
     let mut out = Loaded::default();
+    let mut total = 0u64;
     for p in paths {
         let p = p.as_ref();
         let mut files = Vec::new();
@@ -85,6 +96,19 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
         for f in files {
             let name = f.display().to_string();
             match std::fs::metadata(&f) {
+                Ok(m) if total + m.len() > cap => {
+                    out.diagnostics.push(Diagnostic::error(
+                        &name,
+                        0,
+                        0,
+                        "",
+                        format!(
+                            "not read: the files before it hold {total} bytes and this one {}; one run reads at most {cap} bytes",
+                            m.len()
+                        ),
+                    ));
+                    continue;
+                }
                 Ok(m) if m.len() as usize > MAX_FILE_BYTES => {
                     out.diagnostics.push(Diagnostic::error(
                         &name,
@@ -105,7 +129,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
                     ));
                     continue;
                 }
-                Ok(_) => {}
+                Ok(m) => total += m.len(),
             }
             match std::fs::read(&f) {
                 Ok(bytes) => out.extend(parse_bytes(&name, &bytes)),

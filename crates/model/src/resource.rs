@@ -72,24 +72,24 @@ pub struct SecretData {
 #[derive(Debug, Clone)]
 pub enum Resource {
     Namespace(Object<()>),
-    Service(Object<k8s::ServiceSpec>),
+    Service(Box<Object<k8s::ServiceSpec>>),
     ServiceAccount(Object<()>),
-    Deployment(Object<k8s::DeploymentSpec>),
-    StatefulSet(Object<k8s::StatefulSetSpec>),
-    Pod(Object<k8s::PodSpec>),
+    Deployment(Box<Object<k8s::DeploymentSpec>>),
+    StatefulSet(Box<Object<k8s::StatefulSetSpec>>),
+    Pod(Box<Object<k8s::PodSpec>>),
     /// ConfigMaps other than the mesh config (e.g. an nginx.conf for a pod).
-    ConfigMap(Object<BTreeMap<String, String>>),
-    Secret(Object<SecretData>),
+    ConfigMap(Box<Object<BTreeMap<String, String>>>),
+    Secret(Box<Object<SecretData>>),
     /// ConfigMap `istio` in `istio-system`, key `mesh`, parsed.
-    MeshConfig(Object<mesh::MeshConfig>),
-    VirtualService(Object<virtual_service::VirtualServiceSpec>),
-    DestinationRule(Object<destination_rule::DestinationRuleSpec>),
-    Gateway(Object<gateway::GatewaySpec>),
-    ServiceEntry(Object<service_entry::ServiceEntrySpec>),
-    EnvoyFilter(Object<envoy_filter::EnvoyFilterSpec>),
-    Sidecar(Object<sidecar::SidecarSpec>),
-    PeerAuthentication(Object<peer_auth::PeerAuthenticationSpec>),
-    EndpointSlice(Object<k8s::EndpointSliceData>),
+    MeshConfig(Box<Object<mesh::MeshConfig>>),
+    VirtualService(Box<Object<virtual_service::VirtualServiceSpec>>),
+    DestinationRule(Box<Object<destination_rule::DestinationRuleSpec>>),
+    Gateway(Box<Object<gateway::GatewaySpec>>),
+    ServiceEntry(Box<Object<service_entry::ServiceEntrySpec>>),
+    EnvoyFilter(Box<Object<envoy_filter::EnvoyFilterSpec>>),
+    Sidecar(Box<Object<sidecar::SidecarSpec>>),
+    PeerAuthentication(Box<Object<peer_auth::PeerAuthenticationSpec>>),
+    EndpointSlice(Box<Object<k8s::EndpointSliceData>>),
 }
 
 /// Runs `$body` with `$o` bound to the resource's `Object`, whatever its kind.

@@ -32,6 +32,10 @@ pub struct ScenarioReport {
     pub steps: Vec<StepReport>,
     /// A problem that stopped the scenario (bad file, mesh failed to start).
     pub error: Option<String>,
+    /// Why a failure may not be the configuration's: this process ran out
+    /// of file descriptors while the scenario ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub passed: bool,
     pub seconds: f64,
 }
@@ -56,6 +60,9 @@ impl ScenarioReport {
         }
         if let Some(e) = &self.error {
             s.push_str(&format!("ERROR: {e}\n"));
+        }
+        if let Some(h) = &self.hint {
+            s.push_str(&format!("{h}\n"));
         }
         s.push_str(&format!(
             "=> {} ({:.1}s)\n",
@@ -154,9 +161,11 @@ pub async fn run_scenario(path: &Path) -> ScenarioReport {
         summary: String::new(),
         steps: vec![],
         error: None,
+        hint: None,
         passed: false,
         seconds: 0.0,
     };
+    let fd_events = meshsim_mesh::fdlimit::exhaustion_events();
     match parse(path) {
         Ok(sc) => {
             report.name = sc.name.clone();
@@ -171,6 +180,9 @@ pub async fn run_scenario(path: &Path) -> ScenarioReport {
     }
     report.passed =
         report.error.is_none() && report.steps.iter().all(|s| s.verdicts.iter().all(|v| v.ok));
+    if !report.passed {
+        report.hint = meshsim_mesh::fdlimit::hint_if(fd_events, &[]);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report
 }

@@ -151,19 +151,23 @@ impl World {
         specs: &[&Object<meshsim_model::k8s::ServiceSpec>],
         diags: &mut Vec<Diagnostic>,
     ) {
-        let pinned = |s: &Service| {
-            specs
-                .iter()
-                .find(|o| o.meta.name == s.name && o.meta.ns() == s.namespace)
-                .and_then(|o| o.spec.load_balancer_ip.as_deref())
+        // One lookup per Service (not a scan of every spec for each).
+        let by_name: std::collections::HashMap<
+            (&str, &str),
+            &Object<meshsim_model::k8s::ServiceSpec>,
+        > = specs
+            .iter()
+            .rev()
+            .map(|o| ((o.meta.ns(), o.meta.name.as_str()), *o))
+            .collect();
+        let spec_of = |s: &Service| {
+            by_name
+                .get(&(s.namespace.as_str(), s.name.as_str()))
+                .copied()
         };
-        let cluster_ip_only = |s: &Service| {
-            specs.iter().any(|o| {
-                o.meta.name == s.name
-                    && o.meta.ns() == s.namespace
-                    && o.spec.type_.as_deref() == Some("ClusterIP")
-            })
-        };
+        let pinned = |s: &Service| spec_of(s).and_then(|o| o.spec.load_balancer_ip.as_deref());
+        let cluster_ip_only =
+            |s: &Service| spec_of(s).is_some_and(|o| o.spec.type_.as_deref() == Some("ClusterIP"));
         let gateway: Vec<usize> = (0..self.services.len())
             .filter(|&i| {
                 let s = &self.services[i];

@@ -22,7 +22,7 @@ pub(super) fn parse_config_map(
     if !is_mesh {
         let data = data.into_iter().map(|(k, v)| (k, v.value)).collect();
         out.resources
-            .push(Resource::ConfigMap(Object { meta, spec: data }));
+            .push(Resource::ConfigMap(Box::new(Object { meta, spec: data })));
         return;
     }
     let Some(mesh_text) = data.get("mesh") else {
@@ -69,10 +69,10 @@ pub(super) fn parse_config_map(
         },
     };
     if mesh_text.value.trim().is_empty() {
-        out.resources.push(Resource::MeshConfig(Object {
+        out.resources.push(Resource::MeshConfig(Box::new(Object {
             meta,
             spec: mesh::MeshConfig::default(),
-        }));
+        })));
         return;
     }
     match parse_typed::<mesh::MeshConfig>(&inner, &mesh_text.value) {
@@ -88,7 +88,7 @@ pub(super) fn parse_config_map(
                 ));
             }
             out.resources
-                .push(Resource::MeshConfig(Object { meta, spec: mc }));
+                .push(Resource::MeshConfig(Box::new(Object { meta, spec: mc })));
         }
         Err(mut d) => {
             d.path = if d.path.is_empty() {

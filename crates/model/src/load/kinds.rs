@@ -166,7 +166,7 @@ macro_rules! spec_kind {
         KindDef {
             kind: $kind,
             api_versions: $apis,
-            parse: |c, t, h, o| spec::<$ty>(c, t, h, o, Resource::$variant),
+            parse: |c, t, h, o| spec::<$ty>(c, t, h, o, |x| Resource::$variant(x.into())),
         }
     };
 }
@@ -370,10 +370,10 @@ fn istio_operator(ctx: &DocCtx<'_>, text: &str, h: &Header<'_>, out: &mut Loaded
         Ok(d) => {
             report_unsimulated_fields(ctx, &d.spec, out);
             if let Some(mc) = d.spec.mesh_config {
-                out.resources.push(Resource::MeshConfig(Object {
+                out.resources.push(Resource::MeshConfig(Box::new(Object {
                     meta: h.meta(ctx, d.metadata),
                     spec: mc,
-                }));
+                })));
             }
         }
         Err(e) => out.diagnostics.push(e),
@@ -409,8 +409,10 @@ fn endpoint_slice(ctx: &DocCtx<'_>, text: &str, h: &Header<'_>, out: &mut Loaded
         .get("kubernetes.io/service-name")
         .cloned()
         .unwrap_or_default();
-    out.resources
-        .push(Resource::EndpointSlice(Object { meta, spec: data }));
+    out.resources.push(Resource::EndpointSlice(Box::new(Object {
+        meta,
+        spec: data,
+    })));
 }
 
 /// A Secret: `data` is base64 (whitespace allowed), `stringData` is text.
@@ -437,13 +439,13 @@ fn secret(ctx: &DocCtx<'_>, text: &str, h: &Header<'_>, out: &mut Loaded) {
     for (k, v) in d.string_data {
         data.insert(k, v.into_bytes());
     }
-    out.resources.push(Resource::Secret(Object {
+    out.resources.push(Resource::Secret(Box::new(Object {
         meta: h.meta(ctx, d.metadata),
         spec: SecretData {
             type_: d.type_,
             data,
         },
-    }));
+    })));
 }
 
 fn report_unsimulated_fields<T: ?Sized + AnyUnsimulated>(

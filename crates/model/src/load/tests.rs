@@ -206,3 +206,23 @@ fn empty_labels_and_annotations_are_empty_maps() {
     let l = parse_str("s.yaml", text);
     assert!(!l.has_errors(), "{:?}", l.diagnostics);
 }
+
+#[test]
+fn one_load_reads_at_most_its_total_cap() {
+    let tmp = tempfile::tempdir().expect("private dir");
+    let dir = tmp.path();
+    let doc = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\n";
+    for f in ["a.yaml", "b.yaml", "c.yaml"] {
+        std::fs::write(dir.join(f), doc).expect("write");
+    }
+    let cap = 2 * doc.len() as u64;
+    let l = load_paths_within(&[dir], cap);
+    assert_eq!(l.resources.len(), 2);
+    let e = l.errors().next().expect("the third file is refused");
+    assert!(e.file.ends_with("c.yaml"), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("one run reads at most {cap} bytes")),
+        "{e}"
+    );
+}

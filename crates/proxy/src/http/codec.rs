@@ -19,8 +19,14 @@ use crate::io::BoxIo;
 use crate::listener::ConnInfo;
 use crate::Inner;
 
-/// How long the codec waits for a request head on an idle connection.
-const HEAD_WAIT: Duration = Duration::from_secs(30);
+/// How long a connection may stay without a request: the HCM's
+/// `common_http_protocol_options.idle_timeout`, Envoy's default 1 h
+/// (istiod sets one only from the proxy's `IDLE_TIMEOUT` metadata). Once a
+/// head has begun a stream exists and no timer runs: istiod leaves
+/// `request_headers_timeout` unset and sets `stream_idle_timeout: 0s`
+/// (listener_builder.go), so a head that never ends is held, as Envoy
+/// holds it — bounded by `max_request_headers_kb`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Envoy's default `delayed_close_timeout`.
 const DELAYED_CLOSE: Duration = Duration::from_secs(1);
@@ -34,7 +40,12 @@ pub(super) async fn read_head(io: &mut BoxIo, buf: &mut Vec<u8>, limits: &Limits
         if v != Head::Incomplete {
             return v;
         }
-        match tokio::time::timeout(HEAD_WAIT, io.read(&mut chunk)).await {
+        let read = if buf.is_empty() {
+            tokio::time::timeout(IDLE_TIMEOUT, io.read(&mut chunk)).await
+        } else {
+            Ok(io.read(&mut chunk).await)
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                 return if buf.is_empty() {
                     Head::Incomplete
