@@ -292,6 +292,10 @@ fn gateway_cases() -> Vec<Case> {
         Case::new("auto_sni: a host with a port", get("/sni", "app.example:8080", "")),
         Case::new("upstream 503, default retry policy", get("/busy", "app.example", "")),
         Case::new("upstream 503, retryOn 503", get("/busy-retried", "app.example", "")),
+        Case::new(
+            "a broken chunk in the request body",
+            b"POST /api/items HTTP/1.1\r\nHost: app.example\r\nUser-Agent: diff/1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nsku1\r\nnot-hex\r\n".to_vec(),
+        ),
         Case::new("httpsRedirect", get("/api?q=1", "secure.example", "")),
         Case::new("httpsRedirect keeps a port", get("/x", "secure.example:8080", "")),
         Case::new("httpsRedirect with :80", get("/x", "secure.example:80", "")),

@@ -132,7 +132,7 @@ impl HttpCtx {
             // The client's body broke: the codec's error, whatever
             // the upstream made of the truncated request.
             if let Some(e) = x.rq.body.error() {
-                return body_failed(e, info);
+                return body_failed(e, info, x.rq);
             }
             let more = attempt < tries;
             // A body past the buffer limit cannot be sent again: Envoy
@@ -306,9 +306,20 @@ impl HttpCtx {
 /// The client's request body failed mid-way: Envoy's codec error
 /// (`400 DPE http1.codec_error`, the connection closed) or, for a client
 /// that went away, `0 DC downstream_remote_disconnect`.
-fn body_failed(e: DownstreamBodyError, info: UpstreamInfo) -> Outcome {
+///
+/// Envoy's codec meets the bad chunk in the same read as the head, before
+/// its upstream connection is up: its line has no upstream local address
+/// and 0 bytes received (differential case "a broken chunk in the request
+/// body", Envoy 1.36).
+fn body_failed(e: DownstreamBodyError, mut info: UpstreamInfo, rq: &RequestCtx) -> Outcome {
     let reply = match e {
-        DownstreamBodyError::Codec => LocalReply::Codec(CodecReject::Malformed),
+        DownstreamBodyError::Codec => {
+            info.local = None;
+            rq.body
+                .received
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            LocalReply::Codec(CodecReject::Malformed)
+        }
         DownstreamBodyError::Disconnect => LocalReply::DownstreamDisconnect,
     };
     Outcome::local_with(reply, info, vec![])
