@@ -22,8 +22,9 @@ pub struct Cli {
 /// Options shared by every command that reads YAML.
 #[derive(clap::Args, Clone)]
 pub struct Input {
-    /// YAML/JSON files or directories, as you would `kubectl apply -f`.
-    #[arg(short = 'f', long = "filename", required = true)]
+    /// YAML/JSON files or directories, as you would `kubectl apply -f`
+    /// (`proxy-status` without it reads the running sandbox).
+    #[arg(short = 'f', long = "filename")]
     pub files: Vec<PathBuf>,
     /// The Istio version the proxies report (changes version-dependent behaviour).
     #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
@@ -108,7 +109,16 @@ pub enum Command {
         /// Stop after this long (default: until Ctrl-C).
         #[arg(long = "for")]
         duration: Option<String>,
+        /// How long istiod takes to push a change to each proxy (e.g. 2s).
+        #[arg(long, default_value = "0s")]
+        push_delay: String,
     },
+    /// `kubectl apply -f FILE|DIR|-` against the running sandbox: the
+    /// change goes through its control plane (with its push delay); a file
+    /// with an error is rejected whole.
+    Apply(ChangeArgs),
+    /// `kubectl delete -f FILE|DIR|-` against the running sandbox.
+    Delete(ChangeArgs),
     /// Export a proxy's configuration for a stock Envoy: `DIR/bootstrap.yaml`
     /// (`envoy -c DIR/bootstrap.yaml`) and the certificate files it names.
     /// Istio-only filters are dropped (with a note in the file) unless
@@ -195,6 +205,17 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
     pub url: String,
+}
+
+/// `apply` / `delete` options (kubectl's spelling).
+#[derive(clap::Args)]
+pub struct ChangeArgs {
+    /// Files or directories (`.yaml`, `.yml`, `.json`), `-` for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// The namespace of objects that name none (`kubectl -n`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
 }
 
 /// `meshsim curl` options (curl's spelling).

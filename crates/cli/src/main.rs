@@ -13,6 +13,7 @@ use meshsim_tables::display;
 mod args;
 mod curl;
 mod load;
+mod remote;
 mod sandbox;
 
 use args::{Cli, Command, CurlArgs, Input, LoadArgs};
@@ -72,6 +73,9 @@ fn load_world(input: &Input) -> Result<(World, Diagnostics)> {
 /// [`load_world`]; `strict_namespace: false` is `istioctl analyze -n`, which
 /// selects a namespace without rejecting objects in others.
 fn load_world_ns(input: &Input, strict_namespace: bool) -> Result<(World, Diagnostics)> {
+    if input.files.is_empty() {
+        bail!("the following required arguments were not provided: --filename <FILES> (-f)");
+    }
     Ok(World::load(
         &input.files,
         input.settings()?,
@@ -164,6 +168,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             push_delay,
             after,
         } => {
+            if input.files.is_empty() {
+                return remote::proxy_status();
+            }
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
             if diags.has_errors() {
@@ -202,7 +209,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             write_stdout(&table);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sandbox { input, duration } => {
+        Command::Apply(a) => remote::change(&a, false),
+        Command::Delete(a) => remote::change(&a, true),
+        Command::Sandbox {
+            input,
+            duration,
+            push_delay,
+        } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
             if diags.has_errors() {
@@ -220,12 +233,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             let limit = raise_fd_limit(false);
-            rt.block_on(sandbox::run(
-                world,
-                duration,
-                mesh_options(&input, true),
-                limit,
-            ))?;
+            let push_delay = meshsim_model::common::Duration::parse(&push_delay)
+                .map(|d| std::time::Duration::from_millis(d.millis))
+                .map_err(|e| anyhow::anyhow!("--push-delay: {e}"))?;
+            let opts = meshsim_mesh::MeshOptions {
+                push_delay,
+                ..mesh_options(&input, true)
+            };
+            rt.block_on(sandbox::run(world, duration, opts, limit))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {

@@ -18,27 +18,107 @@ pub async fn run(
     opts: MeshOptions,
     limit: meshsim_mesh::fdlimit::FdLimit,
 ) -> Result<()> {
-    let mesh = Mesh::start(world, opts).await?;
+    let mesh = std::sync::Arc::new(Mesh::start(world, opts).await?);
     for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
     }
+    // The control endpoint `meshsim apply/delete/proxy-status` reach, and
+    // the state file that tells them where it is (removed at the end).
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let state = meshsim_mesh::remote::SandboxState {
+        pid: std::process::id(),
+        control: control.local_addr()?,
+        token: token(),
+    };
+    let server = tokio::spawn(meshsim_mesh::remote::serve(
+        mesh.clone(),
+        control,
+        state.token.clone(),
+    ));
+    let recorded = match meshsim_mesh::remote::record(&state) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("meshsim: warning: the sandbox cannot record itself ({e}): apply/delete/proxy-status will not find it");
+            None
+        }
+    };
     let dir = private_dir()?;
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, mesh.public_ca().root_pem())?;
     // Handlers first: a Ctrl-C right after the ports are printed must
     // still end the sandbox cleanly.
     let signals = Signals::install();
-    let mut text = describe(&mesh, &ca).await?;
+    let (proxy_ports, mut proxy_servers) = pod_proxies(&mesh).await?;
+    let mut text = describe(&mesh, &ca, &proxy_ports).await?;
     let _ = writeln!(
         text,
         "\nEvery proxy, app and client here shares this process's {limit}."
     );
+    let _ = writeln!(
+        text,
+        "Change it while it runs: meshsim apply -f FILE|DIR|-, meshsim delete -f ..., meshsim proxy-status."
+    );
     print_ignoring_closed_stdout(&text);
     wait_for_end(duration, signals).await;
+    drop(recorded);
+    server.abort();
+    let _ = server.await;
+    proxy_servers.abort_all();
+    while proxy_servers.join_next().await.is_some() {}
     mesh.shutdown().await;
     // `dir` is removed here, on every way out of `wait_for_end`.
     drop(dir);
     Ok(())
+}
+
+/// An HTTP proxy port for each client pod (`curl -x`): its address by
+/// pod id, and the servers (owned here, ended with the sandbox).
+async fn pod_proxies(
+    mesh: &Mesh,
+) -> Result<(
+    std::collections::BTreeMap<String, SocketAddr>,
+    tokio::task::JoinSet<()>,
+)> {
+    let mut ports = std::collections::BTreeMap::new();
+    let mut servers = tokio::task::JoinSet::new();
+    let world = mesh.world();
+    for pod in world.pods.iter().filter(|p| is_client(p)) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        ports.insert(pod.id(), l.local_addr()?);
+        let at = meshsim_mesh::podproxy::PodRef {
+            ip: IpAddr::V4(pod.ip),
+            namespace: pod.namespace.clone(),
+        };
+        servers.spawn(meshsim_mesh::podproxy::serve(mesh.net().clone(), at, l));
+    }
+    Ok((ports, servers))
+}
+
+/// A client pod: a sidecar and no server app (sleep, curl).
+fn is_client(p: &meshsim_compiler::world::Pod) -> bool {
+    p.sidecar
+        && meshsim_mesh::apps::app_for(
+            &p.image,
+            p.annotations
+                .get(meshsim_compiler::world::APP_ANNOTATION)
+                .map(String::as_str),
+        ) == meshsim_mesh::apps::AppKind::Client
+}
+
+/// A random token for the control endpoint (any local process could
+/// otherwise change the mesh).
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .map(|_| {
+            format!(
+                "{:016x}",
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            )
+        })
+        .collect()
 }
 
 /// Prints `text` as one write; a reader that went away (`| head`, a
@@ -104,7 +184,11 @@ async fn wait_for_end(duration: Option<Duration>, mut signals: Signals) {
 
 /// What a user needs to reach the sandbox: gateway ports, entry ports
 /// from inside client pods, admin ports and the CA.
-async fn describe(mesh: &Mesh, ca: &std::path::Path) -> Result<String> {
+async fn describe(
+    mesh: &Mesh,
+    ca: &std::path::Path,
+    proxies: &std::collections::BTreeMap<String, SocketAddr>,
+) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -155,17 +239,14 @@ async fn describe(mesh: &Mesh, ca: &std::path::Path) -> Result<String> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let is_client = |p: &&meshsim_compiler::world::Pod| {
-        p.sidecar
-            && meshsim_mesh::apps::app_for(
-                &p.image,
-                p.annotations
-                    .get(meshsim_compiler::world::APP_ANNOTATION)
-                    .map(String::as_str),
-            ) == meshsim_mesh::apps::AppKind::Client
-    };
-    for pod in world.pods.iter().filter(is_client) {
+    for pod in world.pods.iter().filter(|p| is_client(p)) {
         let _ = writeln!(out, "\nInside pod {} (through its sidecar):", pod.id());
+        if let Some(p) = proxies.get(&pod.id()) {
+            let _ = writeln!(
+                out,
+                "  any URL, as the pod:   curl -x http://{p} http://SERVICE:PORT/   (or https://HOST, a pod IP)"
+            );
+        }
         for (name, dst) in &targets {
             let local = mesh.expose(IpAddr::V4(pod.ip), *dst).await?;
             let _ = writeln!(

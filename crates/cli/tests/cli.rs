@@ -654,3 +654,180 @@ fn load_out_of_file_descriptors_prints_the_hint() {
         "{err}"
     );
 }
+
+/// One request on an open connection; the response's status line and body.
+fn request_on(conn: &mut std::net::TcpStream, host: &str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    write!(conn, "GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("send");
+    let mut r = BufReader::new(conn.try_clone().expect("clone"));
+    let (mut head, mut len) = (String::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("head");
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("length");
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).expect("body");
+    format!(
+        "{}{}",
+        head.lines().next().unwrap_or(""),
+        String::from_utf8_lossy(&body)
+    )
+}
+
+/// `meshsim proxy-status` against the running sandbox until every row
+/// is SYNCED (or 10 s); the table first seen, and whether it got there.
+fn wait_synced(env: &[(&str, &std::path::Path)]) -> (String, bool) {
+    let mut first = None;
+    for _ in 0..100 {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+            .arg("proxy-status")
+            .envs(env.iter().copied())
+            .output()
+            .expect("proxy-status");
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        let first = first.get_or_insert_with(|| table.clone()).clone();
+        if out.status.success() && table.lines().count() > 1 && !table.contains("STALE") {
+            return (first, true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (first.unwrap_or_default(), false)
+}
+
+/// Runs `meshsim apply|delete -f -` with `yaml` on stdin.
+fn change_live(verb: &str, yaml: &str, env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([verb, "-f", "-"])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("meshsim");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("yaml");
+    let out = c.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A live sandbox changed through its control plane: `apply -f -` of a
+/// VirtualService, a change to it and its `delete`, each pushed after the
+/// push delay (proxy-status STALE, then SYNCED) and seen by the next
+/// request on a connection opened before; a broken file is rejected whole.
+#[test]
+fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
+    use std::io::{BufRead, BufReader};
+    let runtime_dir = tempdir();
+    let env = [("XDG_RUNTIME_DIR", runtime_dir.path())];
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "sandbox",
+            "-f",
+            "scenarios/_shared/sleep.yaml",
+            "-f",
+            "scenarios/_shared/helloworld.yaml",
+            "--push-delay",
+            "1s",
+            "--for",
+            "120s",
+        ])
+        .envs(env)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sandbox");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("helloworld.default.svc.cluster.local:5000")
+                .and_then(|r| r.split("-> ").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .expect("an entry port for helloworld");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let mut conn = std::net::TcpStream::connect(&port).expect("connect");
+    let host = "helloworld:5000";
+    let vs = |subset: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: hello}}\nspec:\n  hosts: [helloworld]\n  http:\n  - route: [{{destination: {{host: helloworld, subset: {subset}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: hello}}\nspec:\n  host: helloworld\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n")
+    };
+    assert!(request_on(&mut conn, host).starts_with("HTTP/1.1 200"));
+
+    let (code, out, err) = change_live("apply", &vs("v2"), &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("virtualservice.networking.istio.io/hello created"),
+        "{out}"
+    );
+    assert!(err.contains("pushed after 1s"), "{err}");
+    let (first, synced) = wait_synced(&env);
+    assert!(first.contains("STALE"), "{first}");
+    assert!(synced, "never SYNCED");
+    for _ in 0..4 {
+        let r = request_on(&mut conn, host);
+        assert!(r.contains("Hello version: v2"), "{r}");
+    }
+
+    let (code, out, _) = change_live("apply", &vs("v1"), &env);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("virtualservice.networking.istio.io/hello configured"),
+        "{out}"
+    );
+    assert!(wait_synced(&env).1);
+    for _ in 0..4 {
+        let r = request_on(&mut conn, host);
+        assert!(r.contains("Hello version: v1"), "{r}");
+    }
+
+    // A broken file changes nothing.
+    let (code, _, err) = change_live("apply", &vs("v2").replace("hosts:", "hostz:"), &env);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("STDIN:5:") && err.contains("rejected"),
+        "{err}"
+    );
+    assert!(request_on(&mut conn, host).contains("Hello version: v1"));
+
+    let (code, out, err) = change_live("delete", &vs("v1"), &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("virtualservice.networking.istio.io/hello deleted"),
+        "{out}"
+    );
+    assert!(wait_synced(&env).1);
+    let seen: std::collections::BTreeSet<bool> = (0..8)
+        .map(|_| request_on(&mut conn, host).contains("Hello version: v2"))
+        .collect();
+    assert_eq!(seen.len(), 2, "both versions again once the route is gone");
+
+    // Ctrl-C (the shell's own `kill`).
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", sandbox.id())])
+        .status();
+    assert!(sandbox.wait().expect("wait").success());
+    let _ = drain.join();
+    assert!(
+        !runtime_dir.path().join("meshsim/sandbox.json").exists(),
+        "state file removed"
+    );
+}

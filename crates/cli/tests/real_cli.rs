@@ -105,10 +105,99 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
     assert!(!dir.exists(), "{} still exists", dir.display());
 }
 
+/// `curl -x` through a client pod's proxy port acts from inside the pod:
+/// a Service, an internet host over HTTPS (CONNECT, per the outbound
+/// policy) and a pod IP, each logged by that pod's own sidecar.
+async fn curl_x_acts_from_inside_the_pod() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = std::fs::File::create(tmp.path().join("stderr")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "60s"])
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("sandbox");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let proxy = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("curl -x ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .expect("a proxy port for the sleep pod");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-x", &proxy])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let service = curl(&["-H", "end-user: jason", "http://reviews:9080/"]);
+    assert!(service.starts_with("Hello version: v2"), "{service}");
+    let external = curl(&["-k", "https://www.example.com/"]);
+    assert!(
+        external.starts_with("Hello from external host www.example.com"),
+        "{external}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logged = std::fs::read_to_string(tmp.path().join("stderr")).expect("logs");
+    let pod_ip = logged
+        .lines()
+        .find(|l| l.starts_with("[pod/sleep-0/istio-proxy]") && l.contains("\"reviews:9080\""))
+        .and_then(|l| l.split('"').nth(13).map(String::from))
+        .expect("the reviews line names the pod it reached");
+    let by_ip = curl(&[&format!("http://{pod_ip}/")]);
+    assert!(
+        by_ip.starts_with("Hello version: v2"),
+        "{by_ip} from {pod_ip}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logged = std::fs::read_to_string(tmp.path().join("stderr")).expect("logs");
+    let sleep: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.starts_with("[pod/sleep-0/istio-proxy]"))
+        .collect();
+    assert!(
+        sleep.iter().any(|l| l.contains("outbound|9080|v2|reviews")),
+        "{logged}"
+    );
+    assert!(
+        sleep
+            .iter()
+            .any(|l| l.contains(":443\" PassthroughCluster")),
+        "{logged}"
+    );
+    assert!(
+        sleep
+            .iter()
+            .any(|l| l.contains(&format!("\"{pod_ip}\" \"{pod_ip}\" PassthroughCluster"))),
+        "{logged}"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = drain.join();
+}
+
 fn main() {
-    run_all(vec![Real {
-        name: "sandbox_serves_real_curl_and_cleans_up_on_ctrl_c",
-        needs: &["curl", "kill"],
-        run: || Box::pin(sandbox_serves_real_curl_and_cleans_up_on_ctrl_c()),
-    }])
+    run_all(vec![
+        Real {
+            name: "sandbox_serves_real_curl_and_cleans_up_on_ctrl_c",
+            needs: &["curl", "kill"],
+            run: || Box::pin(sandbox_serves_real_curl_and_cleans_up_on_ctrl_c()),
+        },
+        Real {
+            name: "curl_x_acts_from_inside_the_pod",
+            needs: &["curl", "kill"],
+            run: || Box::pin(curl_x_acts_from_inside_the_pod()),
+        },
+    ])
 }

@@ -22,6 +22,8 @@
 //! * [`apps`], [`nginx`] — built-in applications.
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`process`] — a sidecar as its own OS process (fd limits).
+//! * [`remote`] — a running sandbox's control endpoint and its client.
+//! * [`podproxy`] — a client pod's HTTP proxy port (`curl -x`).
 //! * [`export`] — a proxy as a bootstrap stock Envoy runs, with cert files.
 //! * [`status`], [`logs`] — `proxy-status` rows, collected access logs.
 //! * [`fdlimit`] — the open-file limit and the hint when it runs out.
@@ -37,7 +39,9 @@ pub mod logs;
 pub mod mesh;
 pub mod network;
 pub mod nginx;
+pub mod podproxy;
 pub mod process;
+pub mod remote;
 mod runtime;
 pub mod sds;
 pub mod status;

@@ -35,5 +35,5 @@ pub mod sidecar;
 pub mod virtual_service;
 
 pub use diag::{Diagnostic, Diagnostics, Origin, Severity};
-pub use load::{load_paths, parse_bytes, parse_str, Loaded};
+pub use load::{input_files, load_paths, parse_bytes, parse_str, Loaded};
 pub use resource::{Meta, Object, Resource, SecretData};

@@ -146,6 +146,15 @@ fn load_paths_within<P: AsRef<Path>>(paths: &[P], cap: u64) -> Loaded {
     out
 }
 
+/// The files a path names, as `kubectl apply -f` reads it: the file
+/// itself, or a directory's `.yaml`/`.yml`/`.json` files (recursively, in
+/// name order, hidden ones skipped).
+pub fn input_files(p: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    collect_files(p, &mut out)?;
+    Ok(out)
+}
+
 fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if p.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?

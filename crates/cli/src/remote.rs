@@ -1,0 +1,81 @@
+//! Commands that act on the running sandbox (its state file says where):
+//! `apply` / `delete -f FILE|DIR|-` and `proxy-status` without `-f`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use meshsim_mesh::remote::{self, ChangeRequest, Document, Reply};
+
+use crate::args::ChangeArgs;
+
+/// The files `-f` names, as kubectl reads them: `-` is stdin, a directory
+/// its `.yaml`/`.yml`/`.json` files in name order.
+fn documents(files: &[String]) -> Result<Vec<Document>> {
+    let mut docs = Vec::new();
+    for f in files {
+        if f == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| anyhow!("reading stdin: {e}"))?;
+            docs.push(Document {
+                file: "STDIN".into(),
+                text,
+            });
+            continue;
+        }
+        let paths = meshsim_model::input_files(&PathBuf::from(f))
+            .map_err(|e| anyhow!("{f}: cannot read: {e}"))?;
+        for p in paths {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| anyhow!("{}: cannot read: {e}", p.display()))?;
+            docs.push(Document {
+                file: p.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(docs)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Prints what the sandbox said and exits as it says.
+fn relay(r: Reply) -> Result<ExitCode> {
+    crate::write_stdout(&r.stdout);
+    eprint!("{}", r.stderr);
+    Ok(ExitCode::from(r.code))
+}
+
+fn sandbox() -> Result<remote::SandboxState> {
+    remote::find_sandbox().map_err(|e| anyhow!(e))
+}
+
+/// `meshsim apply|delete -f ...`.
+pub fn change(a: &ChangeArgs, delete: bool) -> Result<ExitCode> {
+    let state = sandbox()?;
+    let req = ChangeRequest {
+        namespace: a.namespace.clone(),
+        documents: documents(&a.files)?,
+    };
+    let path = if delete { "/delete" } else { "/apply" };
+    let reply = runtime()?
+        .block_on(remote::call(&state, path, serde_json::to_vec(&req)?))
+        .map_err(|e| anyhow!(e))?;
+    relay(reply)
+}
+
+/// `meshsim proxy-status` against the running sandbox.
+pub fn proxy_status() -> Result<ExitCode> {
+    let state = sandbox()?;
+    let reply = runtime()?
+        .block_on(remote::call(&state, "/proxy-status", vec![]))
+        .map_err(|e| anyhow!(e))?;
+    relay(reply)
+}
