@@ -27,19 +27,28 @@ use hyper_util::rt::TokioIo;
 use meshsim_proxy::scope::Scope;
 use tokio::net::TcpListener;
 
-/// Which built-in application a pod runs.
+/// Which application a pod runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppKind {
     Echo,
     Nginx,
     Client,
+    /// Bring your own app: a real process already listening at this
+    /// address (`meshsim.io/app: addr:127.0.0.1:8080`) serves every port
+    /// of the pod, behind the pod's sidecar like a built-in app.
+    Local(std::net::SocketAddr),
 }
 
 pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
     match annotation {
         Some("client" | "sleep" | "curl") => return AppKind::Client,
         Some("nginx") => return AppKind::Nginx,
-        Some(_) => return AppKind::Echo,
+        Some(a) => {
+            return match a.strip_prefix("addr:").map(|x| x.trim().parse()) {
+                Some(Ok(addr)) => AppKind::Local(addr),
+                _ => AppKind::Echo,
+            }
+        }
         None => {}
     }
     let img = image.rsplit('/').next().unwrap_or(image);

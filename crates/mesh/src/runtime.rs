@@ -203,6 +203,13 @@ impl Mesh {
         let ip = IpAddr::V4(pod.ip);
         let id = Arc::new(app.identity.clone());
         let mut ports = HashMap::new();
+        if let AppKind::Local(addr) = app.kind {
+            // The user's own process serves every port; nothing to start.
+            for &port in &app.ports {
+                ports.insert(port, addr);
+            }
+            return Ok(RunningApp { scope, ports });
+        }
         for &port in &app.ports {
             let l = bind().await?;
             ports.insert(port, local_addr(&l)?);

@@ -1016,3 +1016,95 @@ async fn large_bodies_stream_through_two_sidecars() {
         .all(|l| l.entry.bytes_sent == n as u64 && l.entry.response_code == 200));
     mesh.shutdown().await;
 }
+
+/// Bring your own app: a real local HTTP server (this test's hyper server)
+/// is the application of a workload (`meshsim.io/app: addr:...`), behind
+/// its sidecar like a built-in one: reached from the sleep pod and from
+/// the ingress gateway, each hop to it over Istio mTLS (the sidecar hands
+/// the app the caller's identity in `x-forwarded-client-cert`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_local_server_is_a_workloads_app_behind_its_sidecar() {
+    use http_body_util::Full;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let xfcc = req
+                            .headers()
+                            .get("x-forwarded-client-cert")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        let body =
+                            format!("ledger (my own server) saw {} xfcc={xfcc}\n", req.uri());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let extra = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: ledger, namespace: books}}
+spec:
+  template:
+    metadata:
+      labels: {{app: ledger}}
+      annotations: {{meshsim.io/app: \"addr:{addr}\"}}
+    spec: {{containers: [{{name: ledger, image: example.com/ledger:2.1}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ledger, namespace: books}}
+spec: {{selector: {{app: ledger}}, ports: [{{name: http, port: 7000, targetPort: 7070}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: books, namespace: books}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: [ledger.example]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ledger, namespace: books}}
+spec:
+  hosts: [ledger.example]
+  gateways: [books]
+  http: [{{route: [{{destination: {{host: ledger.books.svc.cluster.local, port: {{number: 7000}}}}}}]}}]
+"
+    );
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], &extra).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://ledger.books:7000/balance")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    let b = body(&r);
+    assert!(b.starts_with("ledger (my own server) saw /balance"), "{b}");
+    assert!(
+        b.contains("URI=spiffe://cluster.local/ns/default/sa/sleep"),
+        "mTLS from the sleep sidecar: {b}"
+    );
+    assert!(
+        line(&logs, "ledger-").contains("inbound|7070||"),
+        "{logs:?}"
+    );
+    let (r, _) = curl(&mesh, &From::Outside, &get("http://ledger.example/entries")).await;
+    let b = body(&r);
+    assert!(b.starts_with("ledger (my own server) saw /entries"), "{b}");
+    assert!(
+        b.contains("URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway"),
+        "mTLS from the gateway: {b}"
+    );
+    mesh.shutdown().await;
+    server.abort();
+}
