@@ -187,12 +187,175 @@ async fn curl_x_acts_from_inside_the_pod() {
     let _ = drain.join();
 }
 
+/// Starts a Bookinfo sandbox (its own runtime dir); the child, its
+/// stdout lines and the gateway's local port for outside port 80.
+fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "300s"])
+        .env("XDG_RUNTIME_DIR", runtime)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let gw = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let t = l.trim_start();
+            t.strip_prefix("80 -> ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .expect("the gateway's port 80");
+    std::thread::spawn(move || lines.map_while(Result::ok).count());
+    (child, gw)
+}
+
+/// `meshsim apply -f -` with `yaml`, as istio.io's tasks run kubectl.
+fn apply(runtime: &std::path::Path, yaml: &str) {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["apply", "-f", "-"])
+        .env("XDG_RUNTIME_DIR", runtime)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apply");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("yaml");
+    let out = c.wait_with_output().expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Headless Chromium signs in as `user` on productpage (Bookinfo's login
+/// form) and returns the page's DOM; with `shot`, also a screenshot.
+fn chromium_as(
+    user: &str,
+    gw: &str,
+    dir: &std::path::Path,
+    shot: Option<&std::path::Path>,
+) -> String {
+    let page = dir.join(format!("login-{user}.html"));
+    std::fs::write(
+        &page,
+        format!("<html><body><form method=\"post\" action=\"http://{gw}/login\"><input name=\"username\" value=\"{user}\"><input name=\"passwd\" value=\"\"></form><script>document.forms[0].submit()</script></body></html>"),
+    )
+    .expect("login page");
+    let url = format!("file://{}", page.display());
+    let run = |extra: &[String], profile: &str| {
+        Command::new("chromium")
+            .env("HOME", dir)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=900,700",
+                "--virtual-time-budget=10000",
+                &format!("--user-data-dir={}", dir.join(profile).display()),
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium")
+    };
+    if let Some(p) = shot {
+        run(&[format!("--screenshot={}", p.display())], "shot");
+    }
+    String::from_utf8_lossy(&run(&["--dump-dom".to_string()], "dom").stdout).into_owned()
+}
+
+/// istio.io's Bookinfo traffic-management tasks in one running sandbox,
+/// each change applied with `meshsim apply -f - <<EOF`: request routing
+/// (jason sees v2's black stars, in a real browser), traffic shifting
+/// (v1 and v3's red stars), fault injection (the documented bug: a 7 s
+/// ratings delay for jason breaks productpage's own 3 s × 2 reviews
+/// call) and request timeouts (a 0.5 s reviews timeout).
+async fn bookinfo_tasks_in_a_running_sandbox() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut child, gw) = bookinfo_sandbox(tmp.path());
+    let page = |cookie: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-w", "\ntime=%{time_total}"]);
+        if let Some(k) = cookie {
+            c.args(["-H", &format!("Cookie: session={k}")]);
+        }
+        let out = c
+            .arg(format!("http://{gw}/productpage"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Request routing: the fixture's reviews-test-v2 (jason → v2, else v1).
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bookinfo-jason.png");
+    let dom = chromium_as("jason", &gw, tmp.path(), Some(&shot));
+    assert!(dom.contains("<p id=\"user\">jason"), "{dom}");
+    assert!(dom.contains("data-color=\"black\""), "{dom}");
+    assert!(dom.contains("reviews-v2-0"), "{dom}");
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+        "screenshot"
+    );
+    let anon = page(None);
+    assert!(
+        anon.contains("reviews-v1-0") && !anon.contains("data-color"),
+        "{anon}"
+    );
+
+    // Traffic shifting: 50/50 v1/v3.
+    apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts:\n  - reviews\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v1\n      weight: 50\n    - destination:\n        host: reviews\n        subset: v3\n      weight: 50\n");
+    let served: std::collections::BTreeSet<bool> = (0..16)
+        .map(|_| page(None).contains("data-color=\"red\""))
+        .collect();
+    assert_eq!(served.len(), 2, "both v1 and v3 (red stars) answer");
+
+    // Fault injection: jason to v2, ratings delayed 7 s for jason.
+    apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  - route: [{destination: {host: reviews, subset: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts:\n  - ratings\n  http:\n  - match:\n    - headers:\n        end-user:\n          exact: jason\n    fault:\n      delay:\n        percentage:\n          value: 100.0\n        fixedDelay: 7s\n    route:\n    - destination:\n        host: ratings\n        subset: v1\n  - route:\n    - destination:\n        host: ratings\n        subset: v1\n");
+    let broken = page(Some("jason"));
+    assert!(
+        broken.contains("Sorry, product reviews are currently unavailable for this book."),
+        "{broken}"
+    );
+    let secs: f64 = broken
+        .rsplit("time=")
+        .next()
+        .and_then(|t| t.trim().parse().ok())
+        .expect("time");
+    assert!((5.5..7.0).contains(&secs), "two 3 s tries: {secs}");
+
+    // Request timeouts: ratings delayed 2 s, reviews timeout 0.5 s.
+    apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts: [ratings]\n  http:\n  - fault: {delay: {percentage: {value: 100}, fixedDelay: 2s}}\n    route: [{destination: {host: ratings, subset: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v2}}]\n    timeout: 0.5s\n");
+    let timed_out = page(None);
+    assert!(
+        timed_out.contains("Sorry, product reviews are currently unavailable for this book."),
+        "{timed_out}"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 fn main() {
     run_all(vec![
         Real {
             name: "sandbox_serves_real_curl_and_cleans_up_on_ctrl_c",
             needs: &["curl", "kill"],
             run: || Box::pin(sandbox_serves_real_curl_and_cleans_up_on_ctrl_c()),
+        },
+        Real {
+            name: "bookinfo_tasks_in_a_running_sandbox",
+            needs: &["curl", "chromium", "kill"],
+            run: || Box::pin(bookinfo_tasks_in_a_running_sandbox()),
         },
         Real {
             name: "curl_x_acts_from_inside_the_pod",

@@ -76,6 +76,8 @@ pub struct EchoIdentity {
     /// annotation `meshsim.io/app-status`): a broken instance behind a
     /// Service, as outlier detection meets it.
     pub status: Option<u16>,
+    /// A Bookinfo image: its own paths behave as the sample's service.
+    pub bookinfo: Option<crate::bookinfo::Role>,
 }
 
 /// Serves the echo application on `listener` (HTTP/1.1 and h2c); its
@@ -84,6 +86,7 @@ pub async fn serve_echo(
     listener: TcpListener,
     id: Arc<EchoIdentity>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    out: Option<crate::bookinfo::Outbound>,
     scope: Scope,
 ) {
     loop {
@@ -94,13 +97,16 @@ pub async fn serve_echo(
         let _ = stream.set_nodelay(true);
         let id = id.clone();
         let tls = tls.clone();
+        let out = out.clone();
         let exec = scope.clone();
         scope.spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(exec);
             let service = |id: Arc<EchoIdentity>, peer: Option<String>| {
                 hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (id, peer) = (id.clone(), peer.clone());
-                    async move { Ok::<_, Infallible>(echo(&id, peer.as_deref(), req).await) }
+                    let (id, peer, out) = (id.clone(), peer.clone(), out.clone());
+                    async move {
+                        Ok::<_, Infallible>(echo(&id, peer.as_deref(), out.as_ref(), req).await)
+                    }
                 })
             };
             match tls {
@@ -183,13 +189,26 @@ impl http_body::Body for Repeat {
     }
 }
 
-async fn echo(id: &EchoIdentity, peer: Option<&str>, req: Request<Incoming>) -> Response<AppBody> {
+async fn echo(
+    id: &EchoIdentity,
+    peer: Option<&str>,
+    out: Option<&crate::bookinfo::Outbound>,
+    req: Request<Incoming>,
+) -> Response<AppBody> {
     let (parts, body) = req.into_parts();
     let Some((body, body_len)) = drain(body, ECHO_BODY_LIMIT).await else {
         let mut r = Response::new(full_body(""));
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     };
+    if let Some(role) = id.bookinfo {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let r =
+            crate::bookinfo::handle(role, out, &id.pod, &parts.method, pq, &parts.headers, &body);
+        if let Some(r) = r.await {
+            return r.map(|b| b.boxed());
+        }
+    }
     let path = parts.uri.path();
     if let Some(n) = path.strip_prefix("/stream-bytes/") {
         let Ok(left) = n.parse::<u64>() else {

@@ -19,7 +19,7 @@
 //! * [`network`] — virtual addresses, capture (PROXY v2), kube-proxy, DNS.
 //! * [`sds`] — secrets for proxies (workload certs, gateway credentials).
 //! * [`ca`] — mesh CA and fake public CA (rcgen).
-//! * [`apps`], [`nginx`] — built-in applications.
+//! * [`apps`], [`nginx`], [`bookinfo`] — built-in applications.
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`process`] — a sidecar as its own OS process (fd limits).
 //! * [`remote`] — a running sandbox's control endpoint and its client.
@@ -29,6 +29,7 @@
 //! * [`fdlimit`] — the open-file limit and the hint when it runs out.
 
 pub mod apps;
+pub mod bookinfo;
 pub mod ca;
 pub mod control;
 pub mod curl;

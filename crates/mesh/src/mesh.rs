@@ -156,6 +156,7 @@ impl Mesh {
             version: String::new(),
             host: Some(String::new()),
             status: None,
+            bookinfo: None,
         });
         let mut any_tls =
             rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())
@@ -167,11 +168,18 @@ impl Mesh {
                 }));
         any_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let s = &self.scope;
-        s.spawn(apps::serve_echo(plain, anyone.clone(), None, s.clone()));
+        s.spawn(apps::serve_echo(
+            plain,
+            anyone.clone(),
+            None,
+            None,
+            s.clone(),
+        ));
         s.spawn(apps::serve_echo(
             tls,
             anyone,
             Some(Arc::new(any_tls)),
+            None,
             s.clone(),
         ));
         Ok(())

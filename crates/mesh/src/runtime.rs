@@ -225,7 +225,20 @@ impl Mesh {
                     );
                     scope.spawn(f);
                 }
-                _ => scope.spawn(apps::serve_echo(l, id.clone(), None, scope.clone())),
+                _ => {
+                    let out = crate::bookinfo::Outbound {
+                        net: self.net.clone(),
+                        ip,
+                        namespace: pod.namespace.clone(),
+                    };
+                    scope.spawn(apps::serve_echo(
+                        l,
+                        id.clone(),
+                        None,
+                        Some(out),
+                        scope.clone(),
+                    ))
+                }
             }
         }
         Ok(RunningApp { scope, ports })
@@ -288,6 +301,7 @@ impl Mesh {
             version: String::new(),
             host: Some(host.to_string()),
             status: None,
+            bookinfo: None,
         });
         let tls = Arc::new(self.external_tls(host)?);
         let mut sockets = Vec::new();
@@ -299,7 +313,7 @@ impl Mesh {
                 sockets.push((SocketAddr::new(*vip, port), real));
             }
             let tls = is_tls.then(|| tls.clone());
-            scope.spawn(apps::serve_echo(l, id.clone(), tls, scope.clone()));
+            scope.spawn(apps::serve_echo(l, id.clone(), tls, None, scope.clone()));
         }
         Ok(RunningExternal { scope, sockets })
     }

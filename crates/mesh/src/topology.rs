@@ -176,6 +176,7 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
                 .annotations
                 .get(APP_STATUS_ANNOTATION)
                 .and_then(|s| s.trim().parse().ok()),
+            bookinfo: crate::bookinfo::role(&pod.image),
         },
         nginx,
     })
