@@ -187,9 +187,9 @@ async fn curl_x_acts_from_inside_the_pod() {
     let _ = drain.join();
 }
 
-/// Starts a Bookinfo sandbox (its own runtime dir); the child, its
-/// stdout lines and the gateway's local port for outside port 80.
-fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String) {
+/// Starts a Bookinfo sandbox (its own runtime dir); the child, the
+/// gateway's local port for outside port 80 and the sleep pod's proxy port.
+fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
         .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "300s"])
         .env("XDG_RUNTIME_DIR", runtime)
@@ -209,8 +209,18 @@ fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String) 
                 .map(String::from)
         })
         .expect("the gateway's port 80");
+    let proxy = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("curl -x ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .expect("the sleep pod's proxy port");
     std::thread::spawn(move || lines.map_while(Result::ok).count());
-    (child, gw)
+    (child, gw, proxy)
 }
 
 /// `meshsim apply -f -` with `yaml`, as istio.io's tasks run kubectl.
@@ -279,10 +289,11 @@ fn chromium_as(
 /// (jason sees v2's black stars, in a real browser), traffic shifting
 /// (v1 and v3's red stars), fault injection (the documented bug: a 7 s
 /// ratings delay for jason breaks productpage's own 3 s × 2 reviews
-/// call) and request timeouts (a 0.5 s reviews timeout).
+/// call), request timeouts (a 0.5 s reviews timeout) and circuit
+/// breaking (httpbin and its DestinationRule applied into the mesh).
 async fn bookinfo_tasks_in_a_running_sandbox() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (mut child, gw) = bookinfo_sandbox(tmp.path());
+    let (mut child, gw, proxy) = bookinfo_sandbox(tmp.path());
     let page = |cookie: Option<&str>| {
         let mut c = Command::new("curl");
         c.args(["-s", "-w", "\ntime=%{time_total}"]);
@@ -339,6 +350,31 @@ async fn bookinfo_tasks_in_a_running_sandbox() {
         timed_out.contains("Sorry, product reviews are currently unavailable for this book."),
         "{timed_out}"
     );
+
+    // Circuit breaking (the task's httpbin and DestinationRule, deployed
+    // into the running mesh), driven from inside the sleep pod through its
+    // proxy port by parallel curls: some calls overflow.
+    apply(tmp.path(), "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin, labels: {app: httpbin}}\nspec:\n  ports: [{name: http, port: 8000, targetPort: 8080}]\n  selector: {app: httpbin}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: httpbin}\nspec:\n  selector: {matchLabels: {app: httpbin, version: v1}}\n  template:\n    metadata: {labels: {app: httpbin, version: v1}}\n    spec: {containers: [{name: httpbin, image: docker.io/kong/httpbin, ports: [{containerPort: 8080}]}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\nspec:\n  host: httpbin\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100}\n");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-x",
+            &proxy,
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            "http://httpbin:8000/delay/0.2?[1-20]",
+        ])
+        .output()
+        .expect("curl");
+    let codes = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(codes.lines().any(|c| c == "200"), "{codes}");
+    assert!(codes.lines().any(|c| c == "503"), "{codes}");
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
