@@ -119,6 +119,24 @@ pub enum Command {
     Apply(ChangeArgs),
     /// `kubectl delete -f FILE|DIR|-` against the running sandbox.
     Delete(ChangeArgs),
+    /// `kubectl logs POD|deploy/NAME` against the running sandbox: the
+    /// proxy's access log (`-c istio-proxy`, the only container with one).
+    Logs {
+        /// `POD[.NAMESPACE]` or `deploy/NAME[.NAMESPACE]`.
+        target: String,
+        /// The namespace of a target named without one.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The container: `istio-proxy`.
+        #[arg(short = 'c', long, default_value = "istio-proxy")]
+        container: String,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
     /// Export a proxy's configuration for a stock Envoy: `DIR/bootstrap.yaml`
     /// (`envoy -c DIR/bootstrap.yaml`) and the certificate files it names.
     /// Istio-only filters are dropped (with a note in the file) unless

@@ -211,6 +211,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Apply(a) => remote::change(&a, false),
         Command::Delete(a) => remote::change(&a, true),
+        Command::Logs {
+            target,
+            namespace,
+            container,
+            follow,
+            tail,
+        } => {
+            if container != "istio-proxy" {
+                bail!("container {container:?} has no log in meshsim: only istio-proxy (the sidecar's access log)");
+            }
+            remote::logs(target, namespace, follow, tail)
+        }
         Command::Sandbox {
             input,
             duration,

@@ -79,3 +79,31 @@ pub fn proxy_status() -> Result<ExitCode> {
         .map_err(|e| anyhow!(e))?;
     relay(reply)
 }
+
+/// `meshsim logs TARGET [-f] [--tail N]` against the running sandbox.
+pub fn logs(
+    target: String,
+    namespace: Option<String>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<ExitCode> {
+    let state = sandbox()?;
+    let rt = runtime()?;
+    let mut req = remote::LogsRequest {
+        target,
+        namespace,
+        since: None,
+        tail,
+    };
+    loop {
+        let reply = rt
+            .block_on(remote::call(&state, "/logs", serde_json::to_vec(&req)?))
+            .map_err(|e| anyhow!(e))?;
+        if reply.code != 0 || !follow {
+            return relay(reply);
+        }
+        crate::write_stdout(&reply.stdout);
+        req.since = reply.next;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

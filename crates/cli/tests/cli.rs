@@ -820,6 +820,19 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         .collect();
     assert_eq!(seen.len(), 2, "both versions again once the route is gone");
 
+    // kubectl logs against the live mesh: the sleep sidecar's lines.
+    let logs = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["logs", "deploy/sleep", "-c", "istio-proxy", "--tail", "3"])
+        .envs(env)
+        .output()
+        .expect("logs");
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("\"helloworld:5000\"") && l.contains("outbound|5000||helloworld")),
+        "{text}"
+    );
     // Ctrl-C (the shell's own `kill`).
     let _ = Command::new("sh")
         .args(["-c", &format!("kill -INT {}", sandbox.id())])

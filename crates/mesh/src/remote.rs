@@ -65,6 +65,20 @@ pub struct Reply {
     pub code: u8,
     pub stdout: String,
     pub stderr: String,
+    /// For `/logs`: the index to ask from next (`-f` polls with it).
+    #[serde(default)]
+    pub next: Option<usize>,
+}
+
+/// `kubectl logs POD|deploy/NAME [-c istio-proxy] [--tail N]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// `POD[.NS]`, `deploy/NAME[.NS]`, with kubectl's `-n` default.
+    pub target: String,
+    pub namespace: Option<String>,
+    /// Lines from this index (a follow-up poll); else the kept ones.
+    pub since: Option<usize>,
+    pub tail: Option<usize>,
 }
 
 /// Serves the control endpoint on `listener` until the task is dropped
@@ -136,6 +150,14 @@ async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Fu
                 ..Default::default()
             },
         },
+        "/logs" => match serde_json::from_slice::<LogsRequest>(&body) {
+            Ok(l) => logs(mesh, &l),
+            Err(e) => Reply {
+                code: 2,
+                stderr: format!("error: bad request: {e}\n"),
+                ..Default::default()
+            },
+        },
         "/proxy-status" => Reply {
             stdout: crate::status::table(&mesh.status()),
             ..Default::default()
@@ -147,6 +169,48 @@ async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Fu
         },
     };
     json_response(StatusCode::OK, &reply)
+}
+
+/// A pod's `istio-proxy` log: its access-log lines still kept by the
+/// mesh (the last [`crate::logs::WINDOW`] of all proxies).
+fn logs(mesh: &Mesh, l: &LogsRequest) -> Reply {
+    let world = mesh.world();
+    let name = match (&l.namespace, l.target.contains('.')) {
+        (Some(ns), false) => format!("{}.{ns}", l.target),
+        _ => l.target.clone(),
+    };
+    let pod = match meshsim_compiler::find_proxy(&world, &name) {
+        Ok(p) => p.id(),
+        Err(e) => {
+            return Reply {
+                code: 1,
+                stderr: format!("error: {e}\n"),
+                ..Default::default()
+            }
+        }
+    };
+    let from = l.since.unwrap_or(0);
+    let next = mesh.logs().len();
+    let mine: Vec<String> = mesh
+        .logs()
+        .since(from)
+        .into_iter()
+        .filter(|x| x.proxy == pod)
+        .map(|x| x.line.trim_end().to_string())
+        .collect();
+    let skip = match (l.since, l.tail) {
+        (None, Some(n)) => mine.len().saturating_sub(n),
+        _ => 0,
+    };
+    let mut stdout = String::new();
+    for line in &mine[skip..] {
+        let _ = writeln!(stdout, "{line}");
+    }
+    Reply {
+        stdout,
+        next: Some(next),
+        ..Default::default()
+    }
 }
 
 /// Applies or deletes the documents through the control plane; a change
