@@ -407,6 +407,39 @@ async fn admin_interface() {
     let dump = get_admin("/config_dump").await;
     assert!(dump.contains("\"virtualInbound\""));
     assert_eq!(get_admin("/ready").await, "LIVE\n");
+    assert!(get_admin("/").await.contains("/stats/prometheus: "));
+    assert!(get_admin("/help").await.starts_with("admin commands are:"));
+    // `?filter=REGEX` keeps the matching stats only.
+    let filtered = get_admin("/stats?filter=reviews.*upstream_rq_total").await;
+    assert!(
+        !filtered.is_empty()
+            && filtered
+                .lines()
+                .all(|l| l.contains("reviews") && l.contains("upstream_rq_total")),
+        "{filtered}"
+    );
+    // Prometheus text: Envoy's cluster stats tagged, Istio's request metric.
+    let prom = get_admin("/stats/prometheus").await;
+    assert!(
+        prom.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9080|v1|reviews.default.svc.cluster.local\"} 1"),
+        "{prom}"
+    );
+    let line = prom
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{"))
+        .unwrap_or_else(|| panic!("{prom}"));
+    for want in [
+        "reporter=\"source\"",
+        "source_workload=\"sleep\"",
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\"",
+        "destination_service=\"reviews.default.svc.cluster.local\"",
+        "destination_service_name=\"reviews\"",
+        "response_code=\"200\"",
+        "response_flags=\"-\"",
+    ] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
+    assert!(line.ends_with("} 1"), "{line}");
 }
 
 /// A browser reuses one HTTP/2 connection for every host its certificate

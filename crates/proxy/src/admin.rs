@@ -15,6 +15,32 @@ use tokio::net::TcpListener;
 
 use crate::Proxy;
 
+/// `/` and `/help`: what this admin interface serves (Envoy lists its
+/// commands the same way).
+const HELP: &str = "admin commands are:
+  /: Admin home page
+  /clusters: upstream cluster status (?format=json)
+  /config_dump: dump current Envoy configs
+  /help: print out list of admin commands
+  /listeners: print listener info
+  /ready: print server state, return 200 if LIVE, otherwise return 503
+  /server_info: print server version/status information
+  /stats: print server stats (?filter=REGEX, ?format=json)
+  /stats/prometheus: print server stats in prometheus format
+";
+
+/// A query parameter's value, percent-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
 /// How long an admin connection may sit without sending a request head.
 pub const ADMIN_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -66,8 +92,24 @@ impl Proxy {
                 (self.clusters_json(), "application/json")
             }
             "/clusters" => (self.clusters_text(), "text/plain"),
-            "/stats" | "/stats/prometheus" => {
-                let stats = self.stats();
+            "/" | "/help" => (HELP.to_string(), "text/plain"),
+            "/stats/prometheus" => (self.prometheus(), "text/plain; version=0.0.4"),
+            "/stats" => {
+                let mut stats = self.stats();
+                // `?filter=REGEX` keeps the stats whose name it matches
+                // (Envoy: a partial match, RE2 syntax).
+                if let Some(f) = query_param(req.uri().query(), "filter") {
+                    match regex::Regex::new(&f) {
+                        Ok(re) => stats.retain(|(k, _)| re.is_match(k)),
+                        Err(e) => {
+                            let mut r = Response::new(Full::new(Bytes::from(format!(
+                                "Invalid re2 regex: {e}\n"
+                            ))));
+                            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+                            return r;
+                        }
+                    }
+                }
                 if req.uri().query().is_some_and(|q| q.contains("format=json")) {
                     let v: Vec<serde_json::Value> = stats.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect();
                     (serde_json::json!({ "stats": v }).to_string(), "application/json")
@@ -166,6 +208,47 @@ impl Proxy {
         }
         v.sort();
         v
+    }
+
+    /// `/stats/prometheus`: Envoy's stats in Prometheus text (cluster
+    /// stats labelled `envoy_cluster_name`, as Envoy tags them) and Istio's
+    /// `istio_requests_total`.
+    fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut typed = std::collections::BTreeSet::new();
+        for (name, v) in self.stats() {
+            let (metric, label) = match name.strip_prefix("cluster.") {
+                Some(rest) => match rest.rsplit_once('.') {
+                    Some((cluster, stat)) => (
+                        format!("envoy_cluster_{stat}"),
+                        format!("{{envoy_cluster_name=\"{cluster}\"}}"),
+                    ),
+                    None => continue,
+                },
+                None => (format!("envoy_{}", name.replace('.', "_")), String::new()),
+            };
+            let metric: String = metric
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if typed.insert(metric.clone()) {
+                let kind = if metric.ends_with("_active") {
+                    "gauge"
+                } else {
+                    "counter"
+                };
+                let _ = writeln!(out, "# TYPE {metric} {kind}");
+            }
+            let _ = writeln!(out, "{metric}{label} {v}");
+        }
+        self.inner.metrics.render(&mut out);
+        out
     }
 
     fn clusters_text(&self) -> String {

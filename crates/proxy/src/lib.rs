@@ -33,6 +33,7 @@ pub mod error;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod metrics;
 pub mod scope;
 pub mod snapshot;
 pub mod sniff;
@@ -157,6 +158,8 @@ pub(crate) struct Inner {
     fd_hook: arc_swap::ArcSwapOption<FdExhaustedHook>,
     /// Descriptor exhaustion was reported for this proxy already.
     fd_reported: std::sync::atomic::AtomicBool,
+    /// `istio_requests_total`.
+    pub metrics: metrics::RequestMetrics,
 }
 
 impl Inner {
@@ -248,6 +251,7 @@ impl Proxy {
                 version: AtomicU64::new(1),
                 fd_hook: arc_swap::ArcSwapOption::empty(),
                 fd_reported: std::sync::atomic::AtomicBool::new(false),
+                metrics: metrics::RequestMetrics::default(),
             }),
         }
     }

@@ -22,6 +22,9 @@ pub(super) struct LoggedBody {
     pub(super) entry: Option<LogEntry>,
     /// The request body's byte count, read when the line is written.
     pub(super) received: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Where `istio_requests_total` is counted, and how: inbound (with
+    /// the caller's mTLS identity) or not.
+    pub(super) metrics: Option<(Arc<crate::Inner>, bool, Option<String>)>,
     pub(super) logger: Arc<AccessLogger>,
     pub(super) started: tokio::time::Instant,
     pub(super) sent: u64,
@@ -96,6 +99,16 @@ impl Drop for LoggedBody {
             }
             e.duration = self.started.elapsed();
             self.logger.log(&e);
+            if let Some((inner, inbound, peer)) = self.metrics.take() {
+                let seen = crate::metrics::Seen {
+                    inbound,
+                    entry: &e,
+                    peer: peer.as_deref(),
+                };
+                inner
+                    .metrics
+                    .record(&inner.snapshot.load().tables.proxy, &seen);
+            }
         }
     }
 }

@@ -292,9 +292,18 @@ impl HttpCtx {
             return response;
         }
         let (rparts, rbody) = response.into_parts();
+        let inbound = snapshot.listener(self.info.listener).traffic_direction
+            == meshsim_tables::TrafficDirection::Inbound;
+        let peer = self
+            .info
+            .peer_sans
+            .iter()
+            .find(|s| s.starts_with("spiffe://"))
+            .cloned();
         let logged = LoggedBody {
             inner: rbody,
             received: Some(body.received),
+            metrics: Some((self.inner.clone(), inbound, peer)),
             entry: Some(entry),
             logger,
             started,
