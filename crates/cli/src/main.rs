@@ -368,22 +368,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             view,
         } => {
-            let (world, diags) = load_world(&input)?;
-            print_diagnostics(&diags);
-            if diags.has_errors() {
-                return Ok(ExitCode::FAILURE);
-            }
-            let dump = match meshsim_mesh::export::proxy_dump(&world, &proxy) {
-                Ok(d) => d,
-                Err(e) => bail!("{e}"),
+            let src = if input.files.is_empty() {
+                // No -f: the running sandbox's proxy, as it serves now.
+                let d = remote::proxy_dump(&proxy, input.namespace.clone())?;
+                display::Sources {
+                    config_dump: d.config_dump,
+                    clusters: d.clusters,
+                    patches: d.patches,
+                }
+            } else {
+                let (world, diags) = load_world(&input)?;
+                print_diagnostics(&diags);
+                if diags.has_errors() {
+                    return Ok(ExitCode::FAILURE);
+                }
+                let dump = match meshsim_mesh::export::proxy_dump(&world, &proxy) {
+                    Ok(d) => d,
+                    Err(e) => bail!("{e}"),
+                };
+                display::Sources {
+                    config_dump: dump.config_dump,
+                    clusters: dump.clusters,
+                    patches: dump.tables.envoy_filter_patches.clone(),
+                }
             };
             let kind: display::Kind = kind.into();
             let format = view.output.map(Into::into).unwrap_or(kind.default_format());
-            let src = display::Sources {
-                config_dump: dump.config_dump,
-                clusters: dump.clusters,
-                patches: dump.tables.envoy_filter_patches.clone(),
-            };
             write_stdout(&display::render(&src, kind, format, &view.options()));
             Ok(ExitCode::SUCCESS)
         }

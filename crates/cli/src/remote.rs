@@ -107,3 +107,26 @@ pub fn logs(
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// The running sandbox's proxy `target` as `proxy-config` reads it.
+pub fn proxy_dump(target: &str, namespace: Option<String>) -> Result<remote::ProxyDump> {
+    let state = sandbox()?;
+    let req = remote::ProxyRequest {
+        target: target.to_string(),
+        namespace,
+    };
+    let reply = runtime()?
+        .block_on(remote::call(
+            &state,
+            "/proxy-dump",
+            serde_json::to_vec(&req)?,
+        ))
+        .map_err(|e| anyhow!(e))?;
+    if reply.code != 0 {
+        return Err(anyhow!(
+            "{}",
+            reply.stderr.trim().trim_start_matches("error: ")
+        ));
+    }
+    Ok(serde_json::from_str(&reply.stdout)?)
+}

@@ -786,6 +786,20 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         let r = request_on(&mut conn, host);
         assert!(r.contains("Hello version: v2"), "{r}");
     }
+    // istioctl proxy-config against the live proxy: the applied route.
+    let pc = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["proxy-config", "routes", "deploy/sleep"])
+        .envs(env)
+        .output()
+        .expect("proxy-config");
+    let routes = String::from_utf8_lossy(&pc.stdout);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("5000 ") && l.contains("hello.default")),
+        "{routes}{}",
+        String::from_utf8_lossy(&pc.stderr)
+    );
 
     let (code, out, _) = change_live("apply", &vs("v1"), &env);
     assert_eq!(code, 0);

@@ -70,6 +70,22 @@ pub struct Reply {
     pub next: Option<usize>,
 }
 
+/// What `istioctl proxy-config` reads of a running proxy: its config
+/// dump, its `/clusters?format=json` and its EnvoyFilter patch outcomes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyDump {
+    pub config_dump: serde_json::Value,
+    pub clusters: serde_json::Value,
+    pub patches: Vec<meshsim_tables::PatchOutcome>,
+}
+
+/// Which proxy (`POD[.NS]`, `deploy/NAME[.NS]`), with `-n`'s default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyRequest {
+    pub target: String,
+    pub namespace: Option<String>,
+}
+
 /// `kubectl logs POD|deploy/NAME [-c istio-proxy] [--tail N]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogsRequest {
@@ -158,6 +174,14 @@ async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Fu
                 ..Default::default()
             },
         },
+        "/proxy-dump" => match serde_json::from_slice::<ProxyRequest>(&body) {
+            Ok(p) => proxy_dump(mesh, &p),
+            Err(e) => Reply {
+                code: 2,
+                stderr: format!("error: bad request: {e}\n"),
+                ..Default::default()
+            },
+        },
         "/proxy-status" => Reply {
             stdout: crate::status::table(&mesh.status()),
             ..Default::default()
@@ -171,16 +195,51 @@ async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Fu
     json_response(StatusCode::OK, &reply)
 }
 
+/// The proxy `target` names, as `istioctl -n` resolves it.
+fn running_proxy(
+    mesh: &Mesh,
+    target: &str,
+    ns: Option<&str>,
+) -> Result<meshsim_proxy::Proxy, String> {
+    let world = mesh.world();
+    let name = match (ns, target.contains('.')) {
+        (Some(ns), false) => format!("{target}.{ns}"),
+        _ => target.to_string(),
+    };
+    let id = meshsim_compiler::find_proxy(&world, &name)
+        .map_err(|e| e.to_string())?
+        .id();
+    mesh.proxy(&id)
+        .ok_or_else(|| format!("proxy {id} is not running"))
+}
+
+/// The running proxy's own dump (what it serves now, pushed or not).
+fn proxy_dump(mesh: &Mesh, p: &ProxyRequest) -> Reply {
+    match running_proxy(mesh, &p.target, p.namespace.as_deref()) {
+        Ok(proxy) => {
+            let dump = ProxyDump {
+                config_dump: proxy.config_dump_value(),
+                clusters: serde_json::from_str(&proxy.clusters_json()).unwrap_or_default(),
+                patches: proxy.tables().envoy_filter_patches,
+            };
+            Reply {
+                stdout: serde_json::to_string(&dump).unwrap_or_default(),
+                ..Default::default()
+            }
+        }
+        Err(e) => Reply {
+            code: 1,
+            stderr: format!("error: {e}\n"),
+            ..Default::default()
+        },
+    }
+}
+
 /// A pod's `istio-proxy` log: its access-log lines still kept by the
 /// mesh (the last [`crate::logs::WINDOW`] of all proxies).
 fn logs(mesh: &Mesh, l: &LogsRequest) -> Reply {
-    let world = mesh.world();
-    let name = match (&l.namespace, l.target.contains('.')) {
-        (Some(ns), false) => format!("{}.{ns}", l.target),
-        _ => l.target.clone(),
-    };
-    let pod = match meshsim_compiler::find_proxy(&world, &name) {
-        Ok(p) => p.id(),
+    let pod = match running_proxy(mesh, &l.target, l.namespace.as_deref()) {
+        Ok(p) => p.id().to_string(),
         Err(e) => {
             return Reply {
                 code: 1,

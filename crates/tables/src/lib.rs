@@ -77,7 +77,7 @@ pub struct AccessLogConfig {
 
 /// Outcome of one EnvoyFilter patch for one proxy, so tools can show why a
 /// patch did or did not take effect.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PatchOutcome {
     /// `namespace/name` of the EnvoyFilter.
     pub envoy_filter: String,
