@@ -112,6 +112,10 @@ pub enum Command {
         /// How long istiod takes to push a change to each proxy (e.g. 2s).
         #[arg(long, default_value = "0s")]
         push_delay: String,
+        /// Also write every port as JSON to FILE (gateways, each client
+        /// pod's proxy and service ports, admin, control), for scripts.
+        #[arg(long)]
+        ports_json: Option<PathBuf>,
     },
     /// `kubectl apply -f FILE|DIR|-` against the running sandbox: the
     /// change goes through its control plane (with its push delay); a file

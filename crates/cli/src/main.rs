@@ -227,6 +227,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             duration,
             push_delay,
+            ports_json,
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
@@ -252,7 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 push_delay,
                 ..mesh_options(&input, true)
             };
-            rt.block_on(sandbox::run(world, duration, opts, limit))?;
+            rt.block_on(sandbox::run(world, duration, opts, limit, ports_json))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {

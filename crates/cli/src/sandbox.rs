@@ -17,6 +17,7 @@ pub async fn run(
     duration: Option<Duration>,
     opts: MeshOptions,
     limit: meshsim_mesh::fdlimit::FdLimit,
+    ports_json: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let mesh = std::sync::Arc::new(Mesh::start(world, opts).await?);
     for w in mesh.warnings() {
@@ -49,7 +50,15 @@ pub async fn run(
     // still end the sandbox cleanly.
     let signals = Signals::install();
     let (proxy_ports, mut proxy_servers) = pod_proxies(&mesh).await?;
-    let mut text = describe(&mesh, &ca, &proxy_ports).await?;
+    let mut ports = serde_json::json!({"control": state.control.to_string()});
+    let mut text = describe(&mesh, &ca, &proxy_ports, &mut ports).await?;
+    if let Some(path) = &ports_json {
+        // Written whole, then renamed: a script never reads half of it.
+        let tmp = path.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&ports)? + "\n")
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| anyhow::anyhow!("--ports-json {}: {e}", path.display()))?;
+    }
     let _ = writeln!(
         text,
         "\nEvery proxy, app and client here shares this process's {limit}."
@@ -188,7 +197,10 @@ async fn describe(
     mesh: &Mesh,
     ca: &std::path::Path,
     proxies: &std::collections::BTreeMap<String, SocketAddr>,
+    ports: &mut serde_json::Value,
 ) -> Result<String> {
+    use serde_json::json;
+    ports["ca"] = json!(ca.display().to_string());
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -214,6 +226,9 @@ async fn describe(
             .proxy(&ing.proxy)
             .is_some_and(|p| p.expects_tls(ing.target_port));
         let scheme = if tls { "https" } else { "http" };
+        ports["gateways"][ing.service.as_str()][port.to_string()] = json!({
+            "address": ip.to_string(), "local": ing.real.to_string(), "scheme": scheme,
+        });
         let _ = writeln!(out, "  {port:>5} -> {}    curl --connect-to ::{} {scheme}://HOST:{port}/   (add --cacert {} for https)", ing.real, ing.real, ca.display());
     }
     let world = mesh.world();
@@ -242,6 +257,7 @@ async fn describe(
     for pod in world.pods.iter().filter(|p| is_client(p)) {
         let _ = writeln!(out, "\nInside pod {} (through its sidecar):", pod.id());
         if let Some(p) = proxies.get(&pod.id()) {
+            ports["pods"][pod.id()]["proxy"] = json!(p.to_string());
             let _ = writeln!(
                 out,
                 "  any URL, as the pod:   curl -x http://{p} http://SERVICE:PORT/   (or https://HOST, a pod IP)"
@@ -249,6 +265,7 @@ async fn describe(
         }
         for (name, dst) in &targets {
             let local = mesh.expose(IpAddr::V4(pod.ip), *dst).await?;
+            ports["pods"][pod.id()]["services"][name.as_str()] = json!(local.to_string());
             let _ = writeln!(
                 out,
                 "  {name:<60} -> {local}    curl --connect-to {name}:{local} http://{name}/"
@@ -257,6 +274,7 @@ async fn describe(
     }
     let _ = writeln!(out, "\nAdmin (loopback):");
     for (id, addr) in &mesh.admin() {
+        ports["admin"][id.as_str()] = json!(addr.to_string());
         let _ = writeln!(
             out,
             "  {id:<44} http://{addr}/config_dump  /stats  /clusters"

@@ -745,6 +745,8 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
             "1s",
             "--for",
             "120s",
+            "--ports-json",
+            &runtime_dir.path().join("ports.json").display().to_string(),
         ])
         .envs(env)
         .current_dir(root())
@@ -765,6 +767,15 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         })
         .expect("an entry port for helloworld");
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let ports: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runtime_dir.path().join("ports.json")).expect("ports.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        ports["pods"]["sleep-0.default"]["services"]["helloworld.default.svc.cluster.local:5000"],
+        serde_json::json!(port),
+        "{ports}"
+    );
     let mut conn = std::net::TcpStream::connect(&port).expect("connect");
     let host = "helloworld:5000";
     let vs = |subset: &str| {
