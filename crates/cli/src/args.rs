@@ -116,6 +116,9 @@ pub enum Command {
         /// pod's proxy and service ports, admin, control), for scripts.
         #[arg(long)]
         ports_json: Option<PathBuf>,
+        /// Apply the -f files again whenever they change.
+        #[arg(long)]
+        watch: bool,
     },
     /// `kubectl apply -f FILE|DIR|-` against the running sandbox: the
     /// change goes through its control plane (with its push delay); a file

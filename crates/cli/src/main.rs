@@ -228,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             push_delay,
             ports_json,
+            watch,
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
@@ -253,7 +254,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 push_delay,
                 ..mesh_options(&input, true)
             };
-            rt.block_on(sandbox::run(world, duration, opts, limit, ports_json))?;
+            let watch = watch.then(|| (input.files.clone(), input.namespace_flag(true)));
+            rt.block_on(sandbox::run(
+                world, duration, opts, limit, ports_json, watch,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy {

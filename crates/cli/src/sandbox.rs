@@ -18,6 +18,7 @@ pub async fn run(
     opts: MeshOptions,
     limit: meshsim_mesh::fdlimit::FdLimit,
     ports_json: Option<std::path::PathBuf>,
+    watch: Option<(Vec<std::path::PathBuf>, meshsim_compiler::NamespaceFlag)>,
 ) -> Result<()> {
     let mesh = std::sync::Arc::new(Mesh::start(world, opts).await?);
     for w in mesh.warnings() {
@@ -50,6 +51,11 @@ pub async fn run(
     // still end the sandbox cleanly.
     let signals = Signals::install();
     let (proxy_ports, mut proxy_servers) = pod_proxies(&mesh).await?;
+    // --watch: the -f files are applied again when they change.
+    let watcher = match watch {
+        Some((files, ns)) => Some(watch_files(mesh.clone(), files, ns)?),
+        None => None,
+    };
     let mut ports = serde_json::json!({"control": state.control.to_string()});
     let mut text = describe(&mesh, &ca, &proxy_ports, &mut ports).await?;
     if let Some(path) = &ports_json {
@@ -74,10 +80,71 @@ pub async fn run(
     let _ = server.await;
     proxy_servers.abort_all();
     while proxy_servers.join_next().await.is_some() {}
+    if let Some((w, task)) = watcher {
+        drop(w);
+        task.abort();
+        let _ = task.await;
+    }
     mesh.shutdown().await;
     // `dir` is removed here, on every way out of `wait_for_end`.
     drop(dir);
     Ok(())
+}
+
+/// Watches `files` (notify: inotify here); each burst of changes (quiet
+/// for 300 ms) applies them again through the control plane and prints
+/// what was pushed, or why the change was rejected whole.
+fn watch_files(
+    mesh: std::sync::Arc<Mesh>,
+    files: Vec<std::path::PathBuf>,
+    ns: meshsim_compiler::NamespaceFlag,
+) -> Result<(notify::RecommendedWatcher, tokio::task::JoinHandle<()>)> {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok_and(|e| e.kind.is_modify() || e.kind.is_create() || e.kind.is_remove()) {
+            let _ = tx.send(());
+        }
+    })?;
+    for f in &files {
+        w.watch(f, notify::RecursiveMode::Recursive)
+            .map_err(|e| anyhow::anyhow!("--watch {}: {e}", f.display()))?;
+    }
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Editors write in bursts: wait for quiet.
+            while let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+            {}
+            match mesh
+                .apply(vec![meshsim_mesh::Change::apply_files(&files, &ns)])
+                .await
+            {
+                Ok(r) => {
+                    for o in &r.objects {
+                        eprintln!("meshsim: watch: {o}");
+                    }
+                    for w in r.warnings.iter() {
+                        eprintln!("{w}");
+                    }
+                    eprintln!(
+                        "meshsim: watch: version {} pushed after {:?} to {} proxies",
+                        r.version,
+                        r.push_delay,
+                        r.pushed.len()
+                    );
+                }
+                Err(meshsim_mesh::MeshError::Rejected(d)) => {
+                    for e in d.iter() {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("meshsim: watch: rejected: nothing was changed (the mesh keeps its last good configuration)");
+                }
+                Err(e) => eprintln!("meshsim: watch: {e}"),
+            }
+        }
+    });
+    Ok((w, task))
 }
 
 /// An HTTP proxy port for each client pod (`curl -x`): its address by

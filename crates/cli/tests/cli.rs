@@ -869,3 +869,61 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         "state file removed"
     );
 }
+
+/// `sandbox --watch`: a file written into the watched directory is
+/// applied through the control plane; the next request follows it.
+#[test]
+fn sandbox_watch_applies_changed_files() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempdir();
+    for f in ["sleep.yaml", "helloworld.yaml"] {
+        std::fs::copy(root().join("scenarios/_shared").join(f), dir.path().join(f)).expect("copy");
+    }
+    let runtime_dir = tempdir();
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["sandbox", "--watch", "--for", "60s", "-f"])
+        .arg(dir.path())
+        .env("XDG_RUNTIME_DIR", runtime_dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sandbox");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("helloworld.default.svc.cluster.local:5000")
+                .and_then(|r| r.split("-> ").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .map(String::from)
+        })
+        .expect("an entry port for helloworld");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let mut conn = std::net::TcpStream::connect(&port).expect("connect");
+    std::fs::write(
+        dir.path().join("route.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hello}\nspec:\n  hosts: [helloworld]\n  http:\n  - route: [{destination: {host: helloworld, subset: v2}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: hello}\nspec:\n  host: helloworld\n  subsets: [{name: v2, labels: {version: v2}}]\n",
+    )
+    .expect("write");
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = (0..4)
+            .map(|_| request_on(&mut conn, "helloworld:5000"))
+            .collect();
+        if seen.iter().all(|r| r.contains("Hello version: v2")) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().all(|r| r.contains("Hello version: v2")),
+        "{seen:?}"
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", sandbox.id())])
+        .status();
+    assert!(sandbox.wait().expect("wait").success());
+    let _ = drain.join();
+}
