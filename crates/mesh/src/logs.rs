@@ -43,6 +43,8 @@ pub struct LogCollector {
     written: Notify,
     pub echo: bool,
     cap: usize,
+    /// Loopback Hosts already warned about (bounded).
+    warned: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Default for LogCollector {
@@ -63,6 +65,7 @@ impl LogCollector {
             written: Notify::new(),
             echo,
             cap: cap.max(1),
+            warned: Mutex::new(Default::default()),
         }
     }
 
@@ -128,6 +131,38 @@ impl LogCollector {
     }
 }
 
+impl LogCollector {
+    /// A request that reached a sidecar with `Host: 127.0.0.1:PORT` (a
+    /// sandbox entry port curled without `--connect-to`): no VirtualService
+    /// names that host, so every route was skipped — said once per host.
+    fn loopback_host_warning(&self, l: &LogLine) -> Option<String> {
+        // The caller's sidecar says it (the server's inbound line follows).
+        if l.entry
+            .upstream_cluster
+            .as_deref()
+            .is_some_and(|c| c.starts_with("inbound|"))
+        {
+            return None;
+        }
+        let host = l.entry.req_headers.get(":authority")?;
+        let h = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let loopback = h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return None;
+        }
+        let mut warned = self.warned.lock().ok()?;
+        if warned.len() >= 64 || !warned.insert(host.clone()) {
+            return None;
+        }
+        let pod = l.proxy.split('.').next().unwrap_or(&l.proxy);
+        Some(format!(
+            "meshsim: warning: {pod} got a request with Host: {host}, which no VirtualService names: its routes were skipped. Send the service's name (curl --connect-to NAME:PORT:{host} http://NAME:PORT/, or curl -x through the pod's proxy port)."
+        ))
+    }
+}
+
 /// `[pod/sleep-0/istio-proxy] <line>` as `kubectl logs --prefix` prints.
 pub fn prefixed(l: &LogLine) -> String {
     let pod = l.proxy.split('.').next().unwrap_or(&l.proxy);
@@ -144,6 +179,9 @@ impl LogSink for LogCollector {
         if self.echo {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{}", prefixed(&l));
+            if let Some(w) = self.loopback_host_warning(&l) {
+                let _ = writeln!(err, "{w}");
+            }
         }
         if let Ok(mut w) = self.window.lock() {
             if w.lines.len() == self.cap {
@@ -164,6 +202,37 @@ mod tests {
         for i in 0..n {
             c.write("p.ns", &format!("line {i}"), &LogEntry::default());
         }
+    }
+
+    #[test]
+    fn a_loopback_host_is_warned_once_by_the_callers_sidecar() {
+        let c = LogCollector::new(false);
+        let line = |proxy: &str, cluster: &str, host: &str| {
+            let mut entry = LogEntry::default();
+            entry.upstream_cluster = Some(cluster.into());
+            entry.req_headers.insert(":authority".into(), host.into());
+            LogLine {
+                proxy: proxy.into(),
+                line: String::new(),
+                entry,
+            }
+        };
+        assert!(c
+            .loopback_host_warning(&line("web-0.shop", "inbound|80||", "127.0.0.1:4100"))
+            .is_none());
+        let w = c
+            .loopback_host_warning(&line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100"))
+            .expect("warned");
+        assert!(
+            w.starts_with("meshsim: warning: till-0 got a request with Host: 127.0.0.1:4100"),
+            "{w}"
+        );
+        assert!(c
+            .loopback_host_warning(&line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100"))
+            .is_none());
+        assert!(c
+            .loopback_host_warning(&line("till-0.shop", "outbound|80||web", "web.shop:80"))
+            .is_none());
     }
 
     #[test]
