@@ -208,8 +208,10 @@ mod tests {
     fn a_loopback_host_is_warned_once_by_the_callers_sidecar() {
         let c = LogCollector::new(false);
         let line = |proxy: &str, cluster: &str, host: &str| {
-            let mut entry = LogEntry::default();
-            entry.upstream_cluster = Some(cluster.into());
+            let mut entry = LogEntry {
+                upstream_cluster: Some(cluster.into()),
+                ..Default::default()
+            };
             entry.req_headers.insert(":authority".into(), host.into());
             LogLine {
                 proxy: proxy.into(),
