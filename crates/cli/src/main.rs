@@ -294,45 +294,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             all_namespaces,
         } => {
+            if input.files.is_empty() {
+                return remote::analyze(input.namespace.clone(), all_namespaces);
+            }
             let (world, diags) = load_world_ns(&input, false)?;
             print_diagnostics(&diags);
             if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
             let ns = input.namespace.as_deref().unwrap_or("default");
-            let msgs = meshsim_compiler::analyze::analyze(&world, (!all_namespaces).then_some(ns));
-            let scope = if all_namespaces {
-                "all namespaces".to_string()
-            } else {
-                format!("namespace: {ns}")
-            };
-            let version = world.settings.istio_version;
-            if msgs.is_empty() {
-                write_stdout(&format!(
-                    "\u{2714} No validation issues found when analyzing {scope}.\n"
-                ));
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut out = String::new();
-            for m in &msgs {
-                out.push_str(&format!("{m}\n"));
-            }
-            write_stdout(&out);
-            let errors = msgs
-                .iter()
-                .any(|m| m.level == meshsim_compiler::analyze::Level::Error);
-            if errors {
-                eprintln!("Error: Analyzers found issues when analyzing {scope}.");
-            }
-            eprintln!(
-                "See https://istio.io/v{}.{}/docs/reference/config/analysis for more information about causes and resolutions.",
-                version.major, version.minor
-            );
-            Ok(if errors {
-                ExitCode::from(79)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let r = meshsim_mesh::remote::analyze_report(&world, (!all_namespaces).then_some(ns));
+            write_stdout(&r.stdout);
+            eprint!("{}", r.stderr);
+            Ok(ExitCode::from(r.code))
         }
         Command::Export {
             format: _,

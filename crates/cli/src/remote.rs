@@ -130,3 +130,16 @@ pub fn proxy_dump(target: &str, namespace: Option<String>) -> Result<remote::Pro
     }
     Ok(serde_json::from_str(&reply.stdout)?)
 }
+
+/// `meshsim analyze [-n NS | -A]` of the running sandbox.
+pub fn analyze(namespace: Option<String>, all_namespaces: bool) -> Result<ExitCode> {
+    let state = sandbox()?;
+    let req = remote::AnalyzeRequest {
+        namespace,
+        all_namespaces,
+    };
+    let reply = runtime()?
+        .block_on(remote::call(&state, "/analyze", serde_json::to_vec(&req)?))
+        .map_err(|e| anyhow!(e))?;
+    relay(reply)
+}

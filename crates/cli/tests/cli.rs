@@ -845,6 +845,18 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         .collect();
     assert_eq!(seen.len(), 2, "both versions again once the route is gone");
 
+    // istioctl analyze against the live mesh: a route to a subset no
+    // DestinationRule defines.
+    let (code, _, err) = change_live("apply", &vs("v9"), &env);
+    assert_eq!(code, 0, "{err}");
+    let analyzed = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .arg("analyze")
+        .envs(env)
+        .output()
+        .expect("analyze");
+    let out = String::from_utf8_lossy(&analyzed.stdout);
+    assert_eq!(analyzed.status.code(), Some(79), "{out}");
+    assert!(out.contains("IST0101") && out.contains("v9"), "{out}");
     // kubectl logs against the live mesh: the sleep sidecar's lines.
     let logs = Command::new(env!("CARGO_BIN_EXE_meshsim"))
         .args(["logs", "deploy/sleep", "-c", "istio-proxy", "--tail", "3"])
