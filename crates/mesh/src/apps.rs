@@ -78,6 +78,8 @@ pub struct EchoIdentity {
     pub status: Option<u16>,
     /// A Bookinfo image: its own paths behave as the sample's service.
     pub bookinfo: Option<crate::bookinfo::Role>,
+    /// An httpbin image: its JSON endpoints.
+    pub httpbin: bool,
 }
 
 /// Serves the echo application on `listener` (HTTP/1.1 and h2c); its
@@ -90,7 +92,7 @@ pub async fn serve_echo(
     scope: Scope,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, remote)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
@@ -98,14 +100,21 @@ pub async fn serve_echo(
         let id = id.clone();
         let tls = tls.clone();
         let out = out.clone();
+        let origin = remote.ip().to_string();
         let exec = scope.clone();
         scope.spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(exec);
             let service = |id: Arc<EchoIdentity>, peer: Option<String>| {
+                let origin = origin.clone();
                 hyper::service::service_fn(move |req: Request<Incoming>| {
                     let (id, peer, out) = (id.clone(), peer.clone(), out.clone());
+                    let origin = origin.clone();
                     async move {
-                        Ok::<_, Infallible>(echo(&id, peer.as_deref(), out.as_ref(), req).await)
+                        let at = Caller {
+                            peer: peer.as_deref(),
+                            origin: &origin,
+                        };
+                        Ok::<_, Infallible>(echo(&id, &at, out.as_ref(), req).await)
                     }
                 })
             };
@@ -189,18 +198,38 @@ impl http_body::Body for Repeat {
     }
 }
 
+/// Who called the app: its client certificate (MUTUAL origination) and
+/// address.
+struct Caller<'a> {
+    peer: Option<&'a str>,
+    origin: &'a str,
+}
+
 async fn echo(
     id: &EchoIdentity,
-    peer: Option<&str>,
+    at: &Caller<'_>,
     out: Option<&crate::bookinfo::Outbound>,
     req: Request<Incoming>,
 ) -> Response<AppBody> {
+    let peer = at.peer;
     let (parts, body) = req.into_parts();
     let Some((body, body_len)) = drain(body, ECHO_BODY_LIMIT).await else {
         let mut r = Response::new(full_body(""));
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     };
+    if id.httpbin {
+        let seen = crate::httpbin::Seen {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            origin: at.origin,
+            body: &body,
+        };
+        if let Some(r) = crate::httpbin::handle(&seen).await {
+            return r.map(|b| b.boxed());
+        }
+    }
     if let Some(role) = id.bookinfo {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let r =

@@ -19,7 +19,7 @@
 //! * [`network`] — virtual addresses, capture (PROXY v2), kube-proxy, DNS.
 //! * [`sds`] — secrets for proxies (workload certs, gateway credentials).
 //! * [`ca`] — mesh CA and fake public CA (rcgen).
-//! * [`apps`], [`nginx`], [`bookinfo`] — built-in applications.
+//! * [`apps`], [`nginx`], [`bookinfo`], [`httpbin`] — built-in applications.
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`process`] — a sidecar as its own OS process (fd limits).
 //! * [`remote`] — a running sandbox's control endpoint and its client.
@@ -36,6 +36,7 @@ pub mod curl;
 pub mod error;
 pub mod export;
 pub mod fdlimit;
+pub mod httpbin;
 pub mod logs;
 pub mod mesh;
 pub mod network;

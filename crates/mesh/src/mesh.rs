@@ -157,6 +157,7 @@ impl Mesh {
             host: Some(String::new()),
             status: None,
             bookinfo: None,
+            httpbin: false,
         });
         let mut any_tls =
             rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())

@@ -302,6 +302,7 @@ impl Mesh {
             host: Some(host.to_string()),
             status: None,
             bookinfo: None,
+            httpbin: false,
         });
         let tls = Arc::new(self.external_tls(host)?);
         let mut sockets = Vec::new();

@@ -177,6 +177,7 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
                 .get(APP_STATUS_ANNOTATION)
                 .and_then(|s| s.trim().parse().ok()),
             bookinfo: crate::bookinfo::role(&pod.image),
+            httpbin: crate::httpbin::is_httpbin(&pod.image),
         },
         nginx,
     })

@@ -1145,3 +1145,41 @@ spec:
     mesh.shutdown().await;
     server.abort();
 }
+
+/// httpbin images answer httpbin's JSON endpoints (the circuit-breaking
+/// task's `/get`, `/headers` ...), through both sidecars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httpbin_answers_its_json_endpoints() {
+    let extra = "apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: tools}
+spec: {selector: {app: httpbin}, ports: [{name: http, port: 8000, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin, namespace: tools}
+spec:
+  template:
+    metadata: {labels: {app: httpbin}}
+    spec: {containers: [{name: httpbin, image: docker.io/kong/httpbin, ports: [{containerPort: 8080}]}]}
+";
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], extra).await;
+    let mut req = get("http://httpbin.tools:8000/get?show=1");
+    req.headers.push("X-Trace: t1".into());
+    let (r, _) = curl(&mesh, &sleep(), &req).await;
+    assert_eq!(r.status, Some(200));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["args"]["show"], "1");
+    assert_eq!(v["headers"]["X-Trace"], "t1");
+    assert_eq!(v["url"], "http://httpbin.tools:8000/get?show=1");
+    // The sidecar's own headers reach the app, as in a cluster.
+    assert!(v["headers"]["X-Request-Id"].is_string(), "{v}");
+    let (r, _) = curl(
+        &mesh,
+        &sleep(),
+        &get("http://httpbin.tools:8000/status/418"),
+    )
+    .await;
+    assert_eq!(r.status, Some(418));
+    mesh.shutdown().await;
+}
