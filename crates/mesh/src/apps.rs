@@ -80,6 +80,10 @@ pub struct EchoIdentity {
     pub bookinfo: Option<crate::bookinfo::Role>,
     /// An httpbin image: its JSON endpoints.
     pub httpbin: bool,
+    /// `meshsim.io/calls`: the upstreams it calls per path.
+    pub calls: Vec<crate::graph::Rule>,
+    /// `meshsim.io/app-delay`: every answer this much later.
+    pub delay: Option<Duration>,
 }
 
 /// Serves the echo application on `listener` (HTTP/1.1 and h2c); its
@@ -212,6 +216,9 @@ async fn echo(
     req: Request<Incoming>,
 ) -> Response<AppBody> {
     let peer = at.peer;
+    if let Some(d) = id.delay {
+        tokio::time::sleep(d).await;
+    }
     let (parts, body) = req.into_parts();
     let Some((body, body_len)) = drain(body, ECHO_BODY_LIMIT).await else {
         let mut r = Response::new(full_body(""));
@@ -228,6 +235,16 @@ async fn echo(
         };
         if let Some(r) = crate::httpbin::handle(&seen).await {
             return r.map(|b| b.boxed());
+        }
+    }
+    if let (false, Some(out)) = (id.calls.is_empty(), out) {
+        let path = parts.uri.path();
+        if let Some((status, text)) =
+            crate::graph::serve(&id.calls, out, path, &parts.headers).await
+        {
+            let mut r = Response::new(full_body(text));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return r;
         }
     }
     if let Some(role) = id.bookinfo {

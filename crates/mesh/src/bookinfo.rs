@@ -299,7 +299,7 @@ async fn productpage(out: Option<&Outbound>, incoming: &HeaderMap) -> Reply {
 
 /// GET `http://NAME:PORT/PATH` from the pod (its DNS, its sidecar), with
 /// Bookinfo's forwarded headers, within `timeout`: status and body.
-async fn call(
+pub(crate) async fn call(
     out: &Outbound,
     name: &str,
     port: u16,

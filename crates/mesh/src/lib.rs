@@ -19,7 +19,8 @@
 //! * [`network`] — virtual addresses, capture (PROXY v2), kube-proxy, DNS.
 //! * [`sds`] — secrets for proxies (workload certs, gateway credentials).
 //! * [`ca`] — mesh CA and fake public CA (rcgen).
-//! * [`apps`], [`nginx`], [`bookinfo`], [`httpbin`] — built-in applications.
+//! * [`apps`], [`nginx`], [`bookinfo`], [`httpbin`] — built-in applications;
+//!   [`graph`] — a user's own call graph on the built-in app (annotations).
 //! * [`curl`] — a curl-compatible client from inside a pod or from outside.
 //! * [`process`] — a sidecar as its own OS process (fd limits).
 //! * [`remote`] — a running sandbox's control endpoint and its client.
@@ -36,6 +37,7 @@ pub mod curl;
 pub mod error;
 pub mod export;
 pub mod fdlimit;
+pub mod graph;
 pub mod httpbin;
 pub mod logs;
 pub mod mesh;

@@ -158,6 +158,8 @@ impl Mesh {
             status: None,
             bookinfo: None,
             httpbin: false,
+            calls: Vec::new(),
+            delay: None,
         });
         let mut any_tls =
             rustls::ServerConfig::builder_with_provider(meshsim_proxy::tls::provider())

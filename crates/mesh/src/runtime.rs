@@ -199,6 +199,9 @@ impl Mesh {
     }
 
     async fn start_app(&self, pod: &PodPlan, app: &AppPlan) -> Result<RunningApp> {
+        for w in &app.warnings {
+            self.warn(w.clone());
+        }
         let scope = self.scope.child();
         let ip = IpAddr::V4(pod.ip);
         let id = Arc::new(app.identity.clone());
@@ -303,6 +306,8 @@ impl Mesh {
             status: None,
             bookinfo: None,
             httpbin: false,
+            calls: Vec::new(),
+            delay: None,
         });
         let tls = Arc::new(self.external_tls(host)?);
         let mut sockets = Vec::new();

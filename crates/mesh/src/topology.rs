@@ -55,6 +55,8 @@ pub struct AppPlan {
     pub identity: EchoIdentity,
     /// nginx with a mounted nginx.conf proxies; otherwise it serves.
     pub nginx: Option<Arc<NginxConf>>,
+    /// Problems with its annotations (reported when it starts).
+    pub warnings: Vec<String>,
 }
 
 /// A pod's sidecar or gateway proxy: what makes it a different process
@@ -160,9 +162,33 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
     }
     ports.sort_unstable();
     ports.dedup();
+    let mut warnings = Vec::new();
+    let calls = match pod.annotations.get(crate::graph::CALLS_ANNOTATION) {
+        Some(text) => {
+            let (rules, errors) = crate::graph::parse(text);
+            warnings.extend(errors.into_iter().map(|e| format!("pod {}: {e}", pod.id())));
+            rules
+        }
+        None => Vec::new(),
+    };
+    let delay = pod
+        .annotations
+        .get(crate::graph::DELAY_ANNOTATION)
+        .and_then(|d| match meshsim_model::common::Duration::parse(d.trim()) {
+            Ok(d) => Some(std::time::Duration::from_millis(d.millis)),
+            Err(e) => {
+                warnings.push(format!(
+                    "pod {}: {}: {e}",
+                    pod.id(),
+                    crate::graph::DELAY_ANNOTATION
+                ));
+                None
+            }
+        });
     Some(AppPlan {
         kind,
         ports,
+        warnings,
         identity: EchoIdentity {
             pod: pod.name.clone(),
             namespace: pod.namespace.clone(),
@@ -178,6 +204,8 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
                 .and_then(|s| s.trim().parse().ok()),
             bookinfo: crate::bookinfo::role(&pod.image),
             httpbin: crate::httpbin::is_httpbin(&pod.image),
+            calls,
+            delay,
         },
         nginx,
     })

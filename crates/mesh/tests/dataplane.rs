@@ -1183,3 +1183,57 @@ spec:
     assert_eq!(r.status, Some(418));
     mesh.shutdown().await;
 }
+
+/// A user's own call chain on the built-in app (`meshsim.io/calls`):
+/// frontend calls stock then payments for `/buy`, through its sidecar,
+/// forwarding `x-request-id`; a slow payments (`meshsim.io/app-delay`)
+/// trips the caller's own timeout on every retry, and frontend says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_call_graph_runs_through_the_sidecars() {
+    let app = |name: &str, port: u16, annotations: &str| {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: {port}}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  template:\n    metadata:\n      labels: {{app: {name}}}\n      annotations: {annotations}\n    spec: {{containers: [{{name: {name}, image: example.com/{name}:1, ports: [{{containerPort: {port}}}]}}]}}\n")
+    };
+    let extra = [
+        app("frontend", 8080, "{meshsim.io/calls: \"/buy -> http://stock.shop:9090/reserve, http://payments.shop:7070/charge timeout=300ms retries=1\\n/ok -> http://stock.shop:9090/reserve\"}"),
+        app("stock", 9090, "{}"),
+        app("payments", 7070, "{meshsim.io/app-delay: 1s}"),
+    ]
+    .concat();
+    let mesh = start(&["scenarios/_shared/sleep.yaml"], &extra).await;
+    let (r, logs) = curl(&mesh, &sleep(), &get("http://frontend.shop:8080/ok")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert!(
+        body(&r).starts_with("GET http://stock.shop:9090/reserve -> 200 ("),
+        "{}",
+        body(&r)
+    );
+    let id = |l: &meshsim_mesh::logs::LogLine| l.entry.req_headers.get("x-request-id").cloned();
+    let first = logs
+        .iter()
+        .find(|l| l.proxy.starts_with("sleep-"))
+        .and_then(id);
+    let onward = logs
+        .iter()
+        .find(|l| {
+            l.proxy.starts_with("frontend-")
+                && l.entry
+                    .upstream_cluster
+                    .as_deref()
+                    .is_some_and(|c| c.contains("stock"))
+        })
+        .and_then(id);
+    assert!(first.is_some() && first == onward, "{first:?} {onward:?}");
+
+    let (r, _) = curl(&mesh, &sleep(), &get("http://frontend.shop:8080/buy")).await;
+    assert_eq!(r.status, Some(503), "{r:?}");
+    let b = body(&r);
+    assert!(
+        b.contains("GET http://stock.shop:9090/reserve -> 200"),
+        "{b}"
+    );
+    assert!(
+        b.contains("GET http://payments.shop:7070/charge -> no answer within 300ms"),
+        "{b}"
+    );
+    mesh.shutdown().await;
+}
