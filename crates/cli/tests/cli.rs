@@ -939,3 +939,41 @@ fn sandbox_watch_applies_changed_files() {
     assert!(sandbox.wait().expect("wait").success());
     let _ = drain.join();
 }
+
+/// `-f -` reads stdin for every command that takes `-f`, named `STDIN` in
+/// diagnostics as kubectl names it.
+#[test]
+fn dash_f_dash_reads_stdin() {
+    use std::io::Write;
+    let run = |yaml: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+            .args(["validate", "-f", "-"])
+            .current_dir(root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("validate");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("yaml");
+        let out = c.wait_with_output().expect("wait");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run("apiVersion: v1\nkind: Service\nmetadata: {name: till, namespace: store}\nspec: {ports: [{port: 80, name: http}]}\n");
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("OK: 2 services"), "{out}");
+    let (code, _, err) =
+        run("apiVersion: v1\nkind: Service\nmetadata: {name: till}\nspec: {portz: []}\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.starts_with("STDIN:4:8: error: spec.portz: unknown field"),
+        "{err}"
+    );
+}

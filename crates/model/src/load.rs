@@ -71,7 +71,7 @@ impl Loaded {
 }
 
 /// Loads files and directories (recursively: `*.yaml`, `*.yml`, `*.json`,
-/// in name order). I/O problems become diagnostics too.
+/// in name order), `-` for stdin. I/O problems become diagnostics too.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     load_paths_within(paths, MAX_TOTAL_BYTES)
 }
@@ -82,6 +82,37 @@ fn load_paths_within<P: AsRef<Path>>(paths: &[P], cap: u64) -> Loaded {
     let mut total = 0u64;
     for p in paths {
         let p = p.as_ref();
+        // `-f -`: the documents come on stdin (kubectl's `STDIN`).
+        if p == Path::new("-") {
+            let mut bytes = Vec::new();
+            let read = std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::io::stdin(), cap.saturating_sub(total) + 1),
+                &mut bytes,
+            );
+            match read {
+                Ok(_) if bytes.len() as u64 + total > cap => {
+                    out.diagnostics.push(Diagnostic::error(
+                        "STDIN",
+                        0,
+                        0,
+                        "",
+                        format!("one run reads at most {cap} bytes"),
+                    ))
+                }
+                Ok(_) => {
+                    total += bytes.len() as u64;
+                    out.extend(parse_bytes("STDIN", &bytes));
+                }
+                Err(e) => out.diagnostics.push(Diagnostic::error(
+                    "STDIN",
+                    0,
+                    0,
+                    "",
+                    format!("cannot read: {e}"),
+                )),
+            }
+            continue;
+        }
         let mut files = Vec::new();
         if let Err(e) = collect_files(p, &mut files) {
             out.diagnostics.push(Diagnostic::error(
