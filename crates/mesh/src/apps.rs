@@ -33,6 +33,8 @@ pub enum AppKind {
     Echo,
     Nginx,
     Client,
+    /// Istio's `tcp-echo-server` sample: each line back, prefixed `hello `.
+    TcpEcho,
     /// Bring your own app: a real process already listening at this
     /// address (`meshsim.io/app: addr:127.0.0.1:8080`) serves every port
     /// of the pod, behind the pod's sidecar like a built-in app.
@@ -60,6 +62,8 @@ pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
         AppKind::Client
     } else if img.starts_with("nginx") {
         AppKind::Nginx
+    } else if img.starts_with("tcp-echo") {
+        AppKind::TcpEcho
     } else {
         AppKind::Echo
     }
@@ -351,6 +355,41 @@ async fn echo(
         http::HeaderValue::from_static("text/plain"),
     );
     r
+}
+
+/// Istio's tcp-echo-server (samples/tcp-echo): every line it reads comes
+/// back prefixed with `hello ` (the sample's default prefix).
+pub async fn serve_tcp_echo(listener: TcpListener, scope: Scope) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        scope.spawn(async move {
+            let (r, mut w) = stream.into_split();
+            // A line is at most 64 KiB; a longer one ends the connection.
+            let mut r = BufReader::new(r);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let mut limited = (&mut r).take(64 * 1024);
+                match limited.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if !line.ends_with(b"\n") && line.len() >= 64 * 1024 => return,
+                    Ok(_) => {}
+                }
+                let mut reply = b"hello ".to_vec();
+                reply.extend_from_slice(&line);
+                if !reply.ends_with(b"\n") {
+                    reply.push(b'\n');
+                }
+                if w.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 /// `GET /healthz/ready` → 200, as a gateway's status port answers health checks.

@@ -216,6 +216,10 @@ impl Mesh {
         for &port in &app.ports {
             let l = bind().await?;
             ports.insert(port, local_addr(&l)?);
+            if app.kind == AppKind::TcpEcho {
+                scope.spawn(apps::serve_tcp_echo(l, scope.clone()));
+                continue;
+            }
             match (&app.nginx, app.kind) {
                 (Some(conf), AppKind::Nginx) => {
                     let f = crate::nginx::serve(
