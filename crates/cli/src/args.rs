@@ -104,6 +104,9 @@ pub enum Command {
     /// curl or browser "inside" a client pod, through its sidecar), admin
     /// ports and the CA to trust; access logs stream to stderr.
     Sandbox {
+        /// `ports`: print the running sandbox's ports as JSON.
+        #[command(subcommand)]
+        action: Option<SandboxAction>,
         #[command(flatten)]
         input: Input,
         /// Stop after this long (default: until Ctrl-C).
@@ -230,6 +233,13 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
     pub url: String,
+}
+
+/// What `meshsim sandbox` does besides starting one.
+#[derive(clap::Subcommand)]
+pub enum SandboxAction {
+    /// Print the running sandbox's ports as JSON (as `--ports-json` writes them).
+    Ports,
 }
 
 /// `apply` / `delete` options (kubectl's spelling).

@@ -224,6 +224,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             remote::logs(target, namespace, follow, tail)
         }
         Command::Sandbox {
+            action: Some(args::SandboxAction::Ports),
+            ..
+        } => remote::ports(),
+        Command::Sandbox {
+            action: None,
             input,
             duration,
             push_delay,

@@ -143,3 +143,12 @@ pub fn analyze(namespace: Option<String>, all_namespaces: bool) -> Result<ExitCo
         .map_err(|e| anyhow!(e))?;
     relay(reply)
 }
+
+/// `meshsim sandbox ports`: the running sandbox's ports as JSON.
+pub fn ports() -> Result<ExitCode> {
+    let state = sandbox()?;
+    let reply = runtime()?
+        .block_on(remote::call(&state, "/ports", vec![]))
+        .map_err(|e| anyhow!(e))?;
+    relay(reply)
+}

@@ -32,10 +32,12 @@ pub async fn run(
         control: control.local_addr()?,
         token: token(),
     };
+    let shared_ports = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
     let server = tokio::spawn(meshsim_mesh::remote::serve(
         mesh.clone(),
         control,
         state.token.clone(),
+        shared_ports.clone(),
     ));
     let recorded = match meshsim_mesh::remote::record(&state) {
         Ok(f) => Some(f),
@@ -58,6 +60,9 @@ pub async fn run(
     };
     let mut ports = serde_json::json!({"control": state.control.to_string()});
     let mut text = describe(&mesh, &ca, &proxy_ports, &mut ports).await?;
+    if let Ok(mut p) = shared_ports.lock() {
+        *p = ports.clone();
+    }
     if let Some(path) = &ports_json {
         // Written whole, then renamed: a script never reads half of it.
         let tmp = path.with_extension("json.partial");

@@ -776,6 +776,14 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         serde_json::json!(port),
         "{ports}"
     );
+    // `meshsim sandbox ports` asks the running sandbox for the same map.
+    let asked = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["sandbox", "ports"])
+        .envs(env)
+        .output()
+        .expect("sandbox ports");
+    let asked: serde_json::Value = serde_json::from_slice(&asked.stdout).expect("ports json");
+    assert_eq!(asked, ports);
     let mut conn = std::net::TcpStream::connect(&port).expect("connect");
     let host = "helloworld:5000";
     let vs = |subset: &str| {

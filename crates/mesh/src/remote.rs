@@ -138,7 +138,12 @@ pub struct LogsRequest {
 
 /// Serves the control endpoint on `listener` until the task is dropped
 /// (the sandbox owns it and aborts it when it ends).
-pub async fn serve(mesh: Arc<Mesh>, listener: tokio::net::TcpListener, token: String) {
+pub async fn serve(
+    mesh: Arc<Mesh>,
+    listener: tokio::net::TcpListener,
+    token: String,
+    ports: Arc<std::sync::Mutex<serde_json::Value>>,
+) {
     let token = Arc::new(token);
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -147,11 +152,11 @@ pub async fn serve(mesh: Arc<Mesh>, listener: tokio::net::TcpListener, token: St
             continue;
         };
         while conns.try_join_next().is_some() {}
-        let (mesh, token) = (mesh.clone(), token.clone());
+        let (mesh, token, ports) = (mesh.clone(), token.clone(), ports.clone());
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (mesh, token) = (mesh.clone(), token.clone());
-                async move { Ok::<_, Infallible>(handle(&mesh, &token, req).await) }
+                let (mesh, token, ports) = (mesh.clone(), token.clone(), ports.clone());
+                async move { Ok::<_, Infallible>(handle(&mesh, &token, &ports, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -168,7 +173,12 @@ fn json_response(status: StatusCode, r: &Reply) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    mesh: &Mesh,
+    token: &str,
+    ports: &std::sync::Mutex<serde_json::Value>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let authorized = req
         .headers()
         .get("x-meshsim-token")
@@ -231,6 +241,13 @@ async fn handle(mesh: &Mesh, token: &str, req: Request<Incoming>) -> Response<Fu
                 stderr: format!("error: bad request: {e}\n"),
                 ..Default::default()
             },
+        },
+        "/ports" => Reply {
+            stdout: ports
+                .lock()
+                .map(|p| serde_json::to_string_pretty(&*p).unwrap_or_default() + "\n")
+                .unwrap_or_default(),
+            ..Default::default()
         },
         "/proxy-status" => Reply {
             stdout: crate::status::table(&mesh.status()),
