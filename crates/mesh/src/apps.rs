@@ -35,6 +35,9 @@ pub enum AppKind {
     Client,
     /// Istio's `tcp-echo-server` sample: each line back, prefixed `hello `.
     TcpEcho,
+    /// Bring your own app as a command line (`meshsim.io/app: "cmd:..."`):
+    /// meshsim runs it with `$PORT` set and owns the process.
+    Command,
     /// Bring your own app: a real process already listening at this
     /// address (`meshsim.io/app: addr:127.0.0.1:8080`) serves every port
     /// of the pod, behind the pod's sidecar like a built-in app.
@@ -45,6 +48,7 @@ pub fn app_for(image: &str, annotation: Option<&str>) -> AppKind {
     match annotation {
         Some("client" | "sleep" | "curl") => return AppKind::Client,
         Some("nginx") => return AppKind::Nginx,
+        Some(a) if a.starts_with("cmd:") => return AppKind::Command,
         Some(a) => {
             return match a.strip_prefix("addr:").map(|x| x.trim().parse()) {
                 Some(Ok(addr)) => AppKind::Local(addr),

@@ -213,6 +213,13 @@ impl Mesh {
             }
             return Ok(RunningApp { scope, ports });
         }
+        if let (AppKind::Command, Some(cmd)) = (app.kind, &app.command) {
+            let addr = self.run_command(pod, cmd, &scope).await?;
+            for &port in &app.ports {
+                ports.insert(port, addr);
+            }
+            return Ok(RunningApp { scope, ports });
+        }
         for &port in &app.ports {
             let l = bind().await?;
             ports.insert(port, local_addr(&l)?);
@@ -249,6 +256,50 @@ impl Mesh {
             }
         }
         Ok(RunningApp { scope, ports })
+    }
+
+    /// Runs a pod's own command line (`sh -c CMD` with `$PORT` set to a
+    /// free loopback port) as its app; the process belongs to `scope` and
+    /// is killed when the app stops. Waits (10 s at most) until it listens.
+    async fn run_command(&self, pod: &PodPlan, cmd: &str, scope: &Scope) -> Result<SocketAddr> {
+        let addr = local_addr(&bind().await?)?;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("PORT", addr.port().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| MeshError::io("start the app command", e))?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                self.warn(format!(
+                    "pod {}.{}: its app command {cmd:?} exited ({status}) before listening on $PORT {}",
+                    pod.name, pod.namespace, addr.port()
+                ));
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.warn(format!(
+                    "pod {}.{}: its app command {cmd:?} is not listening on $PORT {} after 10 s",
+                    pod.name,
+                    pod.namespace,
+                    addr.port()
+                ));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        scope.spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(addr)
     }
 
     async fn start_proxy(

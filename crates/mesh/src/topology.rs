@@ -57,6 +57,8 @@ pub struct AppPlan {
     pub nginx: Option<Arc<NginxConf>>,
     /// Problems with its annotations (reported when it starts).
     pub warnings: Vec<String>,
+    /// `meshsim.io/app: "cmd:..."`: the command line meshsim runs.
+    pub command: Option<String>,
 }
 
 /// A pod's sidecar or gateway proxy: what makes it a different process
@@ -185,10 +187,14 @@ fn app_plan(world: &World, pod: &Pod) -> Option<AppPlan> {
                 None
             }
         });
+    let command = annotation
+        .and_then(|a| a.strip_prefix("cmd:"))
+        .map(|c| c.trim().to_string());
     Some(AppPlan {
         kind,
         ports,
         warnings,
+        command,
         identity: EchoIdentity {
             pod: pod.name.clone(),
             namespace: pod.namespace.clone(),

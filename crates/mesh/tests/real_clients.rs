@@ -340,8 +340,63 @@ async fn real_chromium_reuses_the_connection_and_gets_404() {
     }
 }
 
+/// Bring your own app as a command line: meshsim runs Python's
+/// http.server on `$PORT` as a workload's app, behind its sidecar (mTLS
+/// from the sleep pod), and the process is gone once the mesh shuts down.
+async fn a_command_line_is_a_workloads_app() {
+    let dir = tmpdir();
+    let marker = dir.path().display().to_string();
+    std::fs::write(dir.path().join("index.html"), "<p>my own app</p>\n").expect("index");
+    let extra = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: files, namespace: docs}}
+spec:
+  template:
+    metadata:
+      labels: {{app: files}}
+      annotations: {{meshsim.io/app: \"cmd:exec python3 -m http.server $PORT --bind 127.0.0.1 --directory {marker}\"}}
+    spec: {{containers: [{{name: files, image: example.com/files:1}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: files, namespace: docs}}
+spec: {{selector: {{app: files}}, ports: [{{name: http, port: 8000}}]}}
+"
+    );
+    let mesh = common::start(&["scenarios/_shared/sleep.yaml"], &extra).await;
+    let (r, logs) = common::curl(
+        &mesh,
+        &common::sleep(),
+        &common::get("http://files.docs:8000/index.html"),
+    )
+    .await;
+    assert_eq!(r.status, Some(200), "{r:?}");
+    assert_eq!(common::body(&r), "<p>my own app</p>\n");
+    assert!(
+        common::line(&logs, "files-").contains("inbound|8000||"),
+        "{logs:?}"
+    );
+    mesh.shutdown().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "still running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
 fn main() {
     run_all(vec![
+        Real {
+            name: "a_command_line_is_a_workloads_app",
+            needs: &["python3", "pgrep"],
+            run: || Box::pin(a_command_line_is_a_workloads_app()),
+        },
         Real {
             name: "real_curl_https_to_http_port_wrong_version_number",
             needs: &["curl"],
