@@ -122,6 +122,12 @@ pub enum Command {
         /// Apply the -f files again whenever they change.
         #[arg(long)]
         watch: bool,
+        /// Lay every port a user reaches out from N upward (admin ports
+        /// and gateways' outside ports as the mesh starts, then the control
+        /// endpoint, each client pod's proxy port and entry ports): the
+        /// same input gets the same ports.
+        #[arg(long)]
+        port_base: Option<u16>,
     },
     /// `kubectl apply -f FILE|DIR|-` against the running sandbox: the
     /// change goes through its control plane (with its push delay); a file

@@ -234,6 +234,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             push_delay,
             ports_json,
             watch,
+            port_base,
         } => {
             let (world, diags) = load_world(&input)?;
             print_diagnostics(&diags);
@@ -257,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--push-delay: {e}"))?;
             let opts = meshsim_mesh::MeshOptions {
                 push_delay,
+                port_base,
                 ..mesh_options(&input, true)
             };
             let watch = watch.then(|| (input.files.clone(), input.namespace_flag(true)));

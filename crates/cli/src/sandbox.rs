@@ -26,7 +26,7 @@ pub async fn run(
     }
     // The control endpoint `meshsim apply/delete/proxy-status` reach, and
     // the state file that tells them where it is (removed at the end).
-    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let control = mesh.bind_user().await?;
     let state = meshsim_mesh::remote::SandboxState {
         pid: std::process::id(),
         control: control.local_addr()?,
@@ -164,7 +164,7 @@ async fn pod_proxies(
     let mut servers = tokio::task::JoinSet::new();
     let world = mesh.world();
     for pod in world.pods.iter().filter(|p| is_client(p)) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let l = mesh.bind_user().await?;
         ports.insert(pod.id(), l.local_addr()?);
         let at = meshsim_mesh::podproxy::PodRef {
             ip: IpAddr::V4(pod.ip),

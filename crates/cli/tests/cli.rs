@@ -985,3 +985,54 @@ fn dash_f_dash_reads_stdin() {
         "{err}"
     );
 }
+
+/// `sandbox --port-base N`: the same input gets the same ports, from N up.
+#[test]
+fn sandbox_port_base_lays_ports_out_deterministically() {
+    let dir = tempdir();
+    let run = |n: u32| {
+        let json = dir.path().join(format!("ports-{n}.json"));
+        let out = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+            .args([
+                "sandbox",
+                "-f",
+                "scenarios/_shared/sleep.yaml",
+                "-f",
+                "scenarios/_shared/helloworld.yaml",
+                "--port-base",
+                "42700",
+                "--for",
+                "1s",
+                "--ports-json",
+            ])
+            .arg(&json)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .current_dir(root())
+            .output()
+            .expect("sandbox");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&json).expect("ports");
+        let mut v = serde_json::from_str::<serde_json::Value>(&text).expect("json");
+        // The CA's directory is fresh and unpredictable on purpose.
+        v["ca"] = serde_json::Value::Null;
+        v
+    };
+    let (first, second) = (run(1), run(2));
+    assert_eq!(first, second, "same input, same ports");
+    let port = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("an address")
+    };
+    let control = port(&first["control"]);
+    let entry = port(
+        &first["pods"]["sleep-0.default"]["services"]["helloworld.default.svc.cluster.local:5000"],
+    );
+    assert!((42700..42800).contains(&control), "{first}");
+    assert!(entry > control && entry < 42800, "{first}");
+}

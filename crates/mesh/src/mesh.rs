@@ -35,6 +35,10 @@ pub struct MeshOptions {
     pub push_delay: Duration,
     /// What proxies do when out of file descriptors (none: back off).
     pub fd_exhausted: Option<FdExhaustedHook>,
+    /// Lay the ports a user reaches (admin, gateways' outside ports, entry
+    /// ports) out from this port upward, in start order, instead of
+    /// letting the kernel pick: the same input gets the same ports.
+    pub port_base: Option<u16>,
 }
 
 impl Default for MeshOptions {
@@ -44,6 +48,7 @@ impl Default for MeshOptions {
             echo_logs: false,
             push_delay: Duration::ZERO,
             fd_exhausted: None,
+            port_base: None,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Mesh {
     running: Arc<Mutex<Running>>,
     pub(crate) control: Arc<ControlPlane>,
     warnings: Mutex<Vec<String>>,
+    /// The next user-facing port under `--port-base`.
+    next_port: Option<std::sync::atomic::AtomicU32>,
 }
 
 /// Binds `127.0.0.1:0` with a deep accept queue (load tests open
@@ -82,6 +89,18 @@ pub async fn bind() -> Result<TcpListener> {
     let sock = tokio::net::TcpSocket::new_v4().map_err(|e| MeshError::io("socket", e))?;
     sock.bind((Ipv4Addr::LOCALHOST, 0).into())
         .map_err(|e| MeshError::io("bind 127.0.0.1:0", e))?;
+    sock.listen(4096).map_err(|e| MeshError::io("listen", e))
+}
+
+/// Binds `127.0.0.1:port` (a port a user was promised).
+async fn bind_port(port: u16) -> Result<TcpListener> {
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| MeshError::io("socket", e))?;
+    sock.bind((Ipv4Addr::LOCALHOST, port).into()).map_err(|e| {
+        MeshError::io(
+            format!("bind 127.0.0.1:{port} (--port-base lays ports out from its value)"),
+            e,
+        )
+    })?;
     sock.listen(4096).map_err(|e| MeshError::io("listen", e))
 }
 
@@ -110,6 +129,7 @@ impl Mesh {
         ));
         let warnings = sds.load(&world)?;
         let topology = topology::plan(&world, None);
+        let opts_port_base = opts.port_base;
         let mesh = Mesh {
             scope: Scope::new(),
             net,
@@ -123,6 +143,7 @@ impl Mesh {
             }),
             running: Arc::new(Mutex::new(Running::default())),
             warnings: Mutex::new(warnings),
+            next_port: opts_port_base.map(|b| std::sync::atomic::AtomicU32::new(u32::from(b))),
         };
         mesh.start_internet().await?;
         let world = mesh.world();
@@ -219,6 +240,21 @@ impl Mesh {
         &self.net
     }
 
+    /// A listener for a port a user reaches: the next one from
+    /// `port_base` when set, else one the kernel picks.
+    pub async fn bind_user(&self) -> Result<TcpListener> {
+        match &self.next_port {
+            Some(next) => {
+                let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let port = u16::try_from(p).map_err(|_| {
+                    MeshError::io("--port-base", std::io::Error::other("ports past 65535"))
+                })?;
+                bind_port(port).await
+            }
+            None => bind().await,
+        }
+    }
+
     /// Every access-log line the proxies write.
     pub fn logs(&self) -> &Arc<LogCollector> {
         &self.logs
@@ -287,7 +323,7 @@ impl Mesh {
     /// connecting to `dst` (its sidecar captures it, as iptables would):
     /// how a real client — curl, nginx, a browser — talks from inside a pod.
     pub async fn expose(&self, from: IpAddr, dst: SocketAddr) -> Result<SocketAddr> {
-        let l = bind().await?;
+        let l = self.bind_user().await?;
         let addr = l
             .local_addr()
             .map_err(|e| MeshError::io("local address", e))?;

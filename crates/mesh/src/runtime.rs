@@ -331,7 +331,7 @@ impl Mesh {
         if let Some(hook) = &self.opts.fd_exhausted {
             proxy.on_fd_exhausted(hook.clone());
         }
-        let (out_l, in_l, admin_l) = (bind().await?, bind().await?, bind().await?);
+        let (out_l, in_l, admin_l) = (bind().await?, bind().await?, self.bind_user().await?);
         let capture = (local_addr(&out_l)?, local_addr(&in_l)?);
         let admin = local_addr(&admin_l)?;
         proxy.serve_capture(out_l, Capture::Outbound);
@@ -407,7 +407,7 @@ impl Mesh {
     /// readiness itself.
     async fn start_ingress(&self, ing: &Ingress) -> Result<RunningIngress> {
         let scope = self.scope.child();
-        let l = bind().await?;
+        let l = self.bind_user().await?;
         let real = local_addr(&l)?;
         if ing.target_port == 15021 {
             scope.spawn(apps::serve_readiness(l, scope.clone()));
