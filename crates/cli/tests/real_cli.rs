@@ -328,6 +328,14 @@ async fn bookinfo_tasks_in_a_running_sandbox() {
         .map(|_| page(None).contains("data-color=\"red\""))
         .collect();
     assert_eq!(served.len(), 2, "both v1 and v3 (red stars) answer");
+    // v3 only: the browser shows red stars.
+    apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v3}}]\n");
+    let v3 = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bookinfo-v3.png");
+    let dom = chromium_as("jason", &gw, tmp.path(), Some(&v3));
+    assert!(
+        dom.contains("data-color=\"red\"") && dom.contains("reviews-v3-0"),
+        "{dom}"
+    );
 
     // Fault injection: jason to v2, ratings delayed 7 s for jason.
     apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  - route: [{destination: {host: reviews, subset: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts:\n  - ratings\n  http:\n  - match:\n    - headers:\n        end-user:\n          exact: jason\n    fault:\n      delay:\n        percentage:\n          value: 100.0\n        fixedDelay: 7s\n    route:\n    - destination:\n        host: ratings\n        subset: v1\n  - route:\n    - destination:\n        host: ratings\n        subset: v1\n");
