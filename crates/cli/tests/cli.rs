@@ -725,30 +725,14 @@ fn change_live(verb: &str, yaml: &str, env: &[(&str, &std::path::Path)]) -> (i32
     )
 }
 
-/// A live sandbox changed through its control plane: `apply -f -` of a
-/// VirtualService, a change to it and its `delete`, each pushed after the
-/// push delay (proxy-status STALE, then SYNCED) and seen by the next
-/// request on a connection opened before; a broken file is rejected whole.
-#[test]
-fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
+/// Starts `cmd` (a `meshsim sandbox`), reads its stdout until the sleep
+/// pod's entry port for helloworld:5000, and keeps draining the rest as a
+/// terminal would: the child, the port and the drain thread.
+fn sandbox_with_helloworld(
+    mut cmd: Command,
+) -> (std::process::Child, String, std::thread::JoinHandle<usize>) {
     use std::io::{BufRead, BufReader};
-    let runtime_dir = tempdir();
-    let env = [("XDG_RUNTIME_DIR", runtime_dir.path())];
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args([
-            "sandbox",
-            "-f",
-            "scenarios/_shared/sleep.yaml",
-            "-f",
-            "scenarios/_shared/helloworld.yaml",
-            "--push-delay",
-            "1s",
-            "--for",
-            "120s",
-            "--ports-json",
-            &runtime_dir.path().join("ports.json").display().to_string(),
-        ])
-        .envs(env)
+    let mut sandbox = cmd
         .current_dir(root())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -767,6 +751,33 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
         })
         .expect("an entry port for helloworld");
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    (sandbox, port, drain)
+}
+
+/// A live sandbox changed through its control plane: `apply -f -` of a
+/// VirtualService, a change to it and its `delete`, each pushed after the
+/// push delay (proxy-status STALE, then SYNCED) and seen by the next
+/// request on a connection opened before; a broken file is rejected whole.
+#[test]
+fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
+    let runtime_dir = tempdir();
+    let env = [("XDG_RUNTIME_DIR", runtime_dir.path())];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshsim"));
+    cmd.args([
+        "sandbox",
+        "-f",
+        "scenarios/_shared/sleep.yaml",
+        "-f",
+        "scenarios/_shared/helloworld.yaml",
+        "--push-delay",
+        "1s",
+        "--for",
+        "120s",
+        "--ports-json",
+        &runtime_dir.path().join("ports.json").display().to_string(),
+    ])
+    .envs(env);
+    let (mut sandbox, port, drain) = sandbox_with_helloworld(cmd);
     let ports: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(runtime_dir.path().join("ports.json")).expect("ports.json"),
     )
@@ -894,33 +905,16 @@ fn a_running_sandbox_takes_apply_and_delete_through_its_control_plane() {
 /// applied through the control plane; the next request follows it.
 #[test]
 fn sandbox_watch_applies_changed_files() {
-    use std::io::{BufRead, BufReader};
     let dir = tempdir();
     for f in ["sleep.yaml", "helloworld.yaml"] {
         std::fs::copy(root().join("scenarios/_shared").join(f), dir.path().join(f)).expect("copy");
     }
     let runtime_dir = tempdir();
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(["sandbox", "--watch", "--for", "60s", "-f"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshsim"));
+    cmd.args(["sandbox", "--watch", "--for", "60s", "-f"])
         .arg(dir.path())
-        .env("XDG_RUNTIME_DIR", runtime_dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sandbox");
-    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
-    let port = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("helloworld.default.svc.cluster.local:5000")
-                .and_then(|r| r.split("-> ").nth(1))
-                .and_then(|r| r.split_whitespace().next())
-                .map(String::from)
-        })
-        .expect("an entry port for helloworld");
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+        .env("XDG_RUNTIME_DIR", runtime_dir.path());
+    let (mut sandbox, port, drain) = sandbox_with_helloworld(cmd);
     let mut conn = std::net::TcpStream::connect(&port).expect("connect");
     std::fs::write(
         dir.path().join("route.yaml"),

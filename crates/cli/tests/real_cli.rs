@@ -105,6 +105,14 @@ async fn sandbox_serves_real_curl_and_cleans_up_on_ctrl_c() {
     assert!(!dir.exists(), "{} still exists", dir.display());
 }
 
+/// The proxy port in the sandbox's `curl -x http://ADDR ...` line.
+fn proxy_port(line: &str) -> Option<String> {
+    line.split("curl -x ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(String::from)
+}
+
 /// `curl -x` through a client pod's proxy port acts from inside the pod:
 /// a Service, an internet host over HTTPS (CONNECT, per the outbound
 /// policy) and a pod IP, each logged by that pod's own sidecar.
@@ -123,12 +131,7 @@ async fn curl_x_acts_from_inside_the_pod() {
     let proxy = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("curl -x ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(String::from)
-        })
+        .find_map(|l| proxy_port(&l))
         .expect("a proxy port for the sleep pod");
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let curl = |args: &[&str]| {
@@ -212,12 +215,7 @@ fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String, 
     let proxy = lines
         .by_ref()
         .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("curl -x ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(String::from)
-        })
+        .find_map(|l| proxy_port(&l))
         .expect("the sleep pod's proxy port");
     std::thread::spawn(move || lines.map_while(Result::ok).count());
     (child, gw, proxy)
