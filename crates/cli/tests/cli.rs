@@ -701,12 +701,18 @@ fn wait_synced(env: &[(&str, &std::path::Path)]) -> (String, bool) {
     (first.unwrap_or_default(), false)
 }
 
-/// Runs `meshsim apply|delete -f -` with `yaml` on stdin.
-fn change_live(verb: &str, yaml: &str, env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+/// Runs `meshsim ARGS` from the repository root with `yaml` on stdin;
+/// exit code, stdout, stderr.
+fn meshsim_stdin(
+    args: &[&str],
+    yaml: &str,
+    env: &[(&str, &std::path::Path)],
+) -> (i32, String, String) {
     use std::io::Write;
     let mut c = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args([verb, "-f", "-"])
+        .args(args)
         .envs(env.iter().copied())
+        .current_dir(root())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -723,6 +729,11 @@ fn change_live(verb: &str, yaml: &str, env: &[(&str, &std::path::Path)]) -> (i32
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `meshsim apply|delete -f -` with `yaml` on stdin.
+fn change_live(verb: &str, yaml: &str, env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+    meshsim_stdin(&[verb, "-f", "-"], yaml, env)
 }
 
 /// Starts `cmd` (a `meshsim sandbox`), reads its stdout until the sleep
@@ -946,41 +957,22 @@ fn sandbox_watch_applies_changed_files() {
 /// diagnostics as kubectl names it.
 #[test]
 fn dash_f_dash_reads_stdin() {
-    use std::io::Write;
-    let run = |yaml: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-            .args(["validate", "-f", "-"])
-            .current_dir(root())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("validate");
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("yaml");
-        let out = c.wait_with_output().expect("wait");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |yaml: &str| meshsim_stdin(&["validate", "-f", "-"], yaml, &[]);
     let (code, out, _) = run("apiVersion: v1\nkind: Service\nmetadata: {name: till, namespace: store}\nspec: {ports: [{port: 80, name: http}]}\n");
-    assert_eq!(code, Some(0));
+    assert_eq!(code, 0);
     assert!(out.starts_with("OK: 2 services"), "{out}");
     let (code, _, err) =
         run("apiVersion: v1\nkind: Service\nmetadata: {name: till}\nspec: {portz: []}\n");
-    assert_eq!(code, Some(1));
+    assert_eq!(code, 1);
     assert!(
         err.starts_with("STDIN:4:8: error: spec.portz: unknown field"),
         "{err}"
     );
 }
 
-/// `sandbox --port-base N`: the same input gets the same ports, from N up.
+/// `sandbox --port-base N`: the same input gets the same ports, from N up
+/// (a base below the kernel's ephemeral range, so no client socket of a
+/// concurrent test takes one of them).
 #[test]
 fn sandbox_port_base_lays_ports_out_deterministically() {
     let dir = tempdir();
@@ -994,7 +986,7 @@ fn sandbox_port_base_lays_ports_out_deterministically() {
                 "-f",
                 "scenarios/_shared/helloworld.yaml",
                 "--port-base",
-                "42700",
+                "23700",
                 "--for",
                 "1s",
                 "--ports-json",
@@ -1027,6 +1019,6 @@ fn sandbox_port_base_lays_ports_out_deterministically() {
     let entry = port(
         &first["pods"]["sleep-0.default"]["services"]["helloworld.default.svc.cluster.local:5000"],
     );
-    assert!((42700..42800).contains(&control), "{first}");
-    assert!(entry > control && entry < 42800, "{first}");
+    assert!((23700..23800).contains(&control), "{first}");
+    assert!(entry > control && entry < 23800, "{first}");
 }

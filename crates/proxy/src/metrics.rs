@@ -47,118 +47,125 @@ fn spiffe_ns(id: &str) -> Option<&str> {
 }
 
 /// `name.ns.svc...` → (name, ns); another host is its own name.
-fn service_parts(host: &str) -> (String, String) {
+fn service_parts(host: &str) -> (&str, &str) {
     let mut it = host.split('.');
     match (it.next(), it.next(), it.next()) {
-        (Some(n), Some(ns), Some("svc")) => (n.to_string(), ns.to_string()),
-        _ => (host.to_string(), "unknown".to_string()),
+        (Some(n), Some(ns), Some("svc")) => (n, ns),
+        _ => (host, "unknown"),
     }
 }
 
 impl RequestMetrics {
-    /// Counts one request.
+    /// Counts one request. The series key is written in one pass, labels
+    /// in name order (as Prometheus clients sort them), without a string
+    /// per label.
     pub fn record(&self, me: &ProxyInfo, s: &Seen<'_>) {
+        const UNKNOWN: &str = "unknown";
         let e = s.entry;
-        let unknown = "unknown".to_string();
-        let label = |k: &str| me.labels.get(k).cloned().unwrap_or_else(|| unknown.clone());
-        let (me_workload, me_ns, me_principal) = (
-            workload(&me.pod).to_string(),
-            me.namespace.clone(),
-            me.identity.clone(),
-        );
-        let authority = e.req_headers.get(":authority").map(|a| {
-            a.rsplit_once(':')
-                .map_or(a.as_str(), |(h, _)| h)
-                .to_string()
-        });
-        let dest_host = match &e.upstream_cluster {
-            Some(c) if c.starts_with("outbound|") => c.rsplit('|').next().map(str::to_string),
+        let label = |k: &str| me.labels.get(k).map_or(UNKNOWN, String::as_str);
+        let authority = e
+            .req_headers
+            .get(":authority")
+            .map(|a| a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h));
+        let dest_host = match e.upstream_cluster.as_deref() {
+            Some(c) if c.starts_with("outbound|") => c.rsplit('|').next(),
             _ => None,
         }
         .or(authority)
-        .unwrap_or_else(|| unknown.clone());
-        let (dest_name, dest_ns) = service_parts(&dest_host);
-        let flags = if e.flags.is_empty() {
-            "-".to_string()
-        } else {
-            e.flags
-                .iter()
-                .map(|f| f.code())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let protocol = if e.protocol.as_deref() == Some("HTTP/2")
+        .unwrap_or(UNKNOWN);
+        let (dest_name, dest_ns) = service_parts(dest_host);
+        let grpc = e.protocol.as_deref() == Some("HTTP/2")
             && e.req_headers
                 .get("content-type")
-                .is_some_and(|c| c.starts_with("application/grpc"))
-        {
-            "grpc"
-        } else {
-            "http"
+                .is_some_and(|c| c.starts_with("application/grpc"));
+        let (inbound, peer) = (s.inbound, s.peer);
+        // This proxy's workload on its side of the request; the other side
+        // is unknown without metadata exchange (inbound: the caller's mTLS
+        // identity is known).
+        let me_workload = workload(&me.pod);
+        let mut key = String::with_capacity(640);
+        let mut put = |k: &str, v: &str| {
+            if !key.is_empty() {
+                key.push(',');
+            }
+            key.push_str(k);
+            key.push_str("=\"");
+            for c in v.chars() {
+                if c == '\\' || c == '"' {
+                    key.push('\\');
+                }
+                key.push(c);
+            }
+            key.push('"');
         };
-        let mut l: Vec<(&str, String)> = Vec::new();
-        if s.inbound {
-            let peer = s.peer.map(str::to_string);
-            l.extend([
-                ("reporter", "destination".to_string()),
-                ("source_workload", unknown.clone()),
-                (
-                    "source_workload_namespace",
-                    peer.as_deref()
-                        .and_then(spiffe_ns)
-                        .unwrap_or("unknown")
-                        .to_string(),
-                ),
-                (
-                    "source_principal",
-                    peer.clone().unwrap_or_else(|| unknown.clone()),
-                ),
-                ("source_app", unknown.clone()),
-                ("source_version", unknown.clone()),
-                ("destination_workload", me_workload),
-                ("destination_workload_namespace", me_ns),
-                ("destination_principal", me_principal),
-                ("destination_app", label("app")),
-                ("destination_version", label("version")),
-            ]);
-            l.push((
-                "connection_security_policy",
-                if peer.is_some() { "mutual_tls" } else { "none" }.to_string(),
-            ));
+        put(
+            "connection_security_policy",
+            match (inbound, peer) {
+                (true, Some(_)) => "mutual_tls",
+                (true, None) => "none",
+                (false, _) => UNKNOWN,
+            },
+        );
+        put(
+            "destination_app",
+            if inbound { label("app") } else { UNKNOWN },
+        );
+        put("destination_cluster", "Kubernetes");
+        put(
+            "destination_principal",
+            if inbound { &me.identity } else { UNKNOWN },
+        );
+        put("destination_service", dest_host);
+        put("destination_service_name", dest_name);
+        put("destination_service_namespace", dest_ns);
+        put(
+            "destination_version",
+            if inbound { label("version") } else { UNKNOWN },
+        );
+        put(
+            "destination_workload",
+            if inbound { me_workload } else { UNKNOWN },
+        );
+        put(
+            "destination_workload_namespace",
+            if inbound { &me.namespace } else { UNKNOWN },
+        );
+        put("grpc_response_status", "");
+        put("reporter", if inbound { "destination" } else { "source" });
+        put("request_protocol", if grpc { "grpc" } else { "http" });
+        put("response_code", &e.response_code.to_string());
+        if e.flags.is_empty() {
+            put("response_flags", "-");
         } else {
-            l.extend([
-                ("reporter", "source".to_string()),
-                ("source_workload", me_workload),
-                ("source_workload_namespace", me_ns),
-                ("source_principal", me_principal),
-                ("source_app", label("app")),
-                ("source_version", label("version")),
-                ("destination_workload", unknown.clone()),
-                ("destination_workload_namespace", unknown.clone()),
-                ("destination_principal", unknown.clone()),
-                ("destination_app", unknown.clone()),
-                ("destination_version", unknown.clone()),
-                ("connection_security_policy", unknown.clone()),
-            ]);
+            let flags: Vec<&str> = e.flags.iter().map(|f| f.code()).collect();
+            put("response_flags", &flags.join(","));
         }
-        l.extend([
-            ("destination_service", dest_host),
-            ("destination_service_name", dest_name),
-            ("destination_service_namespace", dest_ns),
-            ("destination_cluster", "Kubernetes".to_string()),
-            ("source_cluster", "Kubernetes".to_string()),
-            ("request_protocol", protocol.to_string()),
-            ("response_code", e.response_code.to_string()),
-            ("grpc_response_status", String::new()),
-            ("response_flags", flags),
-        ]);
-        l.sort_by(|a, b| a.0.cmp(b.0));
-        let mut key = String::new();
-        for (i, (k, v)) in l.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = write!(key, "{sep}{k}=\"{v}\"");
-        }
+        put("source_app", if inbound { UNKNOWN } else { label("app") });
+        put("source_cluster", "Kubernetes");
+        put(
+            "source_principal",
+            if inbound {
+                peer.unwrap_or(UNKNOWN)
+            } else {
+                &me.identity
+            },
+        );
+        put(
+            "source_version",
+            if inbound { UNKNOWN } else { label("version") },
+        );
+        put(
+            "source_workload",
+            if inbound { UNKNOWN } else { me_workload },
+        );
+        put(
+            "source_workload_namespace",
+            if inbound {
+                peer.and_then(spiffe_ns).unwrap_or(UNKNOWN)
+            } else {
+                &me.namespace
+            },
+        );
         if let Ok(mut m) = self.series.lock() {
             let n = m.len();
             match m.get_mut(&key) {
@@ -194,6 +201,77 @@ impl RequestMetrics {
 mod tests {
     use super::*;
 
+    fn till() -> ProxyInfo {
+        ProxyInfo {
+            id: "till-v4-0.store".into(),
+            pod: "till-v4-0".into(),
+            namespace: "store".into(),
+            kind: meshsim_tables::ProxyKind::Sidecar,
+            ip: std::net::IpAddr::from([10, 9, 8, 7]),
+            istio_version: meshsim_tables::version::IstioVersion::DEFAULT,
+            identity: "spiffe://cluster.local/ns/store/sa/till".into(),
+            labels: [("app", "till"), ("version", "v4")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn series_per_side_with_what_each_proxy_knows() {
+        let m = RequestMetrics::default();
+        let mut out = LogEntry {
+            response_code: 503,
+            flags: vec![crate::accesslog::Flag::UpstreamOverflow],
+            upstream_cluster: Some("outbound|8181||stock.warehouse.svc.cluster.local".into()),
+            protocol: Some("HTTP/1.1".into()),
+            ..Default::default()
+        };
+        out.req_headers
+            .insert(":authority".into(), "stock.warehouse:8181".into());
+        m.record(
+            &till(),
+            &Seen {
+                inbound: false,
+                entry: &out,
+                peer: None,
+            },
+        );
+        m.record(
+            &till(),
+            &Seen {
+                inbound: false,
+                entry: &out,
+                peer: None,
+            },
+        );
+        let mut inb = LogEntry {
+            response_code: 200,
+            upstream_cluster: Some("inbound|7070||".into()),
+            protocol: Some("HTTP/2".into()),
+            ..Default::default()
+        };
+        inb.req_headers
+            .insert(":authority".into(), "till.store:7070".into());
+        let caller = "spiffe://cluster.local/ns/front/sa/edge";
+        m.record(
+            &till(),
+            &Seen {
+                inbound: true,
+                entry: &inb,
+                peer: Some(caller),
+            },
+        );
+        let mut text = String::new();
+        m.render(&mut text);
+        assert_eq!(
+            text,
+            "# TYPE istio_requests_total counter\n\
+istio_requests_total{connection_security_policy=\"mutual_tls\",destination_app=\"till\",destination_cluster=\"Kubernetes\",destination_principal=\"spiffe://cluster.local/ns/store/sa/till\",destination_service=\"till.store\",destination_service_name=\"till.store\",destination_service_namespace=\"unknown\",destination_version=\"v4\",destination_workload=\"till-v4\",destination_workload_namespace=\"store\",grpc_response_status=\"\",reporter=\"destination\",request_protocol=\"http\",response_code=\"200\",response_flags=\"-\",source_app=\"unknown\",source_cluster=\"Kubernetes\",source_principal=\"spiffe://cluster.local/ns/front/sa/edge\",source_version=\"unknown\",source_workload=\"unknown\",source_workload_namespace=\"front\"} 1\n\
+istio_requests_total{connection_security_policy=\"unknown\",destination_app=\"unknown\",destination_cluster=\"Kubernetes\",destination_principal=\"unknown\",destination_service=\"stock.warehouse.svc.cluster.local\",destination_service_name=\"stock\",destination_service_namespace=\"warehouse\",destination_version=\"unknown\",destination_workload=\"unknown\",destination_workload_namespace=\"unknown\",grpc_response_status=\"\",reporter=\"source\",request_protocol=\"http\",response_code=\"503\",response_flags=\"UO\",source_app=\"till\",source_cluster=\"Kubernetes\",source_principal=\"spiffe://cluster.local/ns/store/sa/till\",source_version=\"v4\",source_workload=\"till-v4\",source_workload_namespace=\"store\"} 2\n"
+        );
+    }
+
     #[test]
     fn names_from_pods_identities_and_hosts() {
         assert_eq!(workload("reviews-v2-0"), "reviews-v2");
@@ -204,7 +282,11 @@ mod tests {
         );
         assert_eq!(
             service_parts("ratings.books.svc.cluster.local"),
-            ("ratings".to_string(), "books".to_string())
+            ("ratings", "books")
+        );
+        assert_eq!(
+            service_parts("api.example.org"),
+            ("api.example.org", "unknown")
         );
     }
 }
