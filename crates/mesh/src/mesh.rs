@@ -95,6 +95,10 @@ pub async fn bind() -> Result<TcpListener> {
 /// Binds `127.0.0.1:port` (a port a user was promised).
 async fn bind_port(port: u16) -> Result<TcpListener> {
     let sock = tokio::net::TcpSocket::new_v4().map_err(|e| MeshError::io("socket", e))?;
+    // A server's port: reusable while the last run's connections linger
+    // in TIME_WAIT (a restarted sandbox gets the same ports).
+    sock.set_reuseaddr(true)
+        .map_err(|e| MeshError::io("SO_REUSEADDR", e))?;
     sock.bind((Ipv4Addr::LOCALHOST, port).into()).map_err(|e| {
         MeshError::io(
             format!("bind 127.0.0.1:{port} (--port-base lays ports out from its value)"),
