@@ -209,35 +209,157 @@ pub enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
-    /// Load like fortio: C keep-alive connections share N calls from a pod
-    /// (through its sidecar) or from outside; prints latency percentiles,
-    /// response codes and sockets used. Exit 1 unless every call got 200.
-    Load {
-        #[command(flatten)]
-        input: Input,
-        #[command(flatten)]
-        load: LoadArgs,
-    },
+    /// Load like fortio (`fortio load`'s flags, with one dash or two):
+    /// `-qps` (0 = max), `-c` connections, `-t` duration or `-n` calls,
+    /// `-timeout`, `-p`, `-H`, `-payload`, `-json FILE|-`; fortio's report
+    /// on stderr, plus who answered and the response flags in the access
+    /// logs. From a pod (through its sidecar) or from outside.
+    Load(Box<LoadArgs>),
 }
 
-/// `meshsim load` options (fortio's spelling where it has one).
+/// `meshsim load`'s input flags: as every command's, but the namespace
+/// is long-only (`-n` is fortio's number of calls).
+#[derive(clap::Args, Clone)]
+pub struct LoadInput {
+    /// YAML/JSON files or directories, as you would `kubectl apply -f`.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The Istio version the proxies report.
+    #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
+    pub istio_version: String,
+    /// Helm's `compatibilityVersion` (e.g. 1.23).
+    #[arg(long)]
+    pub compatibility_version: Option<String>,
+    /// Treat namespaces that the input does not declare as NOT injected.
+    #[arg(long)]
+    pub no_implicit_injection: bool,
+    /// The namespace of objects that name none, and of `--from`
+    /// (long-only here: `-n` is the number of calls).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Seeds the mesh's random choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl LoadInput {
+    pub fn input(&self) -> Input {
+        Input {
+            files: self.files.clone(),
+            istio_version: self.istio_version.clone(),
+            compatibility_version: self.compatibility_version.clone(),
+            no_implicit_injection: self.no_implicit_injection,
+            namespace: self.namespace.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// fortio's `-n`: a count of calls. A word there is most likely a
+/// namespace given the kubectl way; say so.
+fn calls(s: &str) -> std::result::Result<u64, String> {
+    s.parse::<u64>().map_err(|_| {
+        format!("-n is the number of calls (as fortio's -n); for the namespace {s:?} use --namespace {s}")
+    })
+}
+
+/// A Go duration (`10s`, `1m30s`, `500ms`, `0`).
+fn go_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::load::gofmt::parse_duration(s)
+}
+
+/// `meshsim load` options: fortio's names and defaults (fortio.org
+/// cli/fortio_main.go, bincommon/commonflags.go), meshsim's own long.
 #[derive(clap::Args)]
 pub struct LoadArgs {
+    #[command(flatten)]
+    pub input: LoadInput,
     /// Where the load starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
     #[arg(long, default_value = "deploy/sleep")]
     pub from: String,
-    /// Concurrent keep-alive connections (fortio `-c`).
-    #[arg(short = 'c', long, default_value_t = 8)]
+    /// Queries per second in all, or 0 (or less) for no wait/max qps.
+    #[arg(long, default_value_t = 8.0, allow_negative_numbers = true)]
+    pub qps: f64,
+    /// Number of connections/goroutines/threads.
+    #[arg(short = 'c', default_value_t = 4)]
     pub connections: u64,
-    /// Total calls, shared by the connections (fortio `-n`).
-    #[arg(long, default_value_t = 1000)]
+    /// How long to run (Go duration), or 0 to run until ^C.
+    #[arg(short = 't', default_value = "5s", value_parser = go_duration)]
+    pub duration: std::time::Duration,
+    /// Run for exactly this number of calls instead of a duration (0 = use -t).
+    #[arg(short = 'n', default_value_t = 0, value_parser = calls)]
     pub calls: u64,
-    /// Extra header, `Name: value`.
-    #[arg(short = 'H', long = "header")]
+    /// Connection and read timeout of each call (Go duration).
+    #[arg(long, default_value = "3s", value_parser = go_duration)]
+    pub timeout: std::time::Duration,
+    /// List of pXX to calculate.
+    #[arg(short = 'p', default_value = "50,75,90,99,99.9")]
+    pub percentiles: String,
+    /// Resolution of the histogram's lowest buckets in seconds.
+    #[arg(short = 'r', default_value_t = 0.001)]
+    pub resolution: f64,
+    /// Additional header(s), `Name: value`.
+    #[arg(short = 'H')]
     pub headers: Vec<String>,
-    /// Per-call timeout in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub timeout: f64,
+    /// Payload string to send along (makes it a POST).
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// Additional random payload size, replaces -payload when set > 0.
+    #[arg(long, default_value_t = 0)]
+    pub payload_size: usize,
+    /// Sets the Content-Type (and makes it a POST).
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// HTTP method instead of GET/POST.
+    #[arg(short = 'X')]
+    pub method: Option<String>,
+    /// JSON output to FILE, or `-` for stdout.
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Save the JSON result with a name from the labels and the time.
+    #[arg(short = 'a')]
+    pub auto_save: bool,
+    /// Where `-a` saves.
+    #[arg(long, default_value = ".")]
+    pub data_dir: PathBuf,
+    /// Labels in the JSON result (default: the URL without scheme and the host name).
+    #[arg(long, default_value = "")]
+    pub labels: String,
+    /// Do not abort on warmup errors.
+    #[arg(long)]
+    pub allow_initial_errors: bool,
+    /// HTTP status code that aborts the run (-1 for socket errors).
+    #[arg(long, allow_negative_numbers = true)]
+    pub abort_on: Option<i32>,
+    /// Spread the connections' requests by ±10 %.
+    #[arg(long)]
+    pub jitter: bool,
+    /// Stagger the connections' requests uniformly.
+    #[arg(long)]
+    pub uniform: bool,
+    /// Do not catch up when behind the target qps.
+    #[arg(long)]
+    pub nocatchup: bool,
+    /// Keep connections alive (`-keepalive=false` opens one per call).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub keepalive: bool,
+    /// HTTP/1.0 instead of HTTP/1.1.
+    #[arg(long = "http1.0")]
+    pub http10: bool,
+    /// Do not verify certificates.
+    #[arg(short = 'k')]
+    pub insecure: bool,
+    /// meshsim: print N access-log lines of the run (those with response
+    /// flags first).
+    #[arg(long, default_value_t = 0)]
+    pub show_logs: usize,
+    /// meshsim: run this workload's sidecar as its own OS process (repeatable),
+    /// with `RLIMIT_NOFILE` set to `--fd-limit`.
+    #[arg(long)]
+    pub sidecar_process: Vec<String>,
+    /// meshsim: the open-file limit of `--sidecar-process` sidecars.
+    #[arg(long, default_value_t = 1024)]
+    pub fd_limit: u64,
     pub url: String,
 }
 

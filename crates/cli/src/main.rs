@@ -31,7 +31,7 @@ fn envoy_fd_abort() -> meshsim_proxy::FdExhaustedHook {
 fn main() -> ExitCode {
     // A proxy started as its own process (`fd-limit` scenarios) runs here.
     meshsim_mesh::process::maybe_child(envoy_fd_abort());
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(fortio_flags(std::env::args_os().collect()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -39,6 +39,38 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `meshsim load` takes fortio's command line, whose flags have one dash
+/// (Go's flag package): `-qps 100` is `--qps 100` here. Single-dash
+/// words that name one of `load`'s long flags get their second dash.
+fn fortio_flags(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let Some(at) = args.iter().position(|a| a == "load") else {
+        return args;
+    };
+    let cmd = Cli::command();
+    let Some(load) = cmd.find_subcommand("load") else {
+        return args;
+    };
+    let longs: Vec<String> = load
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    for a in args.iter_mut().skip(at + 1) {
+        let Some(s) = a.to_str() else { continue };
+        if s == "--" {
+            break;
+        }
+        let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) else {
+            continue;
+        };
+        let name = rest.split('=').next().unwrap_or(rest);
+        if name.len() > 1 && longs.iter().any(|l| l == name) {
+            *a = format!("-{s}").into();
+        }
+    }
+    args
 }
 
 /// Raises the open-file limit to the hard limit (the mesh's proxies, apps
@@ -343,10 +375,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = mesh_options(&input, false);
             run_on_world(&input, |w| curl::run(w, *curl, opts))
         }
-        Command::Load { input, load } => {
+        Command::Load(load) => {
             raise_fd_limit(true);
+            let input = load.input.input();
             let opts = mesh_options(&input, false);
-            run_on_world(&input, |w| load::run(w, load, opts))
+            run_on_world(&input, |w| load::run(w, *load, opts))
         }
         Command::ProxyConfig {
             kind,

@@ -35,6 +35,10 @@ struct Window {
     total: usize,
 }
 
+/// Sees every line as it is written (a load test counting flags and
+/// destinations without keeping lines): proxy id, line, entry.
+pub type Tap = std::sync::Arc<dyn Fn(&str, &str, &LogEntry) + Send + Sync>;
+
 /// Streams every line to its sink (stderr when `echo`) as it comes and
 /// keeps the last [`WINDOW`] lines; indices count every line ever written,
 /// so "lines since N" stays meaningful as old lines go.
@@ -45,6 +49,7 @@ pub struct LogCollector {
     cap: usize,
     /// Loopback Hosts already warned about (bounded).
     warned: Mutex<std::collections::BTreeSet<String>>,
+    taps: arc_swap::ArcSwap<Vec<Tap>>,
 }
 
 impl Default for LogCollector {
@@ -66,7 +71,17 @@ impl LogCollector {
             echo,
             cap: cap.max(1),
             warned: Mutex::new(Default::default()),
+            taps: Default::default(),
         }
+    }
+
+    /// Calls `tap` for every line from now on (for the collector's life).
+    pub fn tap(&self, tap: Tap) {
+        self.taps.rcu(|v| {
+            let mut v = Vec::clone(v);
+            v.push(tap.clone());
+            v
+        });
     }
 
     /// The lines still kept (the last [`WINDOW`]).
@@ -171,6 +186,9 @@ pub fn prefixed(l: &LogLine) -> String {
 
 impl LogSink for LogCollector {
     fn write(&self, proxy_id: &str, line: &str, entry: &LogEntry) {
+        for t in self.taps.load().iter() {
+            t(proxy_id, line, entry);
+        }
         let l = LogLine {
             proxy: proxy_id.to_string(),
             line: line.to_string(),
