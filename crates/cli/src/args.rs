@@ -172,9 +172,11 @@ pub enum Command {
         #[arg(long)]
         istio_proxy: bool,
     },
-    /// Run one sidecar as its own process (as the fd-limit scenario does):
-    /// `RLIMIT_NOFILE` set to `--fd-limit`; prints `READY <addr>` for its
-    /// inbound capture (PROXY protocol v2); aborts like Envoy when out of
+    /// Run one sidecar as its own process: `RLIMIT_NOFILE` set to
+    /// `--fd-limit`; prints `READY <inbound> outbound=A admin=A
+    /// plain=PORT@A,...`: the captures take PROXY protocol v2, each plain
+    /// port takes ordinary connections as if sent to the pod's IP at PORT.
+    /// Access-log lines follow on stdout. Aborts like Envoy when out of
     /// file descriptors.
     Proxy {
         #[command(flatten)]

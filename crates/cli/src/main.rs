@@ -325,6 +325,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 proxy,
                 apps,
                 fd_limit,
+                relay: None,
+                identity: None,
+                dns: Default::default(),
+                seed: input.seed.unwrap_or(1),
+                stream_logs: false,
             };
             meshsim_mesh::process::run_proxy_process(cfg, envoy_fd_abort())?;
             Ok(ExitCode::SUCCESS)
@@ -378,7 +383,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(load) => {
             raise_fd_limit(true);
             let input = load.input.input();
-            let opts = mesh_options(&input, false);
+            let mut opts = mesh_options(&input, false);
+            if !load.sidecar_process.is_empty() {
+                if input.files.iter().any(|f| f.as_os_str() == "-") {
+                    bail!("--sidecar-process: the sidecar processes read the -f files themselves; give files, not stdin");
+                }
+                opts.sidecar_processes = Some(std::sync::Arc::new(
+                    meshsim_mesh::process::SidecarProcesses {
+                        proxies: load.sidecar_process.clone(),
+                        fd_limit: load.fd_limit,
+                        input: meshsim_mesh::process::ChildInput {
+                            files: input.files.clone(),
+                            namespace: input.namespace.clone(),
+                            istio_version: input.istio_version.clone(),
+                            compatibility_version: input.compatibility_version.clone(),
+                        },
+                    },
+                ));
+            }
             run_on_world(&input, |w| load::run(w, *load, opts))
         }
         Command::ProxyConfig {

@@ -316,3 +316,137 @@ fn ctrl_c_prints_the_partial_result() {
     assert!(n > 0, "{out}");
     assert_eq!(j["RetCodes"]["200"].as_u64(), Some(n));
 }
+
+/// A sidecar run as its own process with 256 descriptors, driven past
+/// them by 300 connections: Envoy's critical assert line, the abort, and
+/// what the clients saw — 503s from the caller's sidecar with the flags
+/// it logged. The same load with room to spare completes (the fd
+/// accounting: a downstream and an upstream socket per connection).
+#[test]
+fn sidecar_process_past_its_fd_limit_aborts_like_envoy() {
+    let dir = tempdir();
+    let f = mesh(dir.path(), None);
+    let f = f.to_str().expect("path");
+    let run = |limit: &str| {
+        load(&[
+            "-f",
+            f,
+            "--namespace",
+            "accounts",
+            "--from",
+            "deploy/tester",
+            "--sidecar-process",
+            "deploy/ledger-blue",
+            "--fd-limit",
+            limit,
+            "-qps",
+            "0",
+            "-c",
+            "300",
+            "-n",
+            "900",
+            "-timeout",
+            "10s",
+            "-json",
+            "-",
+            "http://ledger:7070/",
+        ])
+    };
+    let (code, out, err) = run("256");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("[pod/ledger-blue-0/istio-proxy] ")
+            && err.contains("[critical][assert] assert failure: fd_ != -1: external/envoy/source/common/network/connection_impl.cc:58"),
+        "{err}"
+    );
+    assert!(
+        err.contains("meshsim: the istio-proxy process of pod ledger-blue-0 exited (killed by signal 6 (SIGABRT)"),
+        "{err}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let failed =
+        j["RetCodes"]["503"].as_u64().unwrap_or(0) + j["RetCodes"]["-1"].as_u64().unwrap_or(0);
+    assert!(failed > 0, "{out}");
+    let flags = j["MeshsimResponseFlags"].as_object().expect("flags");
+    assert!(
+        ["UF", "UC", "URX"].iter().any(|f| flags.contains_key(*f)),
+        "the caller's sidecar logged why: {flags:?}"
+    );
+    let (code, out, err) = run("4096");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("assert failure"), "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(j["RetCodes"]["200"], 900, "{err}");
+    let dest = j["MeshsimDestinations"].as_object().expect("destinations");
+    assert!(
+        dest.keys().any(|k| k.starts_with("ledger-blue.accounts")),
+        "{dest:?}"
+    );
+}
+
+/// `meshsim proxy` (one sidecar as a process) takes plain connections on
+/// a port per application port — as if sent to the pod's IP there — and
+/// prints its access log on stdout.
+#[test]
+fn meshsim_proxy_takes_plain_connections_and_prints_its_access_log() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempdir();
+    let f = mesh(dir.path(), None);
+    // The application: answers every request 200 "ok".
+    let app = std::net::TcpListener::bind("127.0.0.1:0").expect("bind app");
+    let app_addr = app.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in app.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut w = s;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                    }
+                }
+            });
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(["proxy", "-f", f.to_str().expect("path"), "-n", "accounts"])
+        .args(["--proxy", "deploy/ledger-green", "--fd-limit", "512"])
+        .args(["--app", &format!("7070={app_addr}")])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start meshsim proxy");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("READY line");
+    let plain = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("plain=7070@"))
+        .unwrap_or_else(|| panic!("no plain port for 7070: {ready}"))
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&plain).expect("connect plain port");
+    s.write_all(
+        b"GET /entries HTTP/1.1\r\nhost: ledger.accounts:7070\r\nuser-agent: test/1\r\n\r\n",
+    )
+    .expect("send");
+    let mut status = String::new();
+    BufReader::new(s.try_clone().expect("clone"))
+        .read_line(&mut status)
+        .expect("status line");
+    assert_eq!(status.trim_end(), "HTTP/1.1 200 OK");
+    let mut line = String::new();
+    out.read_line(&mut line).expect("access log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("\"GET /entries HTTP/1.1\" 200 - via_upstream")
+            && line.contains("inbound|7070||")
+            && line.contains("\"ledger.accounts:7070\""),
+        "{line}"
+    );
+}

@@ -39,6 +39,8 @@ pub struct MeshOptions {
     /// ports) out from this port upward, in start order, instead of
     /// letting the kernel pick: the same input gets the same ports.
     pub port_base: Option<u16>,
+    /// Sidecars run as their own OS processes (`--sidecar-process`).
+    pub sidecar_processes: Option<Arc<crate::process::SidecarProcesses>>,
 }
 
 impl Default for MeshOptions {
@@ -49,6 +51,7 @@ impl Default for MeshOptions {
             push_delay: Duration::ZERO,
             fd_exhausted: None,
             port_base: None,
+            sidecar_processes: None,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Mesh {
     warnings: Mutex<Vec<String>>,
     /// The next user-facing port under `--port-base`.
     next_port: Option<std::sync::atomic::AtomicU32>,
+    /// Pods whose sidecar runs as its own process.
+    pub(crate) process_pods: std::collections::BTreeSet<Ipv4Addr>,
 }
 
 /// Binds `127.0.0.1:0` with a deep accept queue (load tests open
@@ -134,6 +139,18 @@ impl Mesh {
         let warnings = sds.load(&world)?;
         let topology = topology::plan(&world, None);
         let opts_port_base = opts.port_base;
+        let mut process_pods = std::collections::BTreeSet::new();
+        for spec in opts.sidecar_processes.iter().flat_map(|s| &s.proxies) {
+            let pod = meshsim_compiler::find_proxy(&world, spec)
+                .map_err(|e| MeshError::NotFound(format!("--sidecar-process {spec}: {e}")))?;
+            if pod.role == meshsim_compiler::world::PodRole::Gateway {
+                return Err(MeshError::NotFound(format!(
+                    "--sidecar-process {spec}: {} is a gateway; only sidecars run as processes",
+                    pod.id()
+                )));
+            }
+            process_pods.insert(pod.ip);
+        }
         let mesh = Mesh {
             scope: Scope::new(),
             net,
@@ -148,6 +165,7 @@ impl Mesh {
             running: Arc::new(Mutex::new(Running::default())),
             warnings: Mutex::new(warnings),
             next_port: opts_port_base.map(|b| std::sync::atomic::AtomicU32::new(u32::from(b))),
+            process_pods,
         };
         mesh.start_internet().await?;
         let world = mesh.world();

@@ -327,6 +327,14 @@ impl Mesh {
             self.scope.child(),
             self.opts.seed.wrapping_add(plan.seed_index),
         );
+        if let Some(sp) = self
+            .opts
+            .sidecar_processes
+            .as_ref()
+            .filter(|_| self.process_pods.contains(&ip))
+        {
+            return self.start_process_proxy(sp, pod, plan, tables, rt).await;
+        }
         let proxy = Proxy::new(tables, rt);
         if let Some(hook) = &self.opts.fd_exhausted {
             proxy.on_fd_exhausted(hook.clone());
@@ -348,6 +356,51 @@ impl Mesh {
             proxy,
             capture,
             admin,
+        })
+    }
+
+    /// A sidecar as its own OS process (`--sidecar-process`): the process
+    /// serves the pod's capture and admin; the proxy kept here holds the
+    /// same tables for `proxy-status` and `proxy-config` and serves nothing.
+    async fn start_process_proxy(
+        &self,
+        sp: &crate::process::SidecarProcesses,
+        pod: &meshsim_compiler::world::Pod,
+        plan: &ProxyPlan,
+        tables: meshsim_tables::ProxyTables,
+        rt: ProxyRuntime,
+    ) -> Result<RunningProxy> {
+        let net = self.net.clone();
+        let ns = pod.namespace.clone();
+        let dns = crate::process::dns_names(&tables, |h| net.resolve(&ns, h));
+        let workload = self.sds.mesh_ca.workload(&plan.identity)?;
+        let identity = crate::process::Identity {
+            chain: workload.chain.iter().map(|c| c.to_vec()).collect(),
+            key: workload.key.secret_der().to_vec(),
+            root: self.sds.mesh_ca.root().to_vec(),
+            public_root: self.sds.public_ca.root().to_vec(),
+        };
+        let proxy = Proxy::new(tables, rt);
+        let spec = crate::process::SidecarSpec {
+            input: &sp.input,
+            proxy_id: proxy.id(),
+            pod: IpAddr::V4(pod.ip),
+            fd_limit: sp.fd_limit,
+            identity,
+            dns,
+            seed: self.opts.seed.wrapping_add(plan.seed_index),
+        };
+        let p = crate::process::start_sidecar(
+            spec,
+            self.net.clone(),
+            self.logs.clone(),
+            &proxy.scope(),
+        )
+        .await?;
+        Ok(RunningProxy {
+            proxy,
+            capture: (p.outbound, p.inbound),
+            admin: p.admin,
         })
     }
 

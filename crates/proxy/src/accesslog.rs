@@ -15,7 +15,9 @@ pub use meshsim_tables::accesslog::{ISTIO_DEFAULT_FORMAT, ISTIO_JSON_FIELDS};
 /// 1.30 (stream_info/utility.h `ALL_RESPONSE_STRING_FLAGS`), so sorting
 /// gives the legacy order; since envoyproxy/envoy#31719 (Envoy 1.30 =
 /// Istio 1.22) they print in the order they were set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Flag {
     /// UH
     NoHealthyUpstream,
@@ -88,8 +90,9 @@ impl Flag {
     }
 }
 
-/// Everything one access-log line can print.
-#[derive(Debug, Clone, Default)]
+/// Everything one access-log line can print (serialisable: a sidecar run
+/// as its own process streams its entries to the mesh).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     pub start: Option<SystemTime>,
     pub method: Option<String>,

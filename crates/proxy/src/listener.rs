@@ -119,17 +119,29 @@ impl Proxy {
         });
     }
 
+    /// A connection whose original source and destination are known
+    /// without a PROXY header (a plain listener standing for a port).
+    pub fn accept_with(
+        &self,
+        stream: TcpStream,
+        src: SocketAddr,
+        dst: SocketAddr,
+        capture: Capture,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let inner = self.inner.clone();
+        self.inner
+            .scope
+            .spawn(async move { inner.handle(stream, src, dst, capture).await });
+    }
+
     /// A connection accepted on a port opened to the outside (a gateway's
     /// `0.0.0.0:8080` as a real localhost port): no header, the destination
     /// is the proxy's own IP. The listener belongs to whoever exposes the
     /// port; the connection belongs to this proxy.
     pub fn accept_port(&self, stream: TcpStream, peer: SocketAddr, port: u16) {
-        let _ = stream.set_nodelay(true);
-        let inner = self.inner.clone();
-        let dst = SocketAddr::new(inner.ip, port);
-        self.inner
-            .scope
-            .spawn(async move { inner.handle(stream, peer, dst, Capture::Port(port)).await });
+        let dst = SocketAddr::new(self.inner.ip, port);
+        self.accept_with(stream, peer, dst, Capture::Port(port));
     }
 }
 
