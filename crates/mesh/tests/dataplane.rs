@@ -1291,3 +1291,42 @@ spec:
     drop(w);
     mesh.shutdown().await;
 }
+
+/// Istio's inbound cluster (`inbound|PORT||`) is ORIGINAL_DST: Envoy makes
+/// a host per original destination with its own connection pool
+/// (original_dst_cluster.cc), so sequential requests reach the app on one
+/// keep-alive connection — the same `UPSTREAM_LOCAL_ADDRESS`
+/// (127.0.0.6:PORT) in every server-side line. The client side pools
+/// per endpoint too: one upstream connection for all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_destination_connections_are_pooled() {
+    let mesh = start(BOOKINFO, "").await;
+    let mut inbound_locals = Vec::new();
+    let mut outbound_locals = Vec::new();
+    for _ in 0..3 {
+        let (r, logs) = curl(&mesh, &sleep(), &get("http://details:9080/details/0")).await;
+        assert_eq!(r.status, Some(200), "{r:?}");
+        let server = logs
+            .iter()
+            .find(|l| l.proxy.starts_with("details-v1"))
+            .expect("server line");
+        let client = logs
+            .iter()
+            .find(|l| l.proxy.starts_with("sleep"))
+            .expect("client line");
+        inbound_locals.push(server.entry.upstream_local.clone().expect("local"));
+        outbound_locals.push(client.entry.upstream_local.clone().expect("local"));
+    }
+    assert!(
+        inbound_locals[0].starts_with("127.0.0.6:"),
+        "{inbound_locals:?}"
+    );
+    assert!(
+        inbound_locals.iter().all(|l| *l == inbound_locals[0]),
+        "one pooled connection to the app: {inbound_locals:?}"
+    );
+    assert!(
+        outbound_locals.iter().all(|l| *l == outbound_locals[0]),
+        "{outbound_locals:?}"
+    );
+}

@@ -269,11 +269,14 @@ pub(crate) async fn lease(
     cluster: &Arc<ClusterRt>,
     host: &Host,
 ) -> Result<Lease, UpstreamError> {
-    match host.endpoint {
-        Some(_) => acquire(inner, cluster, host, cluster.config.http2_protocol_options).await,
-        None => one_off(inner, cluster, host).await,
-    }
+    acquire(inner, cluster, host, cluster.config.http2_protocol_options).await
 }
+
+/// The pool slot of an original destination (ORIGINAL_DST clusters, e.g.
+/// Istio's inbound `inbound|PORT||` and `PassthroughCluster`): Envoy makes
+/// a host per destination address (original_dst_cluster.cc) with its own
+/// connection pool, so keep-alive connections to the app are reused.
+const ORIGINAL_DST: usize = usize::MAX;
 
 /// Checks out a connection to `host` (an endpoint the load balancer chose)
 /// for one HTTP request, obeying the circuit breakers.
@@ -283,9 +286,7 @@ pub(crate) async fn acquire(
     host: &Host,
     http2: bool,
 ) -> Result<Lease, UpstreamError> {
-    let Some(endpoint) = host.endpoint else {
-        return Err(UpstreamError::NoHealthyUpstream);
-    };
+    let endpoint = host.endpoint.unwrap_or(ORIGINAL_DST);
     let th = cluster.thresholds;
     if cluster.rq_active.load(Ordering::Acquire) >= th.max_requests {
         ClusterStats::inc(&cluster.stats.upstream_rq_pending_overflow);
@@ -330,10 +331,21 @@ fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize, key: &str) -> Option<Lea
 
 /// Which of an endpoint's connections a request may use: an `auto_sni`
 /// cluster keeps one pool per SNI.
+/// An original destination's pool is its address (and the source the
+/// cluster binds).
 fn pool_key(cluster: &ClusterRt, host: &Host) -> String {
-    match (&host.tls, cluster.config.auto_sni) {
-        (Some(t), true) => t.sni.clone(),
-        _ => String::new(),
+    let sni = match (&host.tls, cluster.config.auto_sni) {
+        (Some(t), true) => t.sni.as_str(),
+        _ => "",
+    };
+    match host.endpoint {
+        Some(_) => sni.to_string(),
+        None => format!(
+            "{}:{}|{}|{sni}",
+            host.address,
+            host.port,
+            host.source.map(|s| s.to_string()).unwrap_or_default()
+        ),
     }
 }
 
@@ -466,26 +478,4 @@ impl Drop for CxGuard {
             .upstream_cx_active
             .fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// A single-use connection (ORIGINAL_DST clusters: the endpoint is the
-/// downstream connection's original destination; not pooled), HTTP/2 when
-/// the cluster says so.
-pub(crate) async fn one_off(
-    inner: &Inner,
-    cluster: &ClusterRt,
-    host: &Host,
-) -> Result<Lease, UpstreamError> {
-    let h2 = cluster.config.http2_protocol_options;
-    let carries = if h2 { Carries::Http2 } else { Carries::Http1 };
-    let (io, local) = connect(inner, cluster, host, carries).await?;
-    let sender = open_sender(inner, io, h2, None).await?;
-    Ok(Lease {
-        key: String::new(),
-        cluster: None,
-        sender: Some(sender),
-        endpoint: usize::MAX,
-        used: 0,
-        local: local.to_string(),
-    })
 }
