@@ -291,6 +291,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = meshsim_mesh::MeshOptions {
                 push_delay,
                 port_base,
+                keep_log_entries: false,
                 ..mesh_options(&input, true)
             };
             let watch = watch.then(|| (input.files.clone(), input.namespace_flag(true)));
@@ -383,7 +384,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(load) => {
             raise_fd_limit(true);
             let input = load.input.input();
-            let mut opts = mesh_options(&input, false);
+            let mut opts = meshsim_mesh::MeshOptions {
+                keep_log_entries: false,
+                ..mesh_options(&input, false)
+            };
             if !load.sidecar_process.is_empty() {
                 if input.files.iter().any(|f| f.as_os_str() == "-") {
                     bail!("--sidecar-process: the sidecar processes read the -f files themselves; give files, not stdin");

@@ -50,6 +50,22 @@ pub struct LogCollector {
     /// Loopback Hosts already warned about (bounded).
     warned: Mutex<std::collections::BTreeSet<String>>,
     taps: arc_swap::ArcSwap<Vec<Tap>>,
+    /// Whether kept lines keep their entries (scenario expectations read
+    /// them; a sandbox or load test keeps only the text).
+    keep_entries: bool,
+    /// The echo: lines batched into one buffer and written when it fills
+    /// or on [`LogCollector::flush`] (the mesh flushes every
+    /// [`FLUSH_EVERY`]; Envoy's file access log flushes every second).
+    out: Mutex<std::io::BufWriter<std::io::Stderr>>,
+}
+
+/// How often a running mesh flushes echoed access-log lines.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+impl Drop for LogCollector {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl Default for LogCollector {
@@ -66,12 +82,30 @@ impl LogCollector {
     /// A collector keeping the last `cap` lines.
     pub fn with_window(echo: bool, cap: usize) -> Self {
         Self {
+            keep_entries: true,
+            out: Mutex::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stderr(),
+            )),
             window: Mutex::new(Window::default()),
             written: Notify::new(),
             echo,
             cap: cap.max(1),
             warned: Mutex::new(Default::default()),
             taps: Default::default(),
+        }
+    }
+
+    /// Kept lines keep only their text (`lines()` gives default entries).
+    pub fn without_entries(mut self) -> Self {
+        self.keep_entries = false;
+        self
+    }
+
+    /// Writes out the echoed lines buffered so far.
+    pub fn flush(&self) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = out.flush();
         }
     }
 
@@ -150,16 +184,16 @@ impl LogCollector {
     /// A request that reached a sidecar with `Host: 127.0.0.1:PORT` (a
     /// sandbox entry port curled without `--connect-to`): no VirtualService
     /// names that host, so every route was skipped — said once per host.
-    fn loopback_host_warning(&self, l: &LogLine) -> Option<String> {
+    fn loopback_host_warning(&self, proxy: &str, entry: &LogEntry) -> Option<String> {
         // The caller's sidecar says it (the server's inbound line follows).
-        if l.entry
+        if entry
             .upstream_cluster
             .as_deref()
             .is_some_and(|c| c.starts_with("inbound|"))
         {
             return None;
         }
-        let host = l.entry.req_headers.get(":authority")?;
+        let host = entry.req_headers.get(":authority")?;
         let h = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
         let loopback = h == "localhost"
             || h.parse::<std::net::IpAddr>()
@@ -171,7 +205,7 @@ impl LogCollector {
         if warned.len() >= 64 || !warned.insert(host.clone()) {
             return None;
         }
-        let pod = l.proxy.split('.').next().unwrap_or(&l.proxy);
+        let pod = proxy.split('.').next().unwrap_or(proxy);
         Some(format!(
             "meshsim: warning: {pod} got a request with Host: {host}, which no VirtualService names: its routes were skipped. Send the service's name (curl --connect-to NAME:PORT:{host} http://NAME:PORT/, or curl -x through the pod's proxy port)."
         ))
@@ -189,16 +223,26 @@ impl LogSink for LogCollector {
         for t in self.taps.load().iter() {
             t(proxy_id, line, entry);
         }
+        if self.echo {
+            let pod = proxy_id.split('.').next().unwrap_or(proxy_id);
+            if let Ok(mut out) = self.out.lock() {
+                let _ = writeln!(out, "[pod/{pod}/istio-proxy] {}", line.trim_end());
+            }
+        }
         let l = LogLine {
             proxy: proxy_id.to_string(),
             line: line.to_string(),
-            entry: entry.clone(),
+            entry: if self.keep_entries {
+                entry.clone()
+            } else {
+                LogEntry::default()
+            },
         };
         if self.echo {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{}", prefixed(&l));
-            if let Some(w) = self.loopback_host_warning(&l) {
-                let _ = writeln!(err, "{w}");
+            if let Some(w) = self.loopback_host_warning(proxy_id, entry) {
+                if let Ok(mut out) = self.out.lock() {
+                    let _ = writeln!(out, "{w}");
+                }
             }
         }
         if let Ok(mut w) = self.window.lock() {
@@ -231,28 +275,17 @@ mod tests {
                 ..Default::default()
             };
             entry.req_headers.insert(":authority".into(), host.into());
-            LogLine {
-                proxy: proxy.into(),
-                line: String::new(),
-                entry,
-            }
+            (proxy.to_string(), entry)
         };
-        assert!(c
-            .loopback_host_warning(&line("web-0.shop", "inbound|80||", "127.0.0.1:4100"))
-            .is_none());
-        let w = c
-            .loopback_host_warning(&line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100"))
-            .expect("warned");
+        let warn = |(p, e): (String, LogEntry)| c.loopback_host_warning(&p, &e);
+        assert!(warn(line("web-0.shop", "inbound|80||", "127.0.0.1:4100")).is_none());
+        let w = warn(line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100")).expect("warned");
         assert!(
             w.starts_with("meshsim: warning: till-0 got a request with Host: 127.0.0.1:4100"),
             "{w}"
         );
-        assert!(c
-            .loopback_host_warning(&line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100"))
-            .is_none());
-        assert!(c
-            .loopback_host_warning(&line("till-0.shop", "outbound|80||web", "web.shop:80"))
-            .is_none());
+        assert!(warn(line("till-0.shop", "PassthroughCluster", "127.0.0.1:4100")).is_none());
+        assert!(warn(line("till-0.shop", "outbound|80||web", "web.shop:80")).is_none());
     }
 
     #[test]

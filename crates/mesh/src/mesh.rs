@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use meshsim_compiler::World;
+use meshsim_proxy::listener::Capture;
 use meshsim_proxy::scope::Scope;
 use meshsim_proxy::{FdExhaustedHook, Proxy};
 use tokio::net::TcpListener;
@@ -41,6 +42,9 @@ pub struct MeshOptions {
     pub port_base: Option<u16>,
     /// Sidecars run as their own OS processes (`--sidecar-process`).
     pub sidecar_processes: Option<Arc<crate::process::SidecarProcesses>>,
+    /// Keep each kept log line's entry (scenario expectations read them);
+    /// a sandbox or load test needs only the text (and saves the copy).
+    pub keep_log_entries: bool,
 }
 
 impl Default for MeshOptions {
@@ -52,6 +56,7 @@ impl Default for MeshOptions {
             fd_exhausted: None,
             port_base: None,
             sidecar_processes: None,
+            keep_log_entries: true,
         }
     }
 }
@@ -119,6 +124,12 @@ async fn bind_port(port: u16) -> Result<TcpListener> {
 pub(crate) struct Directory(Arc<Mutex<Running>>);
 
 impl Directory {
+    /// The proxy of the pod with this IP.
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<Proxy> {
+        let r = self.0.lock().ok()?;
+        r.proxies.get(&ip).map(|p| p.proxy.clone())
+    }
+
     pub fn get(&self, id: &str) -> Option<Proxy> {
         let r = self.0.lock().ok()?;
         r.proxies
@@ -154,7 +165,11 @@ impl Mesh {
         let mesh = Mesh {
             scope: Scope::new(),
             net,
-            logs: Arc::new(LogCollector::new(opts.echo_logs)),
+            logs: Arc::new(if opts.keep_log_entries {
+                LogCollector::new(opts.echo_logs)
+            } else {
+                LogCollector::new(opts.echo_logs).without_entries()
+            }),
             sds,
             control: Arc::new(ControlPlane::new(&world, opts.push_delay)),
             opts,
@@ -168,6 +183,15 @@ impl Mesh {
             process_pods,
         };
         mesh.start_internet().await?;
+        if mesh.opts.echo_logs {
+            let logs = mesh.logs.clone();
+            mesh.scope.spawn(async move {
+                loop {
+                    tokio::time::sleep(crate::logs::FLUSH_EVERY).await;
+                    logs.flush();
+                }
+            });
+        }
         let world = mesh.world();
         mesh.reconcile(&world, &Topology::default(), &topology)
             .await?;
@@ -351,12 +375,28 @@ impl Mesh {
             .map_err(|e| MeshError::io("local address", e))?;
         let net = self.net.clone();
         let scope = self.scope.clone();
+        let directory = self.directory();
+        let in_process = match from {
+            IpAddr::V4(v4) => !self.process_pods.contains(&v4),
+            IpAddr::V6(_) => false,
+        };
         self.scope.spawn(async move {
             loop {
                 let Ok((mut down, _)) = l.accept().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                // The pod's sidecar takes the connection itself, as
+                // iptables hands it over (no relay through its capture
+                // port): the sidecar running now, found per connection.
+                let sidecar = match from {
+                    IpAddr::V4(v4) if in_process && !dst.ip().is_loopback() => directory.by_ip(v4),
+                    _ => None,
+                };
+                if let Some(p) = sidecar {
+                    p.accept_with(down, net.source(from), dst, Capture::Outbound);
+                    continue;
+                }
                 let net = net.clone();
                 scope.spawn(async move {
                     if let Ok((mut up, _)) = net.connect_app(from, dst).await {
@@ -377,6 +417,7 @@ impl Mesh {
     /// closed.
     pub async fn shutdown(&self) {
         self.scope.shutdown().await;
+        self.logs.flush();
     }
 }
 

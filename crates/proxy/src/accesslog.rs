@@ -124,8 +124,17 @@ impl LogEntry {
     /// `%RESPONSE_FLAGS%`: each flag once, in the order they were set
     /// (the logger sorts them first for Envoy before 1.30).
     pub fn flags_string(&self) -> String {
+        let mut s = String::new();
+        self.write_flags(FlagOrder::Set, &mut s);
+        s
+    }
+
+    /// `%RESPONSE_FLAGS%` into `out`: each flag once, in the order they
+    /// were set, or in Envoy's old table order (`Legacy`).
+    pub fn write_flags(&self, order: FlagOrder, out: &mut String) {
         if self.flags.is_empty() {
-            return "-".into();
+            out.push('-');
+            return;
         }
         let mut seen: Vec<Flag> = Vec::with_capacity(self.flags.len());
         for f in &self.flags {
@@ -133,116 +142,275 @@ impl LogEntry {
                 seen.push(*f);
             }
         }
-        seen.iter().map(|f| f.code()).collect::<Vec<_>>().join(",")
-    }
-
-    /// The value of one command operator, `None` when unset (printed `-`).
-    pub fn operator(&self, op: &str) -> Option<String> {
-        let (name, arg, max_len) = match op.split_once('(') {
-            Some((n, rest)) => {
-                let (arg, after) = rest.split_once(')').unwrap_or((rest, ""));
-                (
-                    n,
-                    arg,
-                    after
-                        .strip_prefix(':')
-                        .and_then(|l| l.parse::<usize>().ok()),
-                )
+        if order == FlagOrder::Legacy {
+            seen.sort();
+        }
+        for (i, f) in seen.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            None => (op, "", None),
-        };
-        let v = self.operator_value(name, arg);
-        match max_len {
-            Some(n) => v.map(|s| s.chars().take(n).collect()),
-            None => v,
+            out.push_str(f.code());
+        }
+    }
+}
+
+/// One command operator, resolved when the format is compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    StartTime,
+    /// `%REQ(A?B)%`: the first header present (lowercase names).
+    Req(Vec<String>),
+    Resp(String),
+    Protocol,
+    ResponseCode,
+    ResponseFlags,
+    Details,
+    TerminationDetails,
+    TransportFailureReason,
+    BytesReceived,
+    BytesSent,
+    Duration,
+    UpstreamHost,
+    UpstreamCluster,
+    UpstreamLocal,
+    DownstreamLocal,
+    DownstreamRemote,
+    DownstreamRemoteWithoutPort,
+    RequestedServerName,
+    RouteName,
+    /// An operator meshsim does not know: printed `-`.
+    Unknown,
+}
+
+impl Op {
+    fn parse(name: &str, arg: &str) -> Op {
+        match name {
+            "START_TIME" => Op::StartTime,
+            "REQ" => Op::Req(arg.split('?').map(str::to_ascii_lowercase).collect()),
+            "RESP" => Op::Resp(arg.to_ascii_lowercase()),
+            "PROTOCOL" => Op::Protocol,
+            "RESPONSE_CODE" => Op::ResponseCode,
+            "RESPONSE_FLAGS" => Op::ResponseFlags,
+            "RESPONSE_CODE_DETAILS" => Op::Details,
+            "CONNECTION_TERMINATION_DETAILS" => Op::TerminationDetails,
+            "UPSTREAM_TRANSPORT_FAILURE_REASON" => Op::TransportFailureReason,
+            "BYTES_RECEIVED" => Op::BytesReceived,
+            "BYTES_SENT" => Op::BytesSent,
+            "DURATION" => Op::Duration,
+            "UPSTREAM_HOST" => Op::UpstreamHost,
+            "UPSTREAM_CLUSTER" | "UPSTREAM_CLUSTER_RAW" => Op::UpstreamCluster,
+            "UPSTREAM_LOCAL_ADDRESS" => Op::UpstreamLocal,
+            "DOWNSTREAM_LOCAL_ADDRESS" => Op::DownstreamLocal,
+            "DOWNSTREAM_REMOTE_ADDRESS" => Op::DownstreamRemote,
+            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Op::DownstreamRemoteWithoutPort,
+            "REQUESTED_SERVER_NAME" => Op::RequestedServerName,
+            "ROUTE_NAME" => Op::RouteName,
+            _ => Op::Unknown,
         }
     }
 
-    fn operator_value(&self, name: &str, arg: &str) -> Option<String> {
-        match name {
-            "START_TIME" => self
-                .start
-                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
-            "REQ" => {
-                let mut v = None;
-                for h in arg.split('?') {
-                    let key = h.to_ascii_lowercase();
-                    let got = match key.as_str() {
-                        ":method" => self.method.clone(),
-                        ":path" => self.path.clone(),
-                        _ => self.req_headers.get(&key).cloned(),
+    /// Whether JSON prints it as a number.
+    fn numeric(&self) -> bool {
+        matches!(
+            self,
+            Op::ResponseCode | Op::BytesReceived | Op::BytesSent | Op::Duration
+        )
+    }
+
+    /// Writes the value into `out`; `false` when unset (Envoy prints `-`).
+    fn write(&self, e: &LogEntry, order: FlagOrder, out: &mut String) -> bool {
+        use std::fmt::Write as _;
+        let s = |v: &Option<String>, out: &mut String| match v {
+            Some(v) => {
+                out.push_str(v);
+                true
+            }
+            None => false,
+        };
+        match self {
+            Op::StartTime => match e.start {
+                Some(t) => write!(out, "{}", humantime::format_rfc3339_millis(t)).is_ok(),
+                None => false,
+            },
+            Op::Req(names) => {
+                for n in names {
+                    let v = match n.as_str() {
+                        ":method" => e.method.as_deref(),
+                        ":path" => e.path.as_deref(),
+                        _ => e.req_headers.get(n).map(String::as_str),
                     };
-                    if got.is_some() {
-                        v = got;
-                        break;
+                    if let Some(v) = v {
+                        out.push_str(v);
+                        return true;
                     }
                 }
-                v
+                false
             }
-            "RESP" => self.resp_headers.get(&arg.to_ascii_lowercase()).cloned(),
-            "PROTOCOL" => self.protocol.clone(),
-            "RESPONSE_CODE" => Some(self.response_code.to_string()),
-            "RESPONSE_FLAGS" => Some(self.flags_string()),
-            "RESPONSE_CODE_DETAILS" => self.details.clone(),
-            "CONNECTION_TERMINATION_DETAILS" => self.termination_details.clone(),
+            Op::Resp(n) => match e.resp_headers.get(n) {
+                Some(v) => {
+                    out.push_str(v);
+                    true
+                }
+                None => false,
+            },
+            Op::Protocol => s(&e.protocol, out),
+            Op::ResponseCode => write!(out, "{}", e.response_code).is_ok(),
+            Op::ResponseFlags => {
+                e.write_flags(order, out);
+                true
+            }
+            Op::Details => s(&e.details, out),
+            Op::TerminationDetails => s(&e.termination_details, out),
             // formatter: spaces become `_` in this field.
-            "UPSTREAM_TRANSPORT_FAILURE_REASON" => self
-                .transport_failure_reason
-                .as_ref()
-                .map(|r| r.replace(' ', "_")),
-            "BYTES_RECEIVED" => Some(self.bytes_received.to_string()),
-            "BYTES_SENT" => Some(self.bytes_sent.to_string()),
-            "DURATION" => Some(self.duration.as_millis().to_string()),
-            "UPSTREAM_HOST" => self.upstream_host.clone(),
-            "UPSTREAM_CLUSTER" | "UPSTREAM_CLUSTER_RAW" => self.upstream_cluster.clone(),
-            "UPSTREAM_LOCAL_ADDRESS" => self.upstream_local.clone(),
-            "DOWNSTREAM_LOCAL_ADDRESS" => self.downstream_local.map(|a| a.to_string()),
-            "DOWNSTREAM_REMOTE_ADDRESS" => self.downstream_remote.map(|a| a.to_string()),
-            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => {
-                self.downstream_remote.map(|a| a.ip().to_string())
+            Op::TransportFailureReason => match &e.transport_failure_reason {
+                Some(r) => {
+                    out.extend(r.chars().map(|c| if c == ' ' { '_' } else { c }));
+                    true
+                }
+                None => false,
+            },
+            Op::BytesReceived => write!(out, "{}", e.bytes_received).is_ok(),
+            Op::BytesSent => write!(out, "{}", e.bytes_sent).is_ok(),
+            Op::Duration => write!(out, "{}", e.duration.as_millis()).is_ok(),
+            Op::UpstreamHost => s(&e.upstream_host, out),
+            Op::UpstreamCluster => s(&e.upstream_cluster, out),
+            Op::UpstreamLocal => s(&e.upstream_local, out),
+            Op::DownstreamLocal => match e.downstream_local {
+                Some(a) => write!(out, "{a}").is_ok(),
+                None => false,
+            },
+            Op::DownstreamRemote => match e.downstream_remote {
+                Some(a) => write!(out, "{a}").is_ok(),
+                None => false,
+            },
+            Op::DownstreamRemoteWithoutPort => match e.downstream_remote {
+                Some(a) => write!(out, "{}", a.ip()).is_ok(),
+                None => false,
+            },
+            Op::RequestedServerName => s(&e.requested_server_name, out),
+            Op::RouteName => s(&e.route_name, out),
+            Op::Unknown => false,
+        }
+    }
+}
+
+/// A piece of a compiled format: text, or an operator with its optional
+/// `:N` truncation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Op(Op, Option<usize>),
+}
+
+/// A format string compiled once (Envoy's substitution formatter parses
+/// its format when the listener is built, not per request): text and
+/// operators, rendered straight into a caller's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format(Vec<Piece>);
+
+impl Format {
+    pub fn compile(format: &str) -> Format {
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut text = String::new();
+        let mut rest = format;
+        while let Some(start) = rest.find('%') {
+            text.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            match after.find('%') {
+                Some(end)
+                    if end > 0
+                        && after[..end]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_():?-".contains(c)) =>
+                {
+                    let op = &after[..end];
+                    let (name, arg, max_len) = match op.split_once('(') {
+                        Some((n, r)) => {
+                            let (arg, tail) = r.split_once(')').unwrap_or((r, ""));
+                            let max = tail.strip_prefix(':').and_then(|l| l.parse().ok());
+                            (n, arg, max)
+                        }
+                        None => (op, "", None),
+                    };
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Op(Op::parse(name, arg), max_len));
+                    rest = &after[end + 1..];
+                }
+                Some(0) => {
+                    text.push('%');
+                    rest = &after[1..];
+                }
+                _ => {
+                    text.push('%');
+                    rest = after;
+                }
             }
-            "REQUESTED_SERVER_NAME" => self.requested_server_name.clone(),
-            "ROUTE_NAME" => self.route_name.clone(),
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Format(pieces)
+    }
+
+    /// Appends the line for `e` to `out`.
+    pub fn render_into(&self, e: &LogEntry, order: FlagOrder, out: &mut String) {
+        for p in &self.0 {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Op(op, max) => {
+                    let at = out.len();
+                    if !op.write(e, order, out) {
+                        out.truncate(at);
+                        out.push('-');
+                    } else if let Some(n) = max {
+                        if let Some((i, _)) = out[at..].char_indices().nth(*n) {
+                            out.truncate(at + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A lone operator (`%RESPONSE_CODE%`): JSON prints its value typed.
+    fn single(&self) -> Option<&Op> {
+        match self.0.as_slice() {
+            [Piece::Op(op, None)] => Some(op),
             _ => None,
         }
+    }
+
+    /// The header names its `%REQ(...)%` / `%RESP(...)%` operators read.
+    fn headers(&self, req: bool) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.0 {
+            let names: Vec<&String> = match p {
+                Piece::Op(Op::Req(n), _) if req => n.iter().collect(),
+                Piece::Op(Op::Resp(n), _) if !req => vec![n],
+                _ => continue,
+            };
+            for n in names {
+                if !n.is_empty() && !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
     }
 }
 
 /// Renders `format` (Envoy command operators between `%`) for `e`.
 pub fn render(format: &str, e: &LogEntry) -> String {
     let mut out = String::with_capacity(format.len() + 64);
-    let mut rest = format;
-    while let Some(start) = rest.find('%') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        match after.find('%') {
-            Some(end)
-                if end > 0
-                    && after[..end].chars().all(|c| {
-                        c.is_ascii_uppercase()
-                            || c.is_ascii_digit()
-                            || "_():?-".contains(c)
-                            || c.is_ascii_lowercase()
-                    }) =>
-            {
-                out.push_str(&e.operator(&after[..end]).unwrap_or_else(|| "-".into()));
-                rest = &after[end + 1..];
-            }
-            Some(0) => {
-                out.push('%');
-                rest = &after[1..];
-            }
-            _ => {
-                out.push('%');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
+    Format::compile(format).render_into(e, FlagOrder::Set, &mut out);
     out
 }
 
-/// A proxy's logger: the mesh config's encoding and format, and a sink.
+/// A proxy's logger: the mesh config's encoding and format, compiled
+/// once, and a sink.
 #[derive(Clone)]
 pub struct AccessLogger {
     pub proxy_id: Arc<str>,
@@ -255,34 +423,22 @@ pub struct AccessLogger {
     resp_headers: Arc<[String]>,
 }
 
-/// Header names used by `%REQ(...)%` / `%RESP(...)%` operators in `text`.
-fn headers_used(text: &str, op: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    let pat = format!("%{op}(");
-    while let Some(i) = rest.find(&pat) {
-        let after = &rest[i + pat.len()..];
-        let Some(end) = after.find(')') else { break };
-        for h in after[..end].split('?') {
-            let h = h.to_ascii_lowercase();
-            if !h.is_empty() && !out.contains(&h) {
-                out.push(h);
-            }
-        }
-        rest = &after[end..];
-    }
-    out
-}
-
 enum LogFormat {
     Off,
-    Text(String),
-    Json(Vec<(String, String)>),
+    Text(Format),
+    Json(Vec<(String, Format)>),
 }
 
 /// Where log lines go (stdout of the "container", a test's collector).
 pub trait LogSink: Send + Sync + 'static {
     fn write(&self, proxy_id: &str, line: &str, entry: &LogEntry);
+}
+
+thread_local! {
+    /// Each thread renders lines into one reused buffer.
+    static LINE: std::cell::RefCell<(String, String)> = const {
+        std::cell::RefCell::new((String::new(), String::new()))
+    };
 }
 
 impl AccessLogger {
@@ -295,51 +451,63 @@ impl AccessLogger {
         let format = if cfg.path.is_empty() {
             LogFormat::Off
         } else if cfg.encoding == meshsim_tables::LogEncoding::Json {
-            if cfg.format.trim().starts_with('{') {
-                let fields =
-                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&cfg.format)
-                        .map(|m| {
-                            m.into_iter()
-                                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                LogFormat::Json(fields)
+            let fields: Vec<(String, String)> = if cfg.format.trim().starts_with('{') {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&cfg.format)
+                    .map(|m| {
+                        m.into_iter()
+                            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
             } else {
-                LogFormat::Json(
-                    ISTIO_JSON_FIELDS
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                )
-            }
+                ISTIO_JSON_FIELDS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            LogFormat::Json(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, Format::compile(&v)))
+                    .collect(),
+            )
         } else if cfg.format.is_empty() {
-            LogFormat::Text(ISTIO_DEFAULT_FORMAT.to_string())
+            LogFormat::Text(Format::compile(ISTIO_DEFAULT_FORMAT))
         } else {
             let mut f = cfg.format.clone();
             if !f.ends_with('\n') {
                 f.push('\n');
             }
-            LogFormat::Text(f)
+            LogFormat::Text(Format::compile(&f))
         };
-        let all_text = match &format {
-            LogFormat::Off => String::new(),
-            LogFormat::Text(t) => t.clone(),
-            LogFormat::Json(fields) => fields
-                .iter()
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
+        let (req_headers, resp_headers) = match &format {
+            LogFormat::Off => (Vec::new(), Vec::new()),
+            LogFormat::Text(f) => (f.headers(true), f.headers(false)),
+            LogFormat::Json(fields) => {
+                let mut req: Vec<String> = Vec::new();
+                let mut resp: Vec<String> = Vec::new();
+                for (_, f) in fields {
+                    for h in f.headers(true) {
+                        if !req.contains(&h) {
+                            req.push(h);
+                        }
+                    }
+                    for h in f.headers(false) {
+                        if !resp.contains(&h) {
+                            resp.push(h);
+                        }
+                    }
+                }
+                (req, resp)
+            }
         };
-        let req_headers: Arc<[String]> = headers_used(&all_text, "REQ").into();
-        let resp_headers: Arc<[String]> = headers_used(&all_text, "RESP").into();
         Self {
             proxy_id: proxy_id.into(),
             format: Arc::new(format),
             order,
             sink,
-            req_headers,
-            resp_headers,
+            req_headers: req_headers.into(),
+            resp_headers: resp_headers.into(),
         }
     }
 
@@ -359,46 +527,70 @@ impl AccessLogger {
     }
 
     pub fn log(&self, e: &LogEntry) {
-        let sorted;
-        let e = if self.order == FlagOrder::Legacy && e.flags.len() > 1 {
-            let mut c = e.clone();
-            c.flags.sort();
-            sorted = c;
-            &sorted
-        } else {
-            e
-        };
-        let line = match &*self.format {
-            LogFormat::Off => return,
-            LogFormat::Text(f) => render(f, e),
-            LogFormat::Json(fields) => {
-                let mut m = serde_json::Map::new();
-                for (k, op) in fields {
-                    let v =
-                        if op.starts_with('%') && op.ends_with('%') && op.matches('%').count() == 2
-                        {
-                            match e.operator(&op[1..op.len() - 1]) {
-                                Some(s) => match op.as_str() {
-                                    "%RESPONSE_CODE%" | "%BYTES_RECEIVED%" | "%BYTES_SENT%"
-                                    | "%DURATION%" => s
-                                        .parse::<u64>()
-                                        .map(serde_json::Value::from)
-                                        .unwrap_or(serde_json::Value::String(s)),
-                                    _ => serde_json::Value::String(s),
-                                },
-                                None => serde_json::Value::Null,
-                            }
-                        } else {
-                            serde_json::Value::String(render(op, e))
-                        };
-                    m.insert(k.clone(), v);
-                }
-                let mut s = serde_json::Value::Object(m).to_string();
-                s.push('\n');
-                s
+        if !self.enabled() {
+            return;
+        }
+        LINE.with(|buf| {
+            let Ok(mut buf) = buf.try_borrow_mut() else {
+                return;
+            };
+            let (line, value) = &mut *buf;
+            line.clear();
+            match &*self.format {
+                LogFormat::Off => return,
+                LogFormat::Text(f) => f.render_into(e, self.order, line),
+                LogFormat::Json(fields) => self.json_into(fields, e, line, value),
             }
-        };
-        self.sink.write(&self.proxy_id, &line, e);
+            self.sink.write(&self.proxy_id, line, e);
+            // Keep the buffers from growing without bound after a huge line.
+            if line.capacity() > 64 * 1024 {
+                *line = String::new();
+            }
+        });
+    }
+
+    /// Istio's JSON encoding: one object, keys in the format's order; a
+    /// lone operator is its typed value (or `null` when unset).
+    fn json_into(
+        &self,
+        fields: &[(String, Format)],
+        e: &LogEntry,
+        line: &mut String,
+        value: &mut String,
+    ) {
+        line.push('{');
+        for (i, (k, f)) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            push_json_str(line, k);
+            line.push(':');
+            value.clear();
+            match f.single() {
+                Some(op) => {
+                    if !op.write(e, self.order, value) {
+                        line.push_str("null");
+                    } else if op.numeric() && value.parse::<u64>().is_ok() {
+                        line.push_str(value);
+                    } else {
+                        push_json_str(line, value);
+                    }
+                }
+                None => {
+                    f.render_into(e, self.order, value);
+                    push_json_str(line, value);
+                }
+            }
+        }
+        line.push_str("}\n");
+    }
+}
+
+/// Appends `s` as a JSON string (serde_json's escaping).
+fn push_json_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        Err(_) => out.push_str("\"\""),
     }
 }
 
