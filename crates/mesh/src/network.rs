@@ -263,7 +263,8 @@ impl Network {
         is_public(name, &self.cluster_domain).then(|| internet_ip(name))
     }
 
-    fn source(&self, from: IpAddr) -> SocketAddr {
+    /// A fresh source address of pod `from` (an ephemeral port).
+    pub(crate) fn source(&self, from: IpAddr) -> SocketAddr {
         let p = self.ephemeral.fetch_add(1, Ordering::Relaxed);
         let p = if p < 40000 { 40000 + p } else { p };
         SocketAddr::new(from, p)
