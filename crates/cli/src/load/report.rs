@@ -496,18 +496,7 @@ impl Report {
         } else {
             a.labels.clone()
         };
-        let id = format!(
-            "{}_{}",
-            humantime::format_rfc3339_seconds(start_time)
-                .to_string()
-                .trim_end_matches('Z')
-                .replace(['T', ':'], "-")
-                .replacen('-', "", 0),
-            labels
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect::<String>()
-        );
+        let id = run_id(start_time, &labels);
         let payload = req_payload(a);
         let json = Json {
             run_type: "HTTP",
@@ -608,6 +597,35 @@ impl Report {
     }
 }
 
+/// fortio's run ID (periodic.go `GenID`): the start as `YYYY-MM-DD-HHMMSS`
+/// (UTC here), `_`, the labels with each run of other characters one
+/// `_`, at most 96 characters.
+fn run_id(start: SystemTime, labels: &str) -> String {
+    let ts = humantime::format_rfc3339_seconds(start).to_string();
+    let (day, time) = ts.trim_end_matches('Z').split_once('T').unwrap_or((&ts, ""));
+    let mut id = format!("{day}-{}", time.replace(':', ""));
+    if labels.is_empty() {
+        return id;
+    }
+    let mut last = '_';
+    id.push(last);
+    for c in labels.chars() {
+        if c.is_ascii_alphanumeric() {
+            last = c;
+        } else if last == '_' {
+            continue;
+        } else {
+            last = '_';
+        }
+        id.push(last);
+    }
+    if last == '_' {
+        id.pop();
+    }
+    id.truncate(96);
+    id
+}
+
 /// The request body as Go marshals `[]byte`: base64, or null.
 fn req_payload(a: &LoadArgs) -> Option<String> {
     use base64::Engine as _;
@@ -616,4 +634,26 @@ fn req_payload(a: &LoadArgs) -> Option<String> {
         .as_deref()
         .filter(|p| !p.is_empty() && a.payload_size == 0)?;
     Some(base64::engine::general_purpose::STANDARD.encode(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// periodic_test.go's `TestID` cases (its start time in UTC).
+    #[test]
+    fn run_ids_like_fortio() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(978_404_645);
+        let digits = "1234567890".repeat(9);
+        for (labels, suffix) in [
+            ("", ""),
+            ("abcDEF123", "_abcDEF123"),
+            ("A!@#$%^&*()-+=/'B", "_A_B"),
+            ("A  ", "_A"),
+            (" ", ""),
+            (digits.as_str(), &format!("_{}", &digits[..78])),
+        ] {
+            assert_eq!(run_id(t, labels), format!("2001-01-02-030405{suffix}"));
+        }
+    }
 }
