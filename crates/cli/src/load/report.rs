@@ -602,7 +602,10 @@ impl Report {
 /// `_`, at most 96 characters.
 fn run_id(start: SystemTime, labels: &str) -> String {
     let ts = humantime::format_rfc3339_seconds(start).to_string();
-    let (day, time) = ts.trim_end_matches('Z').split_once('T').unwrap_or((&ts, ""));
+    let (day, time) = ts
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or((&ts, ""));
     let mut id = format!("{day}-{}", time.replace(':', ""));
     if labels.is_empty() {
         return id;

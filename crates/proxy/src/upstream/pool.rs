@@ -204,6 +204,10 @@ pub struct Lease {
     key: String,
     used: u32,
     pub local: String,
+    /// A request was sent and its response head has not come: dropped
+    /// now (the downstream went away), the stream is reset and the
+    /// connection closed, as Envoy does — never pooled.
+    waiting: bool,
 }
 
 impl Lease {
@@ -213,6 +217,7 @@ impl Lease {
         req: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
         self.used += 1;
+        self.waiting = true;
         let r = match self.sender.as_mut() {
             Some(Sender::H1(s)) => match s.ready().await {
                 Ok(()) => s.send_request(req).await,
@@ -225,6 +230,7 @@ impl Lease {
             // The connection was handed back already: treat as reset.
             None => return Err(UpstreamError::ConnectionTermination),
         };
+        self.waiting = false;
         r.map_err(|e| classify(&e))
     }
 }
@@ -234,16 +240,21 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let Some(c) = self.cluster.take() else { return };
         c.rq_active.fetch_sub(1, Ordering::AcqRel);
-        let reusable = match &self.sender {
-            Some(Sender::H1(s)) => {
-                !s.is_closed()
-                    && c.config
-                        .max_requests_per_connection
-                        .is_none_or(|m| self.used < m)
-            }
-            Some(Sender::H2(s)) => !s.is_closed(),
-            None => false,
-        };
+        let reusable = !self.waiting
+            && match &self.sender {
+                Some(Sender::H1(s)) => {
+                    !s.is_closed()
+                        && c.config
+                            .max_requests_per_connection
+                            .is_none_or(|m| self.used < m)
+                }
+                Some(Sender::H2(s)) => !s.is_closed(),
+                None => false,
+            };
+        if self.waiting {
+            // Reset: the connection goes with the sender.
+            self.sender = None;
+        }
         if let (true, Some(sender)) = (reusable, self.sender.take()) {
             if let Ok(mut idle) = c.idle.lock() {
                 idle.push_back(Idle {
@@ -326,6 +337,7 @@ fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize, key: &str) -> Option<Lea
         key: i.key,
         used: i.used,
         local: i.local,
+        waiting: false,
     })
 }
 
@@ -433,6 +445,7 @@ async fn new_connection(
         key: pool_key(cluster, host),
         used: 0,
         local: local.to_string(),
+        waiting: false,
     })
 }
 
