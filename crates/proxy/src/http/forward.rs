@@ -31,6 +31,9 @@ struct Attempt {
     result: Result<Response<hyper::body::Incoming>, AttemptError>,
     host: Option<String>,
     local: Option<String>,
+    /// The connection was ready in the pool (Envoy attaches it as soon as
+    /// the headers are routed); `false` when it had to be opened.
+    pooled: bool,
 }
 
 /// One request's way to its cluster: what every attempt needs.
@@ -132,7 +135,7 @@ impl HttpCtx {
             // The client's body broke: the codec's error, whatever
             // the upstream made of the truncated request.
             if let Some(e) = x.rq.body.error() {
-                return body_failed(e, info, x.rq);
+                return body_failed(e, info, a.pooled, x.rq);
             }
             let more = attempt < tries;
             // A body past the buffer limit cannot be sent again: Envoy
@@ -169,6 +172,7 @@ impl HttpCtx {
             result: Err(AttemptError::PerTryTimeout),
             host: None,
             local: None,
+            pooled: false,
         };
         let host = match cluster.choose(self.info.dst) {
             Ok(h) => {
@@ -233,6 +237,7 @@ impl HttpCtx {
             }
         };
         a.local = Some(lease.local.clone());
+        a.pooled = lease.pooled;
         x.note_in_flight(a.host.clone(), a.local.clone());
         tokio::select! {
             r = lease.send(req) => {
@@ -307,14 +312,23 @@ impl HttpCtx {
 /// (`400 DPE http1.codec_error`, the connection closed) or, for a client
 /// that went away, `0 DC downstream_remote_disconnect`.
 ///
-/// Envoy's codec meets the bad chunk in the same read as the head, before
-/// its upstream connection is up: its line has no upstream local address
-/// and 0 bytes received (differential case "a broken chunk in the request
-/// body", Envoy 1.36).
-fn body_failed(e: DownstreamBodyError, mut info: UpstreamInfo, rq: &RequestCtx) -> Outcome {
+/// Envoy's codec meets the bad chunk in the same read as the head: the
+/// router has attached an upstream connection only if one was ready in
+/// the pool (its line then names the local address); a connection still
+/// being opened is not in the line, and nothing was received (differential
+/// case "a broken chunk in the request body", Envoy 1.36 — it logs `-` or
+/// the address depending on its pool).
+fn body_failed(
+    e: DownstreamBodyError,
+    mut info: UpstreamInfo,
+    pooled: bool,
+    rq: &RequestCtx,
+) -> Outcome {
     let reply = match e {
         DownstreamBodyError::Codec => {
-            info.local = None;
+            if !pooled {
+                info.local = None;
+            }
             rq.body
                 .received
                 .store(0, std::sync::atomic::Ordering::Relaxed);

@@ -208,6 +208,8 @@ pub struct Lease {
     /// now (the downstream went away), the stream is reset and the
     /// connection closed, as Envoy does — never pooled.
     waiting: bool,
+    /// Taken ready from the pool (not opened for this request).
+    pub pooled: bool,
 }
 
 impl Lease {
@@ -338,6 +340,7 @@ fn take_idle(cluster: &Arc<ClusterRt>, endpoint: usize, key: &str) -> Option<Lea
         used: i.used,
         local: i.local,
         waiting: false,
+        pooled: true,
     })
 }
 
@@ -446,6 +449,7 @@ async fn new_connection(
         used: 0,
         local: local.to_string(),
         waiting: false,
+        pooled: false,
     })
 }
 
