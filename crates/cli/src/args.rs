@@ -216,45 +216,9 @@ pub enum Command {
     /// `-timeout`, `-p`, `-H`, `-payload`, `-json FILE|-`; fortio's report
     /// on stderr, plus who answered and the response flags in the access
     /// logs. From a pod (through its sidecar) or from outside.
+    // `-n` is fortio's number of calls here: the namespace is long-only.
+    #[command(mut_arg("namespace", |a| a.short(None)))]
     Load(Box<LoadArgs>),
-}
-
-/// `meshsim load`'s input flags: as every command's, but the namespace
-/// is long-only (`-n` is fortio's number of calls).
-#[derive(clap::Args, Clone)]
-pub struct LoadInput {
-    /// YAML/JSON files or directories, as you would `kubectl apply -f`.
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<PathBuf>,
-    /// The Istio version the proxies report.
-    #[arg(long, default_value_t = IstioVersion::DEFAULT.to_string())]
-    pub istio_version: String,
-    /// Helm's `compatibilityVersion` (e.g. 1.23).
-    #[arg(long)]
-    pub compatibility_version: Option<String>,
-    /// Treat namespaces that the input does not declare as NOT injected.
-    #[arg(long)]
-    pub no_implicit_injection: bool,
-    /// The namespace of objects that name none, and of `--from`
-    /// (long-only here: `-n` is the number of calls).
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Seeds the mesh's random choices.
-    #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl LoadInput {
-    pub fn input(&self) -> Input {
-        Input {
-            files: self.files.clone(),
-            istio_version: self.istio_version.clone(),
-            compatibility_version: self.compatibility_version.clone(),
-            no_implicit_injection: self.no_implicit_injection,
-            namespace: self.namespace.clone(),
-            seed: self.seed,
-        }
-    }
 }
 
 /// fortio's `-n`: a count of calls. A word there is most likely a
@@ -275,7 +239,7 @@ fn go_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
 #[derive(clap::Args)]
 pub struct LoadArgs {
     #[command(flatten)]
-    pub input: LoadInput,
+    pub input: Input,
     /// Where the load starts: POD[.NAMESPACE], deploy/NAME[.NAMESPACE], or `outside`.
     #[arg(long, default_value = "deploy/sleep")]
     pub from: String,

@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Load(load) => {
             raise_fd_limit(true);
-            let input = load.input.input();
+            let input = load.input.clone();
             let mut opts = meshsim_mesh::MeshOptions {
                 keep_log_entries: false,
                 ..mesh_options(&input, false)

@@ -2,7 +2,7 @@
 //! httprunner.go RunHTTPTest, fortio_main.go) and its JSON result
 //! (`HTTPRunnerResults`) — and what meshsim adds from the access logs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use meshsim_mesh::curl::From;
 use meshsim_mesh::Mesh;
+use meshsim_proxy::accesslog;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -46,19 +47,24 @@ pub(super) struct Observed {
     seen: Arc<Mutex<Seen>>,
 }
 
-/// `reviews-v1-7f9c.default` → its workload (`deploy/reviews-v1.default`).
-fn workload_of(world: &meshsim_compiler::World, ip: std::net::IpAddr) -> Option<String> {
-    let p = world
+/// Each pod's IP → its workload and version (`reviews-v1.default (version v1)`).
+fn workloads_by_ip(world: &meshsim_compiler::World) -> HashMap<std::net::IpAddr, String> {
+    world
         .pods
         .iter()
-        .find(|p| std::net::IpAddr::V4(p.ip) == ip)?;
-    let owner = p.owner.split_once('/').map_or(p.name.as_str(), |(_, n)| n);
-    let version = p
-        .labels
-        .get("version")
-        .map(|v| format!(" (version {v})"))
-        .unwrap_or_default();
-    Some(format!("{owner}.{}{version}", p.namespace))
+        .map(|p| {
+            let owner = p.owner.split_once('/').map_or(p.name.as_str(), |(_, n)| n);
+            let version = p
+                .labels
+                .get("version")
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default();
+            (
+                std::net::IpAddr::V4(p.ip),
+                format!("{owner}.{}{version}", p.namespace),
+            )
+        })
+        .collect()
 }
 
 impl Observed {
@@ -81,6 +87,7 @@ impl Observed {
                 .map(|p| p.id())
                 .collect(),
         };
+        let by_ip = workloads_by_ip(&world);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s = seen.clone();
         let names: BTreeMap<String, String> = world
@@ -113,29 +120,31 @@ impl Observed {
                         Some(h) => h
                             .parse::<SocketAddr>()
                             .ok()
-                            .and_then(|a| workload_of(&world, a.ip()))
+                            .and_then(|a| by_ip.get(&a.ip()).cloned())
                             .unwrap_or_else(|| h.to_string()),
                         None => format!("no upstream ({} {})", e.response_code, e.flags_string()),
                     }
                 };
                 *s.destinations.entry(who).or_default() += 1;
             }
-            let workload = names
-                .get(proxy)
-                .cloned()
-                .unwrap_or_else(|| proxy.to_string());
-            for f in e.flags_string().split(',').filter(|f| *f != "-") {
-                *s.flags
-                    .entry((f.to_string(), workload.clone()))
-                    .or_default() += 1;
-            }
-            let text = format!("[{workload}] {}", line.trim_end());
-            if !e.flags.is_empty() {
-                if s.flagged.len() < sample {
-                    s.flagged.push(text);
+            let workload = names.get(proxy).map_or(proxy, String::as_str);
+            let mut counted: Vec<accesslog::Flag> = Vec::new();
+            for f in &e.flags {
+                if !counted.contains(f) {
+                    counted.push(*f);
+                    *s.flags
+                        .entry((f.code().to_string(), workload.to_string()))
+                        .or_default() += 1;
                 }
-            } else if s.plain.len() < sample {
-                s.plain.push(text);
+            }
+            // The sample: formatted only while it has room.
+            let list = if e.flags.is_empty() {
+                &mut s.plain
+            } else {
+                &mut s.flagged
+            };
+            if list.len() < sample {
+                list.push(format!("[{workload}] {}", line.trim_end()));
             }
         }));
         Observed { seen }
