@@ -200,16 +200,33 @@ pub enum Command {
         #[command(flatten)]
         curl: Box<CurlArgs>,
     },
-    /// Like `istioctl analyze`: IST0101 dangling references (hosts,
-    /// host+subset, gateways), IST0132 VirtualService hosts a gateway does
-    /// not serve, IST0118 port names, IST0102 injection. Exit 79 when an
-    /// Error is found, as istioctl does.
+    /// Like `istioctl analyze` on the cluster the files describe: istioctl's
+    /// traffic analyzers (IST codes, levels and messages of its
+    /// messages.yaml) and meshsim's checks for each failure of the "Traffic
+    /// Management Problems" page (MS codes, with the page's fix). Exits 79
+    /// when a message reaches --failure-threshold (log output only), as
+    /// istioctl does.
     Analyze {
         #[command(flatten)]
         input: Input,
         /// Analyze every namespace (default: the `-n` namespace, or `default`).
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Output format: log, json or yaml.
+        #[arg(short = 'o', long, default_value = "log", value_parser = ["log", "json", "yaml"])]
+        output: String,
+        /// The severity level of analysis at which to set a non-zero exit
+        /// code: Info, Warning or Error.
+        #[arg(long, default_value = "Error", value_parser = ["Info", "Warning", "Error"], ignore_case = true)]
+        failure_threshold: String,
+        /// The severity level of analysis at which to display messages:
+        /// Info, Warning or Error.
+        #[arg(long, default_value = "Info", value_parser = ["Info", "Warning", "Error"], ignore_case = true)]
+        output_threshold: String,
+        /// Suppress reporting a message code on a resource:
+        /// `CODE=Kind name.namespace` (`*` matches any run). Repeatable.
+        #[arg(short = 'S', long)]
+        suppress: Vec<String>,
     },
     /// Load like fortio (`fortio load`'s flags, with one dash or two):
     /// `-qps` (0 = max), `-c` connections, `-t` duration or `-n` calls,

@@ -338,17 +338,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze {
             input,
             all_namespaces,
+            output,
+            failure_threshold,
+            output_threshold,
+            suppress,
         } => {
+            let mut req = meshsim_mesh::analysis::AnalyzeRequest {
+                namespace: input.namespace.clone(),
+                all_namespaces,
+                output: Some(output),
+                failure_threshold: Some(failure_threshold),
+                output_threshold: Some(output_threshold),
+                suppress,
+                files: vec![],
+            };
             if input.files.is_empty() {
-                return remote::analyze(input.namespace.clone(), all_namespaces);
+                return remote::analyze(req);
             }
             let (world, diags) = load_world_ns(&input, false)?;
             print_diagnostics(&diags);
             if diags.has_errors() {
                 return Ok(ExitCode::FAILURE);
             }
-            let ns = input.namespace.as_deref().unwrap_or("default");
-            let r = meshsim_mesh::remote::analyze_report(&world, (!all_namespaces).then_some(ns));
+            req.files = input
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            let r = meshsim_mesh::analysis::analyze_report(&world, &req);
             write_stdout(&r.stdout);
             eprint!("{}", r.stderr);
             Ok(ExitCode::from(r.code))

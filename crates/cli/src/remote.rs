@@ -132,12 +132,8 @@ pub fn proxy_dump(target: &str, namespace: Option<String>) -> Result<remote::Pro
 }
 
 /// `meshsim analyze [-n NS | -A]` of the running sandbox.
-pub fn analyze(namespace: Option<String>, all_namespaces: bool) -> Result<ExitCode> {
+pub fn analyze(req: remote::AnalyzeRequest) -> Result<ExitCode> {
     let state = sandbox()?;
-    let req = remote::AnalyzeRequest {
-        namespace,
-        all_namespaces,
-    };
     let reply = runtime()?
         .block_on(remote::call(&state, "/analyze", serde_json::to_vec(&req)?))
         .map_err(|e| anyhow!(e))?;

@@ -374,74 +374,141 @@ fn load_reports_codes_like_fortio() {
     assert!(err.contains("UO : "), "{err}");
 }
 
-/// `meshsim analyze` as istioctl: clean Bookinfo passes; a route to an
-/// undefined subset is IST0101 and exit status 79.
+/// `meshsim analyze` as istioctl 1.28 prints it (istioctl/pkg/analyze,
+/// util/formatting): Istio's Bookinfo with destination-rule-all.yaml gives
+/// the two IST0173 errors for ratings' v2-mysql subsets (istio.io#17329)
+/// and exit 79; a warning alone exits 0 unless --failure-threshold says
+/// so; -o json/yaml never set the exit code; --suppress and -n filter.
 #[test]
 fn analyze_like_istioctl() {
     let (code, out, err) = meshsim(&["analyze", "-f", BOOKINFO]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains("No validation issues found when analyzing namespace: default."),
-        "{out}"
+    assert_eq!(code, 79, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, subset) in lines.iter().zip(["v2-mysql", "v2-mysql-vm"]) {
+        assert!(
+            line.starts_with("Error [IST0173] (DestinationRule default/ratings tests/fixtures/bookinfo/destination-rule-all.yaml:"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(&format!(") The Subset {subset} defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).")),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        err,
+        "Error: Analyzers found issues when analyzing namespace: default.\nSee https://istio.io/v1.28/docs/reference/config/analysis for more information about causes and resolutions.\n"
     );
+    // The same errors suppressed by resource, with istioctl's wildcard.
+    let (code, out, err) = meshsim(&[
+        "analyze",
+        "-f",
+        BOOKINFO,
+        "--suppress",
+        "IST0173=DestinationRule ratings.*",
+        "--suppress",
+        "IST9999=Pod x.y",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "\n");
+    assert!(
+        err.starts_with("Warning: Supplied message code 'IST9999' is an unknown message code and will not have any effect.\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\u{2714} No validation issues found when analyzing tests/fixtures/bookinfo."),
+        "{err}"
+    );
+    // -o json: istioctl's keys; never an exit code.
+    let (code, out, err) = meshsim(&["analyze", "-f", BOOKINFO, "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let first = &v[0];
+    let keys: Vec<&str> = first
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "code",
+            "documentationUrl",
+            "level",
+            "message",
+            "origin",
+            "reference"
+        ]
+    );
+    assert_eq!(first["code"], "IST0173");
+    assert_eq!(first["level"], "Error");
+    assert_eq!(first["origin"], "DestinationRule default/ratings");
+    assert_eq!(
+        first["documentationUrl"],
+        "https://istio.io/v1.28/docs/reference/config/analysis/ist0173/?ref=istioctl-analyze"
+    );
+    assert!(
+        out.contains("\n\t{\n\t\t\"code\""),
+        "tab-indented as Go's MarshalIndent: {out}"
+    );
+    let (code, out, _) = meshsim(&["analyze", "-f", BOOKINFO, "-o", "yaml"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("- code: IST0173\n"), "{out}");
+
+    // A mesh unlike Bookinfo: namespace ledger, a subset no pod carries.
     let tmp = tempdir();
     let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).expect("tmp");
-    let vs = dir.join("vs.yaml");
+    let app = dir.join("app.yaml");
     std::fs::write(
-        &vs,
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hw}\nspec:\n  hosts: [helloworld]\n  http:\n  - route:\n    - destination: {host: helloworld, subset: canary}\n",
+        &app,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: vault, namespace: ledger}\nspec:\n  ports: [{port: 7070, name: http-api}]\n  selector: {app: vault}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: vault-blue, namespace: ledger}\nspec:\n  selector: {matchLabels: {app: vault, track: blue}}\n  template:\n    metadata: {labels: {app: vault, track: blue}}\n    spec: {containers: [{name: app, image: nginx}]}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: vault, namespace: ledger}\nspec:\n  host: vault\n  subsets:\n  - {name: blue, labels: {track: blue}}\n  - {name: green, labels: {track: green}}\n",
     )
     .expect("write");
-    let (code, out, err) = meshsim(&[
-        "analyze",
-        "-f",
-        "scenarios/_shared/sleep.yaml",
-        "-f",
-        "scenarios/_shared/helloworld.yaml",
-        "-f",
-        vs.to_str().expect("utf8"),
-    ]);
-    assert_eq!(code, 79, "{out}{err}");
-    assert!(
-        out.contains("Error [IST0101] (VirtualService hw.default) Referenced host+subset in destinationrule not found: \"helloworld+canary\""),
-        "{out}"
-    );
-    assert!(
-        err.contains("Error: Analyzers found issues when analyzing namespace: default."),
-        "{err}"
-    );
-    // `-n` selects what to report; objects in other namespaces still load
-    // (unlike `kubectl apply -n`), and their problems are not reported.
-    let other = dir.join("other.yaml");
-    std::fs::write(
-        &other,
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x, namespace: other}\nspec:\n  hosts: [x]\n  http:\n  - route:\n    - destination: {host: nowhere}\n",
-    )
-    .expect("write");
-    let (code, out, err) = meshsim(&[
-        "analyze",
-        "-n",
-        "default",
-        "-f",
-        BOOKINFO,
-        "-f",
-        other.to_str().expect("utf8"),
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(!err.contains("does not match"), "{err}");
-    let (code, out, _) = meshsim(&[
-        "analyze",
-        "-n",
-        "other",
-        "-f",
-        other.to_str().expect("utf8"),
-    ]);
+    let app = app.to_str().expect("utf8");
+    let (code, out, _) = meshsim(&["analyze", "-n", "ledger", "-f", app]);
     assert_eq!(code, 79, "{out}");
-    assert!(
-        out.contains("(VirtualService x.other) Referenced host not found: \"nowhere\""),
-        "{out}"
+    assert_eq!(
+        out,
+        format!("Error [IST0173] (DestinationRule ledger/vault {app}:17) The Subset green defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).\n")
     );
+    // `-n` selects what is reported: the default namespace has nothing.
+    let (code, out, err) = meshsim(&["analyze", "-f", app]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "\n");
+    // Only a warning: exit 0, unless the failure threshold is Warning.
+    let gw = dir.join("gw.yaml");
+    std::fs::write(
+        &gw,
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: ledger}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"vault.example.org\"]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vault, namespace: ledger}\nspec:\n  hosts: [other.example.org]\n  gateways: [edge]\n  http: [{route: [{destination: {host: vault, subset: blue}}]}]\n",
+    )
+    .expect("write");
+    let gw = gw.to_str().expect("utf8");
+    let args = [
+        "analyze",
+        "-n",
+        "ledger",
+        "-f",
+        app,
+        "-f",
+        gw,
+        "-S",
+        "IST0173=*",
+    ];
+    let (code, out, err) = meshsim(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        format!("Warning [IST0132] (VirtualService ledger/vault {gw}:8) one or more host [other.example.org] defined in VirtualService ledger/vault not found in Gateway ledger/edge.\n")
+    );
+    let mut strict = args.to_vec();
+    strict.extend(["--failure-threshold", "Warning"]);
+    assert_eq!(meshsim(&strict).0, 79);
+    let mut quiet = args.to_vec();
+    quiet.extend(["--output-threshold", "Error"]);
+    let (code, out, _) = meshsim(&quiet);
+    assert_eq!((code, out.as_str()), (0, "\n"));
 }
 
 /// Weighted picks are random per run, like a real mesh, and `--seed`

@@ -29,6 +29,7 @@
 //! * [`status`], [`logs`] — `proxy-status` rows, collected access logs.
 //! * [`fdlimit`] — the open-file limit and the hint when it runs out.
 
+pub mod analysis;
 pub mod apps;
 pub mod bookinfo;
 pub mod ca;

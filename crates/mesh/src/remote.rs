@@ -86,44 +86,7 @@ pub struct ProxyRequest {
     pub namespace: Option<String>,
 }
 
-/// `istioctl analyze [-n NS | -A]` of the running mesh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnalyzeRequest {
-    pub namespace: Option<String>,
-    pub all_namespaces: bool,
-}
-
-/// istioctl analyze's output and exit code for `world` (79 on errors).
-pub fn analyze_report(world: &meshsim_compiler::World, ns: Option<&str>) -> Reply {
-    use meshsim_compiler::analyze::{analyze, Level};
-    let scope = match ns {
-        Some(ns) => format!("namespace: {ns}"),
-        None => "all namespaces".to_string(),
-    };
-    let msgs = analyze(world, ns);
-    let mut r = Reply::default();
-    if msgs.is_empty() {
-        r.stdout = format!("\u{2714} No validation issues found when analyzing {scope}.\n");
-        return r;
-    }
-    for m in &msgs {
-        let _ = writeln!(r.stdout, "{m}");
-    }
-    if msgs.iter().any(|m| m.level == Level::Error) {
-        let _ = writeln!(
-            r.stderr,
-            "Error: Analyzers found issues when analyzing {scope}."
-        );
-        r.code = 79;
-    }
-    let v = world.settings.istio_version;
-    let _ = writeln!(
-        r.stderr,
-        "See https://istio.io/v{}.{}/docs/reference/config/analysis for more information about causes and resolutions.",
-        v.major, v.minor
-    );
-    r
-}
+pub use crate::analysis::{analyze_report, AnalyzeRequest};
 
 /// `kubectl logs POD|deploy/NAME [-c istio-proxy] [--tail N]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,10 +195,7 @@ async fn handle(
             },
         },
         "/analyze" => match serde_json::from_slice::<AnalyzeRequest>(&body) {
-            Ok(a) => {
-                let ns = a.namespace.unwrap_or_else(|| "default".into());
-                analyze_report(&mesh.world(), (!a.all_namespaces).then_some(ns.as_str()))
-            }
+            Ok(a) => analyze_report(&mesh.world(), &a),
             Err(e) => Reply {
                 code: 2,
                 stderr: format!("error: bad request: {e}\n"),

@@ -27,6 +27,10 @@ pub struct Scenario {
     /// Control-plane delay before a change reaches each proxy (`"2s"`).
     #[serde(default)]
     pub push_delay: Option<String>,
+    /// `meshsim analyze -A` on the resources, every message as
+    /// `CODE Kind namespace/name` (absent: silent).
+    #[serde(default)]
+    pub analyze: Vec<String>,
     pub steps: Vec<Step>,
 }
 
@@ -281,6 +285,11 @@ pub struct Expect {
     /// The process step: how many requests got a 200 (`"=1100"`).
     #[serde(default)]
     pub answered: Option<String>,
+    /// `meshsim analyze -A` after this step's change, every message as
+    /// `CODE Kind namespace/name`. A step with a change is always checked
+    /// (absent means silent); a step without one only when given.
+    #[serde(default)]
+    pub analyze: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -105,6 +105,7 @@ impl Runner {
         for d in diags.warnings() {
             setup.transcript.push(format!("  {d}"));
         }
+        r.analyze(&sc.analyze, &mut setup);
         report.steps.push(setup);
         for step in &sc.steps {
             let mut sr = StepReport {
@@ -130,6 +131,11 @@ impl Runner {
         let before = self.mesh.logs().len();
         if let Some(c) = &step.change {
             self.change(c, sr).await?;
+        }
+        match (&step.change, &step.expect.analyze) {
+            (_, Some(expected)) => self.analyze(expected, sr),
+            (Some(_), None) => self.analyze(&[], sr),
+            (None, None) => {}
         }
         match &step.wait {
             Some(Wait::For(w)) => {
@@ -162,6 +168,35 @@ impl Runner {
         }
         self.check(&step.expect, &observed, &logs, sr);
         Ok(())
+    }
+
+    /// `meshsim analyze -A` on the configuration as it now stands: the
+    /// messages (`CODE Kind namespace/name`) must be exactly `expected`.
+    fn analyze(&self, expected: &[String], sr: &mut StepReport) {
+        let world = self.mesh.world();
+        let msgs = meshsim_compiler::analyze::analyze(&world, None, &[]);
+        sr.transcript.push("$ meshsim analyze -A".into());
+        for m in &msgs {
+            sr.transcript.push(format!("  {m}"));
+        }
+        let got: std::collections::BTreeSet<String> = msgs
+            .iter()
+            .map(|m| format!("{} {}", m.code, m.origin()))
+            .collect();
+        let want: std::collections::BTreeSet<String> = expected.iter().cloned().collect();
+        let show = |s: &std::collections::BTreeSet<String>| {
+            if s.is_empty() {
+                "no messages".to_string()
+            } else {
+                s.iter().cloned().collect::<Vec<_>>().join("; ")
+            }
+        };
+        sr.verdicts.push(Verdict::new(
+            "analyze",
+            got == want,
+            show(&want),
+            show(&got),
+        ));
     }
 
     /// `istioctl upgrade`, `kubectl delete`, then `kubectl apply` (a step
