@@ -200,6 +200,20 @@ pub enum Command {
         #[command(flatten)]
         curl: Box<CurlArgs>,
     },
+    /// Explain one request: the path istiod's tables give it (listener,
+    /// filter chain, route, cluster, endpoint, TLS, the server's inbound
+    /// chain) and the predicted status and response flag. `--send` then
+    /// sends it and sets the real access-log lines beside the prediction.
+    /// Takes curl's flags, like `meshsim curl`.
+    Explain {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        curl: Box<CurlArgs>,
+        /// Send the request too, and compare.
+        #[arg(long)]
+        send: bool,
+    },
     /// Like `istioctl analyze` on the cluster the files describe: istioctl's
     /// traffic analyzers (IST codes, levels and messages of its
     /// messages.yaml) and meshsim's checks for each failure of the "Traffic

@@ -12,8 +12,8 @@ use meshsim_mesh::{Mesh, MeshOptions};
 
 use crate::CurlArgs;
 
-pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCode> {
-    let from = resolve_from(&world, &a.from)?;
+/// The request curl would send for these flags.
+pub fn request(a: &CurlArgs) -> Result<CurlRequest> {
     let cacert = match &a.cacert {
         Some(p) => {
             Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("--cacert {}: {e}", p.display()))?)
@@ -34,7 +34,7 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
         (None, None) => None,
         _ => bail!("--cert and --key go together"),
     };
-    let req = CurlRequest {
+    Ok(CurlRequest {
         client_cert,
         url: a.url.clone(),
         method: a.method.clone(),
@@ -56,7 +56,12 @@ pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCod
         cacert,
         timeout: a.max_time.map(Duration::from_secs_f64),
         verbose: a.verbose,
-    };
+    })
+}
+
+pub async fn run(world: World, a: CurlArgs, opts: MeshOptions) -> Result<ExitCode> {
+    let from = resolve_from(&world, &a.from)?;
+    let req = request(&a)?;
     let mesh = Mesh::start(world, opts).await?;
     for w in mesh.warnings() {
         eprintln!("meshsim: warning: {w}");
@@ -124,4 +129,40 @@ pub fn resolve_from(world: &World, from: &str) -> Result<From> {
         }
         Err(e) => bail!("--from {from}: {e}"),
     }
+}
+
+/// `meshsim explain`: the walk and the prediction; with `send`, the real
+/// request and its access-log lines, and whether they agree (exit 0) or
+/// not (exit 3: a bug in meshsim's walk or its data plane).
+pub async fn explain(world: World, a: CurlArgs, send: bool, opts: MeshOptions) -> Result<ExitCode> {
+    let from = resolve_from(&world, &a.from)?;
+    let req = request(&a)?;
+    let mesh = Mesh::start(world, opts).await?;
+    let e = meshsim_mesh::explain::explain(&mesh, &from, &req, None);
+    let mut out = e.render();
+    let mut code = ExitCode::SUCCESS;
+    if send {
+        let (resp, lines) = mesh.curl_logged(&from, &req).await;
+        out.push_str("\nsent:\n");
+        match (&resp.error, resp.status) {
+            (Some(err), _) => out.push_str(&format!("  {err}\n")),
+            (None, Some(s)) => out.push_str(&format!("  {s}\n")),
+            (None, None) => {}
+        }
+        for l in &lines {
+            out.push_str(&format!("  {}\n", prefixed(l)));
+        }
+        let disagreements = meshsim_mesh::explain::compare(&e.prediction, &resp, &lines);
+        if disagreements.is_empty() {
+            out.push_str("the prediction and the access logs agree\n");
+        } else {
+            for d in &disagreements {
+                out.push_str(&format!("DISAGREEMENT: {d}\n"));
+            }
+            code = ExitCode::from(3);
+        }
+    }
+    mesh.shutdown().await;
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(code)
 }

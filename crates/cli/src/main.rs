@@ -398,6 +398,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = mesh_options(&input, false);
             run_on_world(&input, |w| curl::run(w, *curl, opts))
         }
+        Command::Explain { input, curl, send } => {
+            let opts = mesh_options(&input, false);
+            run_on_world(&input, |w| curl::explain(w, *curl, send, opts))
+        }
         Command::Load(load) => {
             raise_fd_limit(true);
             let input = load.input.clone();

@@ -1097,3 +1097,64 @@ fn sandbox_port_base_lays_ports_out_deterministically() {
     assert!((23700..23800).contains(&control), "{first}");
     assert!(entry > control && entry < 23800, "{first}");
 }
+
+/// `meshsim explain` on a mesh unlike the scenarios: the walk names the
+/// listener, route, cluster and the server's inbound chain, predicts the
+/// status and flag, names the page's section for a documented failure,
+/// and `--send` finds the access logs in agreement.
+#[test]
+fn explain_predicts_and_agrees_with_the_logs() {
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let mesh = dir.join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: vault, namespace: ledger}\nspec:\n  ports: [{port: 7070, name: http-api, targetPort: 9000}]\n  selector: {app: vault}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: vault, namespace: ledger}\nspec:\n  selector: {matchLabels: {app: vault}}\n  template:\n    metadata: {labels: {app: vault}}\n    spec: {containers: [{name: app, image: example/vault, ports: [{containerPort: 9000}]}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: teller, namespace: ledger}\nspec:\n  selector: {matchLabels: {app: teller}}\n  template:\n    metadata: {labels: {app: teller}}\n    spec: {containers: [{name: app, image: curlimages/curl}]}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vault, namespace: ledger}\nspec:\n  hosts: [vault]\n  http:\n  - match: [{uri: {prefix: /v2}}]\n    route: [{destination: {host: vault}}]\n",
+    )
+    .expect("write");
+    let m = mesh.to_str().expect("utf8");
+    let (code, out, err) = meshsim(&[
+        "explain",
+        "-f",
+        m,
+        "--from",
+        "deploy/teller.ledger",
+        "http://vault.ledger:7070/v2/keys",
+        "--send",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "teller-0.ledger: listener 0.0.0.0_7070",
+        "route configuration \"7070\"",
+        "cluster outbound|7070||vault.ledger.svc.cluster.local",
+        "vault-0.ledger: inbound capture, listener virtualInbound",
+        "prediction: 200; teller-0.ledger logs flags - (via_upstream)",
+        "the prediction and the access logs agree",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
+    // No route for /v1: the documented NR failure, in agreement.
+    let (code, out, err) = meshsim(&[
+        "explain",
+        "-f",
+        m,
+        "--from",
+        "deploy/teller.ledger",
+        "http://vault.ledger:7070/v1/keys",
+        "--send",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("prediction: 404; teller-0.ledger logs flags NR (route_not_found)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("documented failure: \"Requests are rejected by Envoy (NR)\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("the prediction and the access logs agree"),
+        "{out}"
+    );
+}

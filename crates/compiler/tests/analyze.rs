@@ -544,7 +544,11 @@ spec: {mtls: {mode: STRICT}}
         ]
     );
     let t = texts(&y);
-    assert!(t[0].contains("but nothing takes mutual TLS at books.ledger (no sidecar"), "{}", t[0]);
+    assert!(
+        t[0].contains("but nothing takes mutual TLS at books.ledger (no sidecar"),
+        "{}",
+        t[0]
+    );
     assert!(
         t[1].contains("the PeerAuthentication of teller.ledger is STRICT"),
         "{}",

@@ -36,6 +36,7 @@ pub mod ca;
 pub mod control;
 pub mod curl;
 pub mod error;
+pub mod explain;
 pub mod export;
 pub mod fdlimit;
 pub mod graph;

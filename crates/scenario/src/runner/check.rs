@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use meshsim_mesh::curl::CurlResponse;
 use meshsim_mesh::logs::LogLine;
 
 use super::steps::{Observed, Runner};
@@ -367,4 +368,63 @@ fn summarize(v: &[String]) -> String {
 fn first_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().take(6).collect();
     format!("{} ...", lines.join(" | "))
+}
+
+/// `meshsim explain`'s predictions against what the requests met: each
+/// response's status (or curl's error), and the flags the predicted proxy
+/// logged. Under load a pool's overflow (503 UO) is allowed besides.
+pub(super) fn explain_verdict(
+    predictions: &[(meshsim_mesh::explain::Prediction, bool)],
+    responses: &[CurlResponse],
+    logs: &[LogLine],
+) -> Verdict {
+    use std::collections::BTreeMap;
+    let mut wrong: Vec<String> = Vec::new();
+    let mut expected_flags: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let load = predictions.iter().any(|(_, l)| *l);
+    for (i, ((p, l), r)) in predictions.iter().zip(responses).enumerate() {
+        if let Some(d) = meshsim_mesh::explain::response_disagreement(p, r, *l) {
+            wrong.push(format!("request {}: {d}", i + 1));
+        }
+        if let Some(px) = p.proxy.as_ref().filter(|_| !p.flags_vary) {
+            expected_flags
+                .entry(px.as_str())
+                .or_default()
+                .push(p.flags.clone());
+        }
+    }
+    for (px, mut want) in expected_flags {
+        let mut got: Vec<String> = logs
+            .iter()
+            .filter(|l| meshsim_mesh::explain::same_proxy(&l.proxy, px))
+            .map(|l| l.entry.flags_string())
+            .collect();
+        want.sort();
+        got.sort();
+        let ok = if load {
+            got.iter().all(|g| want.contains(g) || g == "UO")
+        } else {
+            want == got
+        };
+        if !ok {
+            wrong.push(format!("{px} flags: predicted {want:?}, logged {got:?}"));
+        }
+    }
+    let summary = |p: &meshsim_mesh::explain::Prediction| match (&p.client_error, p.status) {
+        (Some(e), _) => format!("curl: {e}"),
+        (None, Some(s)) => format!("{s} {}", p.flags),
+        (None, None) => format!("app's answer {}", p.flags),
+    };
+    let mut predicted: Vec<String> = predictions.iter().map(|(p, _)| summary(p)).collect();
+    predicted.dedup();
+    Verdict::new(
+        "explain prediction",
+        wrong.is_empty(),
+        predicted.join("; "),
+        if wrong.is_empty() {
+            format!("as predicted: {}", predicted.join("; "))
+        } else {
+            wrong.join("; ")
+        },
+    )
 }

@@ -41,6 +41,10 @@ pub(super) struct Observed {
     pub crashed: Option<(bool, String)>,
     /// The process step: how many requests got a 200.
     pub answered: Option<u64>,
+    /// `meshsim explain`'s prediction for each request sent, made from the
+    /// tables the proxies held just before it was sent; `true` when the
+    /// requests were concurrent load (a pool's overflow is allowed).
+    pub predictions: Vec<(meshsim_mesh::explain::Prediction, bool)>,
 }
 
 fn parse_dur(s: &str) -> Result<Duration> {
@@ -167,6 +171,13 @@ impl Runner {
             ));
         }
         self.check(&step.expect, &observed, &logs, sr);
+        if !observed.predictions.is_empty() {
+            sr.verdicts.push(super::check::explain_verdict(
+                &observed.predictions,
+                &observed.responses,
+                &logs,
+            ));
+        }
         Ok(())
     }
 
@@ -269,26 +280,59 @@ impl Runner {
     async fn traffic(&mut self, t: &Traffic, sr: &mut StepReport) -> Result<Observed> {
         let mut o = Observed::default();
         match t {
-            Traffic::Request(r) => o.responses = self.request(r, sr).await?,
-            Traffic::Session(s) => o.responses = self.session(s, sr).await?,
-            Traffic::Load(l) => o.responses = self.load(l, sr).await?,
+            Traffic::Request(r) => o.responses = self.request(r, sr, &mut o.predictions).await?,
+            Traffic::Session(s) => o.responses = self.session(s, sr, &mut o.predictions).await?,
+            Traffic::Load(l) => o.responses = self.load(l, sr, &mut o.predictions).await?,
             Traffic::Process(p) => self.process(p, sr, &mut o).await?,
         }
         Ok(o)
     }
 
-    async fn request(&self, r: &RequestSpec, sr: &mut StepReport) -> Result<Vec<CurlResponse>> {
+    /// `meshsim explain` for a request about to be sent, in the transcript.
+    fn predict(
+        &self,
+        from: &From,
+        req: &CurlRequest,
+        sni: Option<&str>,
+        sr: &mut StepReport,
+    ) -> meshsim_mesh::explain::Prediction {
+        let e = meshsim_mesh::explain::explain(&self.mesh, from, req, sni);
+        for line in e.render().lines().filter(|l| !l.starts_with(' ')) {
+            if line.starts_with("prediction")
+                || line.starts_with("risk")
+                || line.starts_with("documented")
+            {
+                sr.transcript.push(format!("  explain {line}"));
+            }
+        }
+        e.prediction
+    }
+
+    async fn request(
+        &self,
+        r: &RequestSpec,
+        sr: &mut StepReport,
+        predictions: &mut Vec<(meshsim_mesh::explain::Prediction, bool)>,
+    ) -> Result<Vec<CurlResponse>> {
         let from = self.from(r.from.as_deref())?;
         let req = curl_request(r)?;
         sr.transcript.push(curl_line(r));
         let mut out = Vec::new();
         for _ in 0..r.count.unwrap_or(1) {
+            let p = self.predict(&from, &req, None, sr);
+            predictions.push((p, false));
             out.push(self.mesh.curl(&from, &req).await);
         }
+        sr.transcript.dedup();
         Ok(out)
     }
 
-    async fn session(&self, s: &SessionSpec, sr: &mut StepReport) -> Result<Vec<CurlResponse>> {
+    async fn session(
+        &self,
+        s: &SessionSpec,
+        sr: &mut StepReport,
+        predictions: &mut Vec<(meshsim_mesh::explain::Prediction, bool)>,
+    ) -> Result<Vec<CurlResponse>> {
         let from = self.from(s.from.as_deref())?;
         let (first, rest) = s
             .requests
@@ -298,20 +342,37 @@ impl Runner {
             "$ (one connection, as a browser reuses it) {}",
             curl_line(first)
         ));
-        let mut conn = match self.mesh.open(&from, &curl_request(first)?).await {
+        let first_req = curl_request(first)?;
+        predictions.push((self.predict(&from, &first_req, None, sr), false));
+        let mut conn = match self.mesh.open(&from, &first_req).await {
             Ok(c) => c,
             Err(e) => return Ok(vec![e]),
         };
-        let mut out = vec![conn.send(&curl_request(first)?).await];
+        // Later requests ride the first one's TLS session (its SNI).
+        let sni = first_req
+            .url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .map(str::to_string);
+        let mut out = vec![conn.send(&first_req).await];
         for r in rest {
             sr.transcript
                 .push(format!("  then on the same connection: {}", r.url));
-            out.push(conn.send(&curl_request(r)?).await);
+            let req = curl_request(r)?;
+            predictions.push((self.predict(&from, &req, sni.as_deref(), sr), false));
+            out.push(conn.send(&req).await);
         }
         Ok(out)
     }
 
-    async fn load(&self, l: &LoadSpec, sr: &mut StepReport) -> Result<Vec<CurlResponse>> {
+    async fn load(
+        &self,
+        l: &LoadSpec,
+        sr: &mut StepReport,
+        predictions: &mut Vec<(meshsim_mesh::explain::Prediction, bool)>,
+    ) -> Result<Vec<CurlResponse>> {
         let from = self.from(l.from.as_deref())?;
         sr.transcript.push(format!(
             "$ load: {} connections x {} requests: {}",
@@ -321,6 +382,10 @@ impl Runner {
             url: l.url.clone(),
             ..Default::default()
         })?;
+        let p = self.predict(&from, &req, None, sr);
+        for _ in 0..l.connections * l.requests {
+            predictions.push((p.clone(), true));
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..l.connections {
             let (mesh, from, req, n) = (self.mesh.clone(), from.clone(), req.clone(), l.requests);
