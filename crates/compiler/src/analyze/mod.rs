@@ -152,6 +152,11 @@ pub const CODES: &[(&str, &str, Level)] = &[
     ("IST0140", "IngressRouteRulesNotAffected", Level::Warning),
     ("IST0145", "ConflictingGateways", Level::Error),
     (
+        "IST0150",
+        "ExternalNameServiceTypeInvalidPortName",
+        Level::Warning,
+    ),
+    (
         "IST0151",
         "EnvoyFilterUsesRelativeOperation",
         Level::Warning,
@@ -177,6 +182,7 @@ pub const CODES: &[(&str, &str, Level)] = &[
         Level::Warning,
     ),
     ("IST0162", "GatewayPortNotDefinedOnService", Level::Warning),
+    ("IST0165", "ReferencedInternalGateway", Level::Warning),
     (
         "IST0173",
         "DestinationRuleSubsetNotSelectPods",
