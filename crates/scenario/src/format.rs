@@ -28,9 +28,10 @@ pub struct Scenario {
     #[serde(default)]
     pub push_delay: Option<String>,
     /// `meshsim analyze -A` on the resources, every message as
-    /// `CODE Kind namespace/name` (absent: silent).
+    /// `CODE Kind namespace/name` (`[]`: silent). Absent, the scenario's
+    /// analyze messages are shown but not checked.
     #[serde(default)]
-    pub analyze: Vec<String>,
+    pub analyze: Option<Vec<String>>,
     pub steps: Vec<Step>,
 }
 
@@ -286,8 +287,9 @@ pub struct Expect {
     #[serde(default)]
     pub answered: Option<String>,
     /// `meshsim analyze -A` after this step's change, every message as
-    /// `CODE Kind namespace/name`. A step with a change is always checked
-    /// (absent means silent); a step without one only when given.
+    /// `CODE Kind namespace/name`. In a scenario that declares `analyze`,
+    /// a step with a change is always checked (absent means silent); a
+    /// step without one only when given.
     #[serde(default)]
     pub analyze: Option<Vec<String>>,
 }
