@@ -461,9 +461,12 @@ async fn shared_certificate_connection_reuse() {
     assert!(conn.is_h2());
     let r1 = conn.send(&first).await;
     assert_eq!(r1.status, Some(200), "{r1:?}");
+    let before = mesh.logs().len();
     let r2 = conn.send(&get("https://service2.test.com/hello")).await;
     assert_eq!(r2.status, Some(404), "{r2:?}");
-    let lines = mesh.logs().settle(0).await;
+    // The line is written when the stream ends, which can be after the
+    // client has its response: wait for it.
+    let lines = mesh.logs().settle(before).await;
     let l = lines
         .iter()
         .rev()
