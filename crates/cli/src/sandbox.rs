@@ -39,6 +39,16 @@ pub async fn run(
         state.token.clone(),
         shared_ports.clone(),
     ));
+    // The live traffic page (graph, proxy tables, access-log tails) on its
+    // own localhost port, fed by a tap on the access logs.
+    let page = mesh.bind_user().await?;
+    let page_addr = page.local_addr()?;
+    let graph = meshsim_mesh::traffic::TrafficGraph::attach(&mesh);
+    let page_server = tokio::spawn(meshsim_mesh::traffic::server::serve(
+        mesh.clone(),
+        graph,
+        page,
+    ));
     let recorded = match meshsim_mesh::remote::record(&state) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -58,8 +68,15 @@ pub async fn run(
         Some((files, ns)) => Some(watch_files(mesh.clone(), files, ns)?),
         None => None,
     };
-    let mut ports = serde_json::json!({"control": state.control.to_string()});
+    let mut ports = serde_json::json!({
+        "control": state.control.to_string(),
+        "traffic": format!("http://{page_addr}/"),
+    });
     let mut text = describe(&mesh, &ca, &proxy_ports, &mut ports).await?;
+    let _ = writeln!(
+        text,
+        "\nLive traffic page (graph, proxy tables, access logs): http://{page_addr}/"
+    );
     if let Ok(mut p) = shared_ports.lock() {
         *p = ports.clone();
     }
@@ -83,6 +100,8 @@ pub async fn run(
     drop(recorded);
     server.abort();
     let _ = server.await;
+    page_server.abort();
+    let _ = page_server.await;
     proxy_servers.abort_all();
     while proxy_servers.join_next().await.is_some() {}
     if let Some((w, task)) = watcher {

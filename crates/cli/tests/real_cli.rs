@@ -190,9 +190,19 @@ async fn curl_x_acts_from_inside_the_pod() {
     let _ = drain.join();
 }
 
-/// Starts a Bookinfo sandbox (its own runtime dir); the child, the
-/// gateway's local port for outside port 80 and the sleep pod's proxy port.
-fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String, String) {
+/// A running Bookinfo sandbox and what it printed.
+struct Sandbox {
+    child: std::process::Child,
+    /// The gateway's local address for outside port 80.
+    gw: String,
+    /// The sleep pod's proxy (`curl -x`).
+    proxy: String,
+    /// The live traffic page.
+    page: String,
+}
+
+/// Starts a Bookinfo sandbox (its own runtime dir).
+fn bookinfo_sandbox(runtime: &std::path::Path) -> Sandbox {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
         .args(["sandbox", "-f", "tests/fixtures/bookinfo", "--for", "300s"])
         .env("XDG_RUNTIME_DIR", runtime)
@@ -217,8 +227,22 @@ fn bookinfo_sandbox(runtime: &std::path::Path) -> (std::process::Child, String, 
         .map_while(Result::ok)
         .find_map(|l| proxy_port(&l))
         .expect("the sleep pod's proxy port");
+    let page = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("Live traffic page")
+                .and_then(|r| r.split_whitespace().last())
+                .map(String::from)
+        })
+        .expect("the traffic page's address");
     std::thread::spawn(move || lines.map_while(Result::ok).count());
-    (child, gw, proxy)
+    Sandbox {
+        child,
+        gw,
+        proxy,
+        page,
+    }
 }
 
 /// `meshsim apply -f -` with `yaml`, as istio.io's tasks run kubectl.
@@ -291,7 +315,12 @@ fn chromium_as(
 /// breaking (httpbin and its DestinationRule applied into the mesh).
 async fn bookinfo_tasks_in_a_running_sandbox() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (mut child, gw, proxy) = bookinfo_sandbox(tmp.path());
+    let Sandbox {
+        mut child,
+        gw,
+        proxy,
+        ..
+    } = bookinfo_sandbox(tmp.path());
     let page = |cookie: Option<&str>| {
         let mut c = Command::new("curl");
         c.args(["-s", "-w", "\ntime=%{time_total}"]);
@@ -387,6 +416,250 @@ async fn bookinfo_tasks_in_a_running_sandbox() {
     let _ = child.wait();
 }
 
+/// Headless Chromium's DOM of `url` with every host name but loopback
+/// unresolvable (the page must need nothing from the network). `settle`
+/// lets the page's own requests finish (virtual time), which only a page
+/// without a live event stream allows.
+fn chromium_dom(url: &str, dir: &std::path::Path, profile: &str, settle: bool) -> String {
+    chromium(url, dir, profile, settle, "--dump-dom")
+}
+
+/// Headless Chromium on `url` (as [`chromium_dom`]) with `output`
+/// (`--dump-dom`, `--screenshot=FILE`); its stdout.
+fn chromium(url: &str, dir: &std::path::Path, profile: &str, settle: bool, output: &str) -> String {
+    let wait = if settle {
+        "--virtual-time-budget=5000"
+    } else {
+        "--timeout=3000"
+    };
+    let out = Command::new("chromium")
+        .env("HOME", dir)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,1000",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            wait,
+            &format!("--user-data-dir={}", dir.join(profile).display()),
+            output,
+            url,
+        ])
+        .output()
+        .expect("chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The side panel the traffic page opens for `#hash`, once its request
+/// is answered (a still page: `?live=0`).
+fn panel(page: &str, hash: &str, dir: &std::path::Path) -> String {
+    let profile = hash.split('=').next().unwrap_or("panel");
+    let dom = chromium_dom(&format!("{page}?live=0#{hash}"), dir, profile, true);
+    element(&dom, "<aside id=\"side\"", "</aside>")
+        .unwrap_or_else(|| panic!("the panel in {dom}"))
+        .to_string()
+}
+
+/// The text of the first element of `dom` that opens with `open` (up to
+/// its matching `close` tag name, not nested).
+fn element<'a>(dom: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = dom.find(open)?;
+    let rest = &dom[start..];
+    let end = rest.find(close)?;
+    Some(&rest[..end])
+}
+
+/// The sandbox's live traffic page in a real browser (issue 14): Bookinfo
+/// with reviews limited to one connection and one pending request and
+/// split 50/50 between v1 and v3; a burst of 60 productpage calls, 30 at
+/// a time, overflows productpage's pool to reviews (503 UO, which
+/// productpage shows as "reviews unavailable"), then 40 calls one by one
+/// show the split. Headless Chromium, with no name resolving but
+/// loopback, finds in the DOM every Bookinfo workload grouped under its
+/// service, the edges with their rates, the UO flag on productpage →
+/// reviews, mTLS on the meshed hops, and the observed split next to the
+/// weights; a node panel shows the proxy's tables and its log tail with
+/// the flag marked; an edge panel shows the failed requests and `meshsim
+/// explain`'s path. The event stream pushes fresh graphs. A screenshot
+/// is kept (`target/tmp/traffic-page.png`; the README's copy is one).
+async fn traffic_page_in_a_real_browser() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Sandbox {
+        mut child,
+        gw,
+        page,
+        ..
+    } = bookinfo_sandbox(tmp.path());
+    apply(tmp.path(), "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    connectionPool:\n      tcp: {maxConnections: 1}\n      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n  - {name: v3, labels: {version: v3}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v3}, weight: 50}\n");
+    let burst = Command::new("curl")
+        .args([
+            "-s",
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            &format!("http://{gw}/productpage?[1-60]"),
+        ])
+        .output()
+        .expect("curl");
+    let codes = String::from_utf8_lossy(&burst.stdout).into_owned();
+    assert_eq!(codes.lines().filter(|c| *c == "200").count(), 60, "{codes}");
+    // A node's panel (before newer lines push the burst out of its
+    // tail): its proxy's tables, sync state, log tail with the flags
+    // marked.
+    let side = panel(&page, "node=productpage-v1-0.default", tmp.path());
+    assert!(side.contains("productpage-v1-0.default"), "{side}");
+    assert!(side.contains("sync: SYNCED"), "{side}");
+    assert!(side.contains("<mark class=\"flag\">UO</mark>"), "{side}");
+    assert!(
+        side.contains("outbound|9080|v3|reviews.default.svc.cluster.local"),
+        "{side}"
+    );
+    for table in ["listeners", "routes", "clusters"] {
+        assert!(side.contains(&format!("<h3>{table}</h3><pre>")), "{side}");
+    }
+    for _ in 0..40 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", &format!("http://{gw}/productpage")])
+            .status()
+            .expect("curl");
+        assert!(out.success());
+    }
+
+    let dom = chromium_dom(&page, tmp.path(), "live", false);
+    // Cytoscape drew the graph (its canvases), from the binary alone.
+    let graph = element(&dom, "<div id=\"graph\"", "</main>").expect("#graph");
+    assert!(graph.contains("<canvas"), "{graph}");
+    // Nodes: each workload under its service; the gateway and outside.
+    for (id, kind) in [
+        ("wl:default/productpage-v1", "workload"),
+        ("wl:default/reviews-v1", "workload"),
+        ("wl:default/reviews-v2", "workload"),
+        ("wl:default/reviews-v3", "workload"),
+        ("wl:default/ratings-v1", "workload"),
+        ("wl:default/details-v1", "workload"),
+        ("svc:default/reviews", "service"),
+        ("gw:istio-system/istio-ingressgateway", "gateway"),
+        ("outside", "outside"),
+    ] {
+        assert!(
+            dom.contains(&format!("data-node=\"{id}\" data-kind=\"{kind}\"")),
+            "{id} ({kind}) in {dom}"
+        );
+    }
+    let row = |id: &str| {
+        element(&dom, &format!("<tr data-edge=\"{id}\""), "</tr>")
+            .unwrap_or_else(|| panic!("edge {id} in {dom}"))
+            .to_string()
+    };
+    let rate = |row: &str| -> f64 {
+        element(row, "<td class=\"rps\">", "</td>")
+            .and_then(|t| t.rsplit('>').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a rate in {row}"))
+    };
+    // The overflow: productpage's sidecar answered 503 UO for reviews.
+    let uo = row("wl:default/productpage-v1-&gt;svc:default/reviews");
+    assert!(uo.contains("class=\"err\""), "{uo}");
+    assert!(uo.contains("503: 100%"), "{uo}");
+    assert!(uo.contains("<span class=\"flag flag-UO\">UO "), "{uo}");
+    assert!(rate(&uo) > 0.0, "{uo}");
+    // The meshed hops: rates, 200s, mTLS.
+    for id in [
+        "outside-&gt;gw:istio-system/istio-ingressgateway",
+        "gw:istio-system/istio-ingressgateway-&gt;wl:default/productpage-v1",
+        "wl:default/productpage-v1-&gt;wl:default/details-v1",
+        "wl:default/productpage-v1-&gt;wl:default/reviews-v1",
+        "wl:default/productpage-v1-&gt;wl:default/reviews-v3",
+        "wl:default/reviews-v3-&gt;wl:default/ratings-v1",
+    ] {
+        let r = row(id);
+        assert!(rate(&r) > 0.0, "{r}");
+        assert!(r.contains("<td class=\"codes\">200: 100%</td>"), "{r}");
+        let mtls = if id.starts_with("outside") {
+            "no"
+        } else {
+            "mTLS"
+        };
+        assert!(
+            r.contains(&format!("<td class=\"mtls\">{mtls}</td>")),
+            "{r}"
+        );
+    }
+    assert!(!dom.contains("reviews-v2-&gt;"), "v2 got no traffic");
+    // The split: observed shares next to the 50/50 weights.
+    let split = element(
+        &dom,
+        "<li data-split=\"wl:default/productpage-v1-&gt;svc:default/reviews\"",
+        "</li>",
+    )
+    .unwrap_or_else(|| panic!("the reviews split in {dom}"));
+    for v in ["v1", "v3"] {
+        let share: u32 = split
+            .split(&format!(" {v} "))
+            .nth(1)
+            .and_then(|t| t.split('%').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{v}'s share in {split}"));
+        assert!((20..=80).contains(&share), "{split}");
+        assert!(
+            split.contains(&format!(" {v} {share}% (weight 50%)")),
+            "{split}"
+        );
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("traffic-page.png");
+    chromium(
+        &page,
+        tmp.path(),
+        "shot",
+        false,
+        &format!("--screenshot={}", shot.display()),
+    );
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+        "screenshot"
+    );
+    eprintln!("traffic page screenshot: {}", shot.display());
+
+    // An edge's panel: the last requests and explain's path.
+    let side = panel(
+        &page,
+        "edge=wl:default/productpage-v1-%3Esvc:default/reviews",
+        tmp.path(),
+    );
+    assert!(side.contains("503 GET reviews:9080/reviews/0"), "{side}");
+    assert!(side.contains("meshsim explain"), "{side}");
+    assert!(
+        side.contains("trips its circuit breaker") && side.contains("503 UO"),
+        "{side}"
+    );
+
+    // Live updates: the event stream pushes a graph every second.
+    let sse = Command::new("curl")
+        .args(["-sN", "--max-time", "2.5", &format!("{page}api/events")])
+        .output()
+        .expect("curl");
+    let events = String::from_utf8_lossy(&sse.stdout).into_owned();
+    let graphs: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert!(graphs.len() >= 2, "{events}");
+    assert!(
+        graphs.iter().all(|g| g.contains("\"edges\":[{")),
+        "{events}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 fn main() {
     run_all(vec![
         Real {
@@ -398,6 +671,11 @@ fn main() {
             name: "bookinfo_tasks_in_a_running_sandbox",
             needs: &["curl", "chromium", "kill"],
             run: || Box::pin(bookinfo_tasks_in_a_running_sandbox()),
+        },
+        Real {
+            name: "traffic_page_in_a_real_browser",
+            needs: &["curl", "chromium", "kill"],
+            run: || Box::pin(traffic_page_in_a_real_browser()),
         },
         Real {
             name: "curl_x_acts_from_inside_the_pod",

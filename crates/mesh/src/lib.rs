@@ -52,6 +52,7 @@ mod runtime;
 pub mod sds;
 pub mod status;
 pub mod topology;
+pub mod traffic;
 
 pub use control::{ApplyReport, Change};
 pub use error::MeshError;
