@@ -1157,4 +1157,25 @@ fn explain_predicts_and_agrees_with_the_logs() {
         out.contains("the prediction and the access logs agree"),
         "{out}"
     );
+    // A port the Service does not declare: the sidecar's passthrough
+    // accepts, finds nothing listening at the Service address and closes
+    // the client (0 UF; curl 52 or 56, as real Envoy's tcp_proxy does).
+    let (code, out, err) = meshsim(&[
+        "explain",
+        "-f",
+        m,
+        "--from",
+        "deploy/teller.ledger",
+        "http://vault.ledger:8088/",
+        "--send",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "tcp_proxy to PassthroughCluster",
+        "the Service declares no port 8088: connection refused",
+        "prediction: curl fails: Empty reply from server; teller-0.ledger logs flags UF",
+        "the prediction and the access logs agree",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
 }
