@@ -1178,4 +1178,33 @@ fn explain_predicts_and_agrees_with_the_logs() {
     ] {
         assert!(out.contains(want), "{want:?} in\n{out}");
     }
+    // STRICT, and a client without a sidecar: the server's inbound has no
+    // plaintext chain (NR); the fix is on the client's side, not a
+    // DestinationRule's.
+    let strict = dir.join("strict.yaml");
+    std::fs::write(
+        &strict,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: cron, namespace: batch}\nspec:\n  selector: {matchLabels: {app: cron}}\n  template:\n    metadata: {labels: {app: cron}}\n    spec: {containers: [{name: app, image: curlimages/curl}]}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: ledger}\nspec: {mtls: {mode: STRICT}}\n",
+    )
+    .expect("write");
+    let (code, out, err) = meshsim(&[
+        "explain",
+        "-f",
+        m,
+        "-f",
+        strict.to_str().expect("utf8"),
+        "--from",
+        "deploy/cron.batch",
+        "http://vault.ledger:7070/v2/keys",
+        "--send",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "vault-0.ledger logs flags NR (filter_chain_not_found)",
+        "the client has no sidecar to send mutual TLS",
+        "the prediction and the access logs agree",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
+    assert!(!out.contains("documented failure"), "{out}");
 }

@@ -227,6 +227,9 @@ struct Walk<'m> {
     documented: Option<(&'static str, &'static str)>,
     /// The path went through PassthroughCluster (a pod IP, no Service).
     passthrough: bool,
+    /// A proxy sent the request upstream (else the client itself, with
+    /// no sidecar, did).
+    proxied: bool,
 }
 
 /// Explains `req` sent from `from`; `sni` overrides the TLS server name
@@ -248,6 +251,7 @@ pub fn explain(mesh: &Mesh, from: &From, req: &CurlRequest, sni: Option<&str>) -
         flags_vary: false,
         documented: None,
         passthrough: false,
+        proxied: false,
     };
     let Some(r) = request(req) else {
         w.out.prediction = Prediction::client("URL using bad/illegal format");
@@ -533,6 +537,9 @@ impl Walk<'_> {
                     "503 error while accessing headless services",
                     "call the Service's name (Host header) or the pod's DNS name, or declare the port TCP",
                 ),
+                None if l.name == "virtualInbound" && !self.proxied => self.say(format!(
+                    "{id}: the client has no sidecar to send mutual TLS: inject one into the client, or make the server's PeerAuthentication PERMISSIVE"
+                )),
                 None if l.name == "virtualInbound" => self.page(
                     "503 errors after setting destination rule",
                     "the client sends plaintext to a STRICT workload: set tls mode ISTIO_MUTUAL in the DestinationRule",
@@ -829,6 +836,7 @@ impl Walk<'_> {
                 }
             };
         };
+        self.proxied = true;
         if name == "PassthroughCluster" {
             self.passthrough = true;
         }
