@@ -131,11 +131,8 @@ async fn the_graph_aggregates_real_requests() {
     // A workload without a sidecar: plaintext.
     let ledger = edge("wl:shop/buyer->wl:legacy/ledger");
     assert_eq!(ledger.mtls, Some(false), "{ledger:?}");
-    let failed = snap
-        .edges
-        .iter()
-        .find(|e| e.source == "wl:shop/buyer" && e.flags.contains_key("UF"))
-        .unwrap_or_else(|| panic!("the UF in {:#?}", snap.edges));
+    let failed = edge("wl:shop/buyer->svc:shop/catalog");
+    assert_eq!(failed.flags.get("UF"), Some(&1), "{failed:?}");
     assert_eq!(failed.codes.get("0"), Some(&1.0), "{failed:?}");
     assert_eq!(failed.error_rate, 1.0);
     // Nodes: workloads under their service; the split.

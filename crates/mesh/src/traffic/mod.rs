@@ -214,15 +214,27 @@ impl TrafficGraph {
             return;
         }
         let authority = e.req_headers.get(":authority").cloned().unwrap_or_default();
-        let target = e
+        let upstream = e
             .upstream_host
             .as_deref()
-            .and_then(|h| h.parse::<std::net::SocketAddr>().ok())
+            .and_then(|h| h.parse::<std::net::SocketAddr>().ok());
+        // Passed through to a Service's address (a port it does not
+        // declare, say): that Service.
+        let vip_service = upstream.and_then(|a| {
+            world.services.iter().find(|s| {
+                s.source == meshsim_compiler::world::ServiceSource::Kubernetes
+                    && s.addresses.iter().any(|x| x.parse() == Ok(a.ip()))
+            })
+        });
+        let target = upstream
             .and_then(|a| pod_by_ip(&world, a.ip()))
             .map(|p| {
                 let (id, svc) = pod_node(&world, p);
                 let version = p.labels.get("version").cloned();
                 (id, svc, version, p.is_proxy())
+            })
+            .or_else(|| {
+                vip_service.map(|s| (format!("svc:{}/{}", s.namespace, s.name), None, None, true))
             })
             .unwrap_or_else(|| {
                 // No pod: a service that had no endpoint for it, or an
