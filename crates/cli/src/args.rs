@@ -124,8 +124,8 @@ pub enum Command {
         watch: bool,
         /// Lay every port a user reaches out from N upward (admin ports
         /// and gateways' outside ports as the mesh starts, then the control
-        /// endpoint, each client pod's proxy port and entry ports): the
-        /// same input gets the same ports.
+        /// endpoint, the traffic page, each client pod's proxy port and
+        /// entry ports): the same input gets the same ports.
         #[arg(long)]
         port_base: Option<u16>,
     },
