@@ -90,6 +90,15 @@ spec:
   - route:
     - {destination: {host: catalog, subset: blue}, weight: 80}
     - {destination: {host: catalog, subset: green}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: partner, namespace: shop}
+spec:
+  hosts: [api.partner-shop.io]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  location: MESH_EXTERNAL
 ";
 
 fn buyer() -> From {
@@ -114,6 +123,8 @@ async fn the_graph_aggregates_real_requests() {
     let (r, logs) = curl(&mesh, &buyer(), &get("http://catalog:9999/")).await;
     assert_eq!(r.exit_code, 56, "{r:?}");
     assert!(line(&logs, "buyer-0").contains(" 0 UF "), "{logs:?}");
+    let (r, _) = curl(&mesh, &buyer(), &get("http://api.partner-shop.io/v1/quote")).await;
+    assert_eq!(r.status, Some(200), "{r:?}");
     let snap = graph.snapshot(&mesh);
     let edge = |id: &str| {
         snap.edges
@@ -135,6 +146,13 @@ async fn the_graph_aggregates_real_requests() {
     assert_eq!(failed.flags.get("UF"), Some(&1), "{failed:?}");
     assert_eq!(failed.codes.get("0"), Some(&1.0), "{failed:?}");
     assert_eq!(failed.error_rate, 1.0);
+    // An external host: a node of its own at the edge of the mesh.
+    let partner = edge("wl:shop/buyer->ext:api.partner-shop.io");
+    assert_eq!(partner.codes.get("200"), Some(&1.0));
+    assert!(snap
+        .nodes
+        .iter()
+        .any(|n| n.id == "ext:api.partner-shop.io" && n.kind == "external"));
     // Nodes: workloads under their service; the split.
     let node = |id: &str| snap.nodes.iter().find(|n| n.id == id);
     assert_eq!(
