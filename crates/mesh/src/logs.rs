@@ -18,7 +18,8 @@ pub const SETTLE_MAX: Duration = Duration::from_millis(800);
 #[derive(Debug, Clone)]
 pub struct LogLine {
     pub proxy: String,
-    pub line: String,
+    /// Shared with the taps (one copy of the text per line).
+    pub line: std::sync::Arc<str>,
     pub entry: LogEntry,
 }
 
@@ -37,7 +38,7 @@ struct Window {
 
 /// Sees every line as it is written (a load test counting flags and
 /// destinations without keeping lines): proxy id, line, entry.
-pub type Tap = std::sync::Arc<dyn Fn(&str, &str, &LogEntry) + Send + Sync>;
+pub type Tap = std::sync::Arc<dyn Fn(&str, &std::sync::Arc<str>, &LogEntry) + Send + Sync>;
 
 /// Streams every line to its sink (stderr when `echo`) as it comes and
 /// keeps the last [`WINDOW`] lines; indices count every line ever written,
@@ -220,8 +221,9 @@ pub fn prefixed(l: &LogLine) -> String {
 
 impl LogSink for LogCollector {
     fn write(&self, proxy_id: &str, line: &str, entry: &LogEntry) {
+        let shared: std::sync::Arc<str> = std::sync::Arc::from(line);
         for t in self.taps.load().iter() {
-            t(proxy_id, line, entry);
+            t(proxy_id, &shared, entry);
         }
         if self.echo {
             let pod = proxy_id.split('.').next().unwrap_or(proxy_id);
@@ -231,7 +233,7 @@ impl LogSink for LogCollector {
         }
         let l = LogLine {
             proxy: proxy_id.to_string(),
-            line: line.to_string(),
+            line: shared,
             entry: if self.keep_entries {
                 entry.clone()
             } else {
@@ -294,7 +296,11 @@ mod tests {
         write(&c, 5);
         assert_eq!(c.len(), 5);
         assert_eq!(c.kept(), 3);
-        let lines = |v: Vec<LogLine>| v.into_iter().map(|l| l.line).collect::<Vec<_>>();
+        let lines = |v: Vec<LogLine>| {
+            v.into_iter()
+                .map(|l| l.line.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(lines(c.lines()), ["line 2", "line 3", "line 4"]);
         assert_eq!(lines(c.since(4)), ["line 4"]);
         // Lines already gone from the window are not invented.

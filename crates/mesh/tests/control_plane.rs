@@ -66,7 +66,7 @@ async fn a_service_entry_is_a_push_that_keeps_connections_and_logs() {
         "{client}"
     );
     // The step's own lines are there, from the one collector.
-    assert!(mesh.logs().since(before).iter().any(|l| l.line == client));
+    assert!(mesh.logs().since(before).iter().any(|l| &*l.line == client));
 
     let again = conn.send(&req).await;
     assert_eq!(

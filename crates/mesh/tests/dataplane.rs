@@ -63,7 +63,7 @@ async fn http10_gets_426_from_envoy() {
     let server = logs
         .iter()
         .find(|l| l.entry.response_code == 426)
-        .map(|l| l.line.clone())
+        .map(|l| l.line.to_string())
         .expect("426 line");
     assert!(
         server.contains("\"- - HTTP/1.1\" 426 DPE low_version - \"-\" 0 16 "),

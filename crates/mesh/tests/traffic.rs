@@ -119,9 +119,10 @@ async fn the_graph_aggregates_real_requests() {
     assert_eq!(r.status, Some(200));
     // A port the Service does not declare: the sidecar passes the bytes
     // through to the Service's IP, where nothing listens (Envoy's TCP
-    // proxy: 0 UF, the client's connection reset).
+    // proxy: 0 UF, the client's connection closed).
     let (r, logs) = curl(&mesh, &buyer(), &get("http://catalog:9999/")).await;
-    assert_eq!(r.exit_code, 56, "{r:?}");
+    // An empty reply or a reset, as with real Envoy's tcp_proxy.
+    assert!([52, 56].contains(&r.exit_code), "{r:?}");
     assert!(line(&logs, "buyer-0").contains(" 0 UF "), "{logs:?}");
     let (r, _) = curl(&mesh, &buyer(), &get("http://api.partner-shop.io/v1/quote")).await;
     assert_eq!(r.status, Some(200), "{r:?}");

@@ -42,7 +42,7 @@ pub struct Recent {
     pub code: u16,
     pub flags: String,
     pub details: String,
-    pub line: String,
+    pub line: Arc<str>,
 }
 
 #[derive(Default)]
@@ -52,22 +52,233 @@ struct Bucket {
     codes: BTreeMap<u16, u64>,
     flags: BTreeMap<String, u64>,
     /// Destination version → requests (for splits).
-    versions: BTreeMap<String, u64>,
+    versions: BTreeMap<Arc<str>, u64>,
 }
 
 #[derive(Default)]
 struct Edge {
     buckets: VecDeque<Bucket>,
     mtls: Option<bool>,
-    recent: VecDeque<Recent>,
+    recent: VecDeque<Arc<Recent>>,
     /// The destination service, when the destination is a workload.
-    service: Option<String>,
+    service: Option<Arc<str>>,
 }
 
 #[derive(Default)]
 struct State {
-    edges: HashMap<(String, String), Edge>,
-    tails: HashMap<String, VecDeque<(String, String)>>,
+    edges: HashMap<(Arc<str>, Arc<str>), Edge>,
+    tails: HashMap<Arc<str>, VecDeque<(String, Arc<str>)>>,
+    /// Lookups for the world the lines come from (rebuilt when a change
+    /// replaces it): nothing scans pods or services per line.
+    index: Option<Index>,
+}
+
+/// A pod as the graph names it.
+struct PodNode {
+    /// `pod.namespace` (its proxy's id).
+    id: Arc<str>,
+    /// `wl:NS/WORKLOAD` or `gw:NS/WORKLOAD`.
+    node: Arc<str>,
+    /// `svc:NS/NAME` of a Service selecting it.
+    service: Option<Arc<str>>,
+    version: Option<Arc<str>>,
+    proxy: bool,
+    gateway: bool,
+}
+
+struct Index {
+    world: Arc<meshsim_compiler::World>,
+    by_ip: HashMap<IpAddr, Arc<PodNode>>,
+    by_proxy: HashMap<Arc<str>, Arc<PodNode>>,
+    /// Kubernetes Service addresses → `svc:NS/NAME`.
+    vips: HashMap<IpAddr, Arc<str>>,
+    outside: Arc<str>,
+}
+
+impl Index {
+    fn new(world: Arc<meshsim_compiler::World>) -> Index {
+        let mut by_ip = HashMap::new();
+        let mut by_proxy = HashMap::new();
+        for pod in &world.pods {
+            let (node, service) = pod_node(&world, pod);
+            let n = Arc::new(PodNode {
+                id: pod.id().into(),
+                node: node.into(),
+                service: service.map(Into::into),
+                version: pod.labels.get("version").map(|v| v.as_str().into()),
+                proxy: pod.is_proxy(),
+                gateway: pod.role == PodRole::Gateway,
+            });
+            by_ip.insert(IpAddr::V4(pod.ip), n.clone());
+            by_proxy.insert(n.id.clone(), n);
+        }
+        let vips = world
+            .services
+            .iter()
+            .filter(|s| s.source == meshsim_compiler::world::ServiceSource::Kubernetes)
+            .flat_map(|s| {
+                let node: Arc<str> = format!("svc:{}/{}", s.namespace, s.name).into();
+                s.addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok())
+                    .map(move |ip| (ip, node.clone()))
+            })
+            .collect();
+        Index {
+            world,
+            by_ip,
+            by_proxy,
+            vips,
+            outside: "outside".into(),
+        }
+    }
+}
+
+impl State {
+    fn record(&mut self, ix: &Index, now: u64, proxy: &str, line: &Arc<str>, e: &LogEntry) {
+        let Some(pod) = ix.by_proxy.get(proxy) else {
+            return;
+        };
+        let flags = e.flags_string();
+        let tail = self.tails.entry(pod.id.clone()).or_default();
+        tail.push_back((flags.clone(), line.clone()));
+        while tail.len() > TAIL {
+            tail.pop_front();
+        }
+        let me = pod.node.clone();
+        let cluster = e.upstream_cluster.as_deref().unwrap_or("");
+        let peer = e.downstream_remote.map(|a| a.ip());
+        if cluster.starts_with("inbound|") {
+            // The server's line: was the hop from a meshed client mTLS?
+            if let Some(client) = peer.and_then(|ip| ix.by_ip.get(&ip)) {
+                let mtls = e
+                    .requested_server_name
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("outbound_"));
+                // The server logs before its client does: the edge may
+                // not exist yet.
+                let key = (client.node.clone(), me);
+                if self.edges.contains_key(&key) || self.edges.len() < MAX_EDGES {
+                    self.edges.entry(key).or_default().mtls = Some(mtls);
+                }
+            }
+            return;
+        }
+        let authority = e.req_headers.get(":authority").map_or("", String::as_str);
+        let upstream = e
+            .upstream_host
+            .as_deref()
+            .and_then(|h| h.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip());
+        let (dst, svc, version, server_proxy) = match upstream.and_then(|ip| ix.by_ip.get(&ip)) {
+            Some(p) => (
+                p.node.clone(),
+                p.service.clone(),
+                p.version.clone(),
+                p.proxy,
+            ),
+            // Passed through to a Service's address (a port it does not
+            // declare, say): that Service.
+            None => match upstream.and_then(|ip| ix.vips.get(&ip)) {
+                Some(s) => (s.clone(), None, None, true),
+                None => {
+                    // No pod: a service that had no endpoint for it, or
+                    // an external host.
+                    let host = cluster
+                        .split('|')
+                        .nth(3)
+                        .filter(|h| !h.is_empty())
+                        .or(e.requested_server_name.as_deref())
+                        .unwrap_or_else(|| host_only(authority));
+                    let ns = pod.id.split_once('.').map_or("default", |(_, n)| n);
+                    let fqdn = ix.world.resolve_host(host, ns);
+                    let node: Arc<str> =
+                        match ix.world.service(&fqdn).filter(|s| {
+                            s.source == meshsim_compiler::world::ServiceSource::Kubernetes
+                        }) {
+                            Some(s) => format!("svc:{}/{}", s.namespace, s.name).into(),
+                            None if host.is_empty() => "ext:unknown".into(),
+                            None => format!("ext:{host}").into(),
+                        };
+                    (node, None, None, true)
+                }
+            },
+        };
+        let recent = Arc::new(Recent {
+            proxy: pod.id.to_string(),
+            method: e.method.clone().unwrap_or_default(),
+            authority: authority.to_string(),
+            path: e.path.clone().unwrap_or_default(),
+            code: e.response_code,
+            flags: flags.clone(),
+            details: e.details.clone().unwrap_or_default(),
+            line: line.clone(),
+        });
+        let mut keys = vec![(me.clone(), dst, svc, version)];
+        // A gateway's request came from outside the mesh.
+        let external_peer = peer.is_none_or(|ip| !ix.by_ip.contains_key(&ip));
+        if pod.gateway && external_peer {
+            keys.push((ix.outside.clone(), me, None, None));
+        }
+        for (src, dst, svc, version) in keys {
+            let src_outside = Arc::ptr_eq(&src, &ix.outside);
+            let key = (src, dst);
+            if !self.edges.contains_key(&key) && self.edges.len() >= MAX_EDGES {
+                // Full: forget the edges that left the window first.
+                self.edges.retain(|_, e| {
+                    e.buckets
+                        .back()
+                        .is_some_and(|b| b.second + WINDOW_SECS > now)
+                });
+                if self.edges.len() >= MAX_EDGES {
+                    continue;
+                }
+            }
+            let edge = self.edges.entry(key).or_default();
+            if src_outside || !server_proxy {
+                // Clients outside the mesh hold no mesh certificate; a
+                // server without a sidecar has none to answer with.
+                edge.mtls = Some(false);
+            }
+            if edge.service.is_none() {
+                edge.service = svc;
+            }
+            if edge.buckets.back().is_none_or(|b| b.second != now) {
+                edge.buckets.push_back(Bucket {
+                    second: now,
+                    ..Default::default()
+                });
+            }
+            while edge
+                .buckets
+                .front()
+                .is_some_and(|b| b.second + WINDOW_SECS <= now)
+            {
+                edge.buckets.pop_front();
+            }
+            if let Some(b) = edge.buckets.back_mut() {
+                b.count += 1;
+                *b.codes.entry(e.response_code).or_default() += 1;
+                if flags != "-" {
+                    for f in flags.split(',') {
+                        match b.flags.get_mut(f) {
+                            Some(n) => *n += 1,
+                            None => {
+                                b.flags.insert(f.to_string(), 1);
+                            }
+                        }
+                    }
+                }
+                if let Some(v) = &version {
+                    *b.versions.entry(v.clone()).or_default() += 1;
+                }
+            }
+            edge.recent.push_back(recent.clone());
+            while edge.recent.len() > RECENT {
+                edge.recent.pop_front();
+            }
+        }
+    }
 }
 
 /// The aggregate, fed by the log tap.
@@ -149,10 +360,6 @@ fn pod_node(world: &meshsim_compiler::World, pod: &Pod) -> (String, Option<Strin
     (format!("{prefix}:{}/{workload}", pod.namespace), svc)
 }
 
-fn pod_by_ip(world: &meshsim_compiler::World, ip: IpAddr) -> Option<&Pod> {
-    world.pods.iter().find(|p| IpAddr::V4(p.ip) == ip)
-}
-
 fn host_only(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
@@ -179,154 +386,24 @@ impl TrafficGraph {
         self.started.elapsed().as_secs()
     }
 
-    fn record(&self, mesh: &Mesh, proxy: &str, line: &str, e: &LogEntry) {
+    fn record(&self, mesh: &Mesh, proxy: &str, line: &Arc<str>, e: &LogEntry) {
         let world = mesh.world();
-        let Some(pod) = proxy_pod(&world, proxy) else {
-            return;
-        };
         let now = self.now();
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        let tail = st.tails.entry(pod.id()).or_default();
-        tail.push_back((e.flags_string(), line.trim_end().to_string()));
-        while tail.len() > TAIL {
-            tail.pop_front();
+        if st
+            .index
+            .as_ref()
+            .is_none_or(|i| !Arc::ptr_eq(&i.world, &world))
+        {
+            st.index = Some(Index::new(world));
         }
-        let (me, _) = pod_node(&world, pod);
-        let cluster = e.upstream_cluster.as_deref().unwrap_or("");
-        let peer = e.downstream_remote.map(|a| a.ip());
-        if cluster.starts_with("inbound|") {
-            // The server's line: was the hop from a meshed client mTLS?
-            if let Some(client) = peer.and_then(|ip| pod_by_ip(&world, ip)) {
-                let (src, _) = pod_node(&world, client);
-                let mtls = e
-                    .requested_server_name
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("outbound_"));
-                // The server logs before its client does: the edge may
-                // not exist yet.
-                let key = (src, me);
-                if st.edges.contains_key(&key) || st.edges.len() < MAX_EDGES {
-                    st.edges.entry(key).or_default().mtls = Some(mtls);
-                }
-            }
+        let Some(index) = st.index.take() else {
             return;
-        }
-        let authority = e.req_headers.get(":authority").cloned().unwrap_or_default();
-        let upstream = e
-            .upstream_host
-            .as_deref()
-            .and_then(|h| h.parse::<std::net::SocketAddr>().ok());
-        // Passed through to a Service's address (a port it does not
-        // declare, say): that Service.
-        let vip_service = upstream.and_then(|a| {
-            world.services.iter().find(|s| {
-                s.source == meshsim_compiler::world::ServiceSource::Kubernetes
-                    && s.addresses.iter().any(|x| x.parse() == Ok(a.ip()))
-            })
-        });
-        let target = upstream
-            .and_then(|a| pod_by_ip(&world, a.ip()))
-            .map(|p| {
-                let (id, svc) = pod_node(&world, p);
-                let version = p.labels.get("version").cloned();
-                (id, svc, version, p.is_proxy())
-            })
-            .or_else(|| {
-                vip_service.map(|s| (format!("svc:{}/{}", s.namespace, s.name), None, None, true))
-            })
-            .unwrap_or_else(|| {
-                // No pod: a service that had no endpoint for it, or an
-                // external host.
-                let host = cluster
-                    .split('|')
-                    .nth(3)
-                    .filter(|h| !h.is_empty())
-                    .map(str::to_string)
-                    .or_else(|| e.requested_server_name.clone())
-                    .unwrap_or_else(|| host_only(&authority).to_string());
-                let fqdn = world.resolve_host(&host, &pod.namespace);
-                match world
-                    .service(&fqdn)
-                    .filter(|s| s.source == meshsim_compiler::world::ServiceSource::Kubernetes)
-                {
-                    Some(s) => (format!("svc:{}/{}", s.namespace, s.name), None, None, true),
-                    None if host.is_empty() => ("ext:unknown".into(), None, None, true),
-                    None => (format!("ext:{host}"), None, None, true),
-                }
-            });
-        let flags = e.flags_string();
-        let recent = Recent {
-            proxy: pod.id(),
-            method: e.method.clone().unwrap_or_default(),
-            authority: authority.clone(),
-            path: e.path.clone().unwrap_or_default(),
-            code: e.response_code,
-            flags: flags.clone(),
-            details: e.details.clone().unwrap_or_default(),
-            line: line.trim_end().to_string(),
         };
-        let (dst, svc, version, server_proxy) = target;
-        let mut keys = vec![(me.clone(), dst, svc, version)];
-        // A gateway's request came from outside the mesh.
-        let external_peer = peer.is_none_or(|ip| pod_by_ip(&world, ip).is_none());
-        if pod.role == PodRole::Gateway && external_peer {
-            keys.push(("outside".into(), me, None, None));
-        }
-        for (src, dst, svc, version) in keys {
-            let src_outside = src == "outside";
-            let key = (src, dst);
-            if !st.edges.contains_key(&key) && st.edges.len() >= MAX_EDGES {
-                // Full: forget the edges that left the window first.
-                st.edges.retain(|_, e| {
-                    e.buckets
-                        .back()
-                        .is_some_and(|b| b.second + WINDOW_SECS > now)
-                });
-                if st.edges.len() >= MAX_EDGES {
-                    continue;
-                }
-            }
-            let edge = st.edges.entry(key).or_default();
-            if src_outside || !server_proxy {
-                // Clients outside the mesh hold no mesh certificate; a
-                // server without a sidecar has none to answer with.
-                edge.mtls = Some(false);
-            }
-            if edge.service.is_none() {
-                edge.service = svc;
-            }
-            if edge.buckets.back().is_none_or(|b| b.second != now) {
-                edge.buckets.push_back(Bucket {
-                    second: now,
-                    ..Default::default()
-                });
-            }
-            while edge
-                .buckets
-                .front()
-                .is_some_and(|b| b.second + WINDOW_SECS <= now)
-            {
-                edge.buckets.pop_front();
-            }
-            if let Some(b) = edge.buckets.back_mut() {
-                b.count += 1;
-                *b.codes.entry(e.response_code).or_default() += 1;
-                if flags != "-" {
-                    for f in flags.split(',') {
-                        *b.flags.entry(f.to_string()).or_default() += 1;
-                    }
-                }
-                if let Some(v) = &version {
-                    *b.versions.entry(v.clone()).or_default() += 1;
-                }
-            }
-            edge.recent.push_back(recent.clone());
-            while edge.recent.len() > RECENT {
-                edge.recent.pop_front();
-            }
-        }
+        st.record(&index, now, proxy, line, e);
+        st.index = Some(index);
     }
 
     /// The graph now: every workload, its service, gateways, and the
@@ -386,8 +463,8 @@ impl TrafficGraph {
                 continue;
             }
             for id in [src, dst] {
-                if !nodes.contains_key(id.as_str()) {
-                    let (kind, label) = match id.as_str() {
+                if !nodes.contains_key(&**id) {
+                    let (kind, label) = match &**id {
                         "outside" => ("outside", "outside the mesh".to_string()),
                         other => match other.strip_prefix("ext:") {
                             Some(h) => ("external", h.to_string()),
@@ -398,9 +475,9 @@ impl TrafficGraph {
                         },
                     };
                     nodes.insert(
-                        id.clone(),
+                        id.to_string(),
                         Node {
-                            id: id.clone(),
+                            id: id.to_string(),
                             label,
                             kind,
                             parent: None,
@@ -419,9 +496,11 @@ impl TrafficGraph {
                     *flags.entry(f.clone()).or_default() += n;
                 }
                 if let Some(svc) = &e.service {
-                    let s = per_split.entry((src.clone(), svc.clone())).or_default();
+                    let s = per_split
+                        .entry((src.to_string(), svc.to_string()))
+                        .or_default();
                     for (v, n) in &b.versions {
-                        *s.entry(v.clone()).or_default() += n;
+                        *s.entry(v.to_string()).or_default() += n;
                     }
                 }
             }
@@ -439,8 +518,8 @@ impl TrafficGraph {
                 .clamp(1.0, WINDOW_SECS as f64);
             edges.push(EdgeView {
                 id: format!("{src}->{dst}"),
-                source: src.clone(),
-                target: dst.clone(),
+                source: src.to_string(),
+                target: dst.to_string(),
                 requests: total,
                 rps: total as f64 / span,
                 codes: codes
@@ -493,7 +572,11 @@ impl TrafficGraph {
         self.state
             .lock()
             .ok()
-            .and_then(|s| s.tails.get(proxy).map(|t| t.iter().cloned().collect()))
+            .and_then(|s| {
+                s.tails
+                    .get(proxy)
+                    .map(|t| t.iter().map(|(f, l)| (f.clone(), l.to_string())).collect())
+            })
             .unwrap_or_default()
     }
 
@@ -507,17 +590,11 @@ impl TrafficGraph {
             .ok()
             .and_then(|s| {
                 s.edges
-                    .get(&(src.to_string(), dst.to_string()))
-                    .map(|e| e.recent.iter().cloned().collect())
+                    .get(&(Arc::from(src), Arc::from(dst)))
+                    .map(|e| e.recent.iter().map(|r| (**r).clone()).collect())
             })
             .unwrap_or_default()
     }
-}
-
-/// The pod a proxy id (`pod.namespace`) names.
-fn proxy_pod<'w>(world: &'w meshsim_compiler::World, proxy: &str) -> Option<&'w Pod> {
-    let (name, ns) = proxy.split_once('.').unwrap_or((proxy, "default"));
-    world.pod(name, ns)
 }
 
 /// The weighted clusters the client's route table holds for a service

@@ -61,7 +61,7 @@ pub async fn curl(mesh: &Mesh, from: &From, req: &CurlRequest) -> (CurlResponse,
 pub fn line<'a>(logs: &'a [LogLine], proxy_prefix: &str) -> &'a str {
     logs.iter()
         .find(|l| l.proxy.starts_with(proxy_prefix))
-        .map(|l| l.line.as_str())
+        .map(|l| &*l.line)
         .unwrap_or_else(|| panic!("no log line from {proxy_prefix}: {logs:#?}"))
 }
 
