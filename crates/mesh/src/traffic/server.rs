@@ -207,8 +207,8 @@ fn node(mesh: &Mesh, graph: &TrafficGraph, proxy: &str) -> serde_json::Value {
     })
 }
 
-/// The edge panel: its last requests and, for the last failed one, what
-/// `meshsim explain` says about it.
+/// The edge panel: its last requests and, for the last failed one from
+/// a workload, what `meshsim explain` says about it.
 fn edge(mesh: &Mesh, graph: &TrafficGraph, id: &str) -> serde_json::Value {
     let recent = graph.recent(id);
     let failed = recent
@@ -216,17 +216,19 @@ fn edge(mesh: &Mesh, graph: &TrafficGraph, id: &str) -> serde_json::Value {
         .rev()
         .find(|r| r.code >= 400 || r.code == 0 || r.flags != "-");
     let explained = failed.and_then(|r| {
+        // From a workload's sidecar only: a gateway's lines carry the
+        // Host its outside client sent (a sandbox's 127.0.0.1:PORT), not
+        // an address explain can walk from outside.
         let src = id.split_once("->")?.0;
-        let from = if src == "outside" || src.starts_with("gw:") {
-            From::Outside
-        } else {
-            let world = mesh.world();
-            let pod = world
-                .pods
-                .iter()
-                .find(|p| super::pod_node(&world, p).0 == src)?;
-            From::Pod(pod.name.clone(), pod.namespace.clone())
-        };
+        if !src.starts_with("wl:") {
+            return None;
+        }
+        let world = mesh.world();
+        let pod = world
+            .pods
+            .iter()
+            .find(|p| super::pod_node(&world, p).0 == src)?;
+        let from = From::Pod(pod.name.clone(), pod.namespace.clone());
         let req = CurlRequest {
             url: format!("http://{}{}", r.authority, r.path),
             method: Some(r.method.clone()).filter(|m| !m.is_empty()),
