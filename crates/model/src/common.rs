@@ -17,9 +17,9 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub namespace: Option<String>,
     /// `labels:` with nothing after it is an empty map, as kubectl reads it.
-    #[serde(default, deserialize_with = "de_null_map")]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "de_null_map")]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub annotations: BTreeMap<String, String>,
     /// RFC 3339; orders EnvoyFilters the way istiod does.
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct ObjectMeta {
     pub generation: Option<IgnoredAny>,
     #[serde(default)]
     pub managed_fields: Option<IgnoredAny>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub owner_references: Vec<OwnerReference>,
     #[serde(default)]
     pub finalizers: Option<IgnoredAny>,
@@ -65,7 +65,7 @@ pub struct ObservedStatus {
     /// A Pod's address.
     #[serde(rename = "podIP", default)]
     pub pod_ip: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub conditions: Vec<Condition>,
 }
 
@@ -87,11 +87,14 @@ pub struct Condition {
     pub status: String,
 }
 
-/// A map that may be written as `null` (an empty `key:`).
-fn de_null_map<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
+/// A list or map that may be written as `null` (an empty `key:`): the API
+/// server reads a null field as absent, so kubectl applies it.
+pub(crate) fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A protobuf-style duration (`"10s"`, `"1.5s"`, `"250ms"`, `"1m"`, `"1h"`).
@@ -214,9 +217,9 @@ impl<T: Unsimulated> Unsimulated for Option<T> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -225,7 +228,7 @@ pub struct LabelSelector {
 pub struct LabelSelectorRequirement {
     pub key: String,
     pub operator: SelectorOperator,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub values: Vec<String>,
 }
 
@@ -265,7 +268,7 @@ pub fn labels_match(
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadSelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -280,7 +283,7 @@ impl WorkloadSelector {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchLabelsSelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub match_labels: BTreeMap<String, String>,
 }
 

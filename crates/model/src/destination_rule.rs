@@ -13,11 +13,11 @@ pub struct DestinationRuleSpec {
     pub host: String,
     #[serde(default)]
     pub traffic_policy: Option<TrafficPolicy>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub subsets: Vec<Subset>,
     #[serde(default)]
     pub workload_selector: Option<MatchLabelsSelector>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub export_to: Vec<String>,
 }
 
@@ -36,7 +36,7 @@ impl Unsimulated for DestinationRuleSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subset {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub traffic_policy: Option<TrafficPolicy>,
@@ -51,7 +51,7 @@ pub struct TrafficPolicy {
     pub tls: Option<ClientTlsSettings>,
     #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub port_level_settings: Vec<PortTrafficPolicy>,
     #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
@@ -216,7 +216,7 @@ pub struct ClientTlsSettings {
     pub ca_certificates: Option<String>,
     #[serde(default)]
     pub credential_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub subject_alt_names: Vec<String>,
     #[serde(default)]
     pub sni: Option<String>,

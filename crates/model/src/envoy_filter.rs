@@ -15,7 +15,7 @@ pub struct EnvoyFilterSpec {
     pub workload_selector: Option<WorkloadSelector>,
     #[serde(default)]
     pub target_refs: NotSimulated,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub config_patches: Vec<EnvoyConfigObjectPatch>,
     #[serde(default)]
     pub priority: i32,
@@ -83,7 +83,7 @@ pub struct EnvoyConfigObjectMatch {
 pub struct ProxyMatch {
     #[serde(default)]
     pub proxy_version: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -10,9 +10,9 @@ use crate::report_unsimulated;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewaySpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub selector: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub servers: Vec<Server>,
 }
 
@@ -35,7 +35,7 @@ impl Unsimulated for GatewaySpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Server {
     pub port: GatewayPort,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub hosts: Vec<String>,
     #[serde(default)]
     pub tls: Option<ServerTlsSettings>,
@@ -76,7 +76,7 @@ pub struct ServerTlsSettings {
     pub credential_name: Option<String>,
     #[serde(default)]
     pub credential_names: NotSimulated,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub subject_alt_names: Vec<String>,
     #[serde(default)]
     pub verify_certificate_spki: NotSimulated,

@@ -14,7 +14,7 @@ use crate::common::{de_port, IntOrString, LabelSelector};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ports: Vec<ServicePort>,
     /// `None` (absent) means the Service selects no pods (manual endpoints).
     #[serde(default)]
@@ -100,9 +100,9 @@ pub struct PodTemplate {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub containers: Vec<Container>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub init_containers: Vec<Container>,
     #[serde(default)]
     pub service_account_name: Option<String>,
@@ -117,7 +117,7 @@ pub struct PodSpec {
     pub host_network: Option<bool>,
     /// Volumes: ConfigMaps mounted into the pod configure built-in apps
     /// (an nginx.conf); other volume types do not shape the mesh.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub volumes: Vec<Volume>,
     // Scheduling, storage and lifecycle: no effect on the mesh.
     #[serde(default)]
@@ -185,16 +185,16 @@ pub struct Container {
     pub name: String,
     #[serde(default)]
     pub image: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ports: Vec<ContainerPort>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub command: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub args: Vec<String>,
     #[serde(default)]
     pub image_pull_policy: Option<IgnoredAny>,
     /// Read for istiod's own switches (the `discovery` container).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub env: Vec<EnvVar>,
     #[serde(default)]
     pub env_from: Option<IgnoredAny>,
@@ -354,16 +354,16 @@ pub struct EndpointSliceData {
     pub service: String,
     #[serde(default)]
     pub address_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub endpoints: Vec<SliceEndpoint>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ports: Vec<SlicePort>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceEndpoint {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub addresses: Vec<String>,
     #[serde(default)]
     pub conditions: SliceConditions,

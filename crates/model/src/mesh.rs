@@ -182,7 +182,7 @@ pub enum AccessLogEncoding {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyConfig {
     /// `HTTP10: "1"` makes Envoy accept HTTP/1.0 (istiod's PILOT_HTTP10 per proxy).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub proxy_metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub concurrency: NotSimulated,
@@ -254,7 +254,7 @@ pub fn parse_proxy_config_annotation(text: &str) -> Result<BTreeMap<String, Stri
     #[derive(Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
     struct Lenient {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::common::null_is_default")]
         proxy_metadata: BTreeMap<String, String>,
     }
     serde_saphyr::from_str::<Lenient>(text)

@@ -13,7 +13,7 @@ pub struct PeerAuthenticationSpec {
     pub selector: Option<MatchLabelsSelector>,
     #[serde(default)]
     pub mtls: Option<MutualTls>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub port_level_mtls: BTreeMap<u16, MutualTls>,
 }
 

@@ -11,21 +11,21 @@ use crate::report_unsimulated;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceEntrySpec {
     pub hosts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub addresses: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ports: Vec<SePort>,
     #[serde(default)]
     pub location: Option<SeLocation>,
     #[serde(default)]
     pub resolution: Option<SeResolution>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub endpoints: Vec<WorkloadEntrySpec>,
     #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
     #[serde(default)]
     pub subject_alt_names: NotSimulated,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub export_to: Vec<String>,
 }
 
@@ -73,9 +73,9 @@ pub enum SeResolution {
 pub struct WorkloadEntrySpec {
     #[serde(default)]
     pub address: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ports: BTreeMap<String, u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub network: NotSimulated,

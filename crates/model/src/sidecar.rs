@@ -10,11 +10,11 @@ use crate::report_unsimulated;
 pub struct SidecarSpec {
     #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub egress: Vec<IstioEgressListener>,
     #[serde(default)]
     pub outbound_traffic_policy: Option<crate::mesh::OutboundTrafficPolicy>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub ingress: Vec<IstioIngressListener>,
     #[serde(default)]
     pub inbound_connection_pool: NotSimulated,
@@ -70,7 +70,7 @@ pub struct SidecarPort {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IstioEgressListener {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub hosts: Vec<String>,
     /// The port this listener owns; none: the catch-all listener, for
     /// every port no other egress listener names.

@@ -10,18 +10,18 @@ use crate::report_unsimulated;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualServiceSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub hosts: Vec<String>,
     /// Empty means `mesh` only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub gateways: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub http: Vec<HttpRoute>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub tls: Vec<TlsRoute>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub tcp: Vec<TcpRoute>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub export_to: Vec<String>,
 }
 
@@ -75,9 +75,13 @@ impl Unsimulated for VirtualServiceSpec {
 pub struct HttpRoute {
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(rename = "match", default)]
+    #[serde(
+        rename = "match",
+        default,
+        deserialize_with = "crate::common::null_is_default"
+    )]
     pub matches: Vec<HttpMatchRequest>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub route: Vec<HttpRouteDestination>,
     #[serde(default)]
     pub redirect: Option<HttpRedirect>,
@@ -96,7 +100,7 @@ pub struct HttpRoute {
     /// Shadow traffic: a copy of each request, not awaited.
     #[serde(default)]
     pub mirror: Option<Destination>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub mirrors: Vec<HttpMirrorPolicy>,
     #[serde(default)]
     pub mirror_percentage: Option<Percent>,
@@ -153,17 +157,17 @@ pub struct HttpMatchRequest {
     pub method: Option<StringMatch>,
     #[serde(default)]
     pub authority: Option<StringMatch>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub headers: BTreeMap<String, StringMatch>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub without_headers: BTreeMap<String, StringMatch>,
     #[serde(default, deserialize_with = "de_opt_port")]
     pub port: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub source_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub gateways: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub query_params: BTreeMap<String, StringMatch>,
     #[serde(default)]
     pub ignore_uri_case: bool,
@@ -219,11 +223,11 @@ pub struct Headers {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderOperations {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub set: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub add: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub remove: Vec<String>,
 }
 
@@ -351,16 +355,20 @@ pub struct HttpRetry {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsRoute {
-    #[serde(rename = "match", default)]
+    #[serde(
+        rename = "match",
+        default,
+        deserialize_with = "crate::common::null_is_default"
+    )]
     pub matches: Vec<TlsMatchAttributes>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub route: Vec<RouteDestination>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsMatchAttributes {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub sni_hosts: Vec<String>,
     #[serde(default)]
     pub destination_subnets: NotSimulated,
@@ -368,7 +376,7 @@ pub struct TlsMatchAttributes {
     pub port: Option<u16>,
     #[serde(default)]
     pub source_labels: NotSimulated,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub gateways: Vec<String>,
     #[serde(default)]
     pub source_namespace: NotSimulated,
@@ -377,9 +385,13 @@ pub struct TlsMatchAttributes {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TcpRoute {
-    #[serde(rename = "match", default)]
+    #[serde(
+        rename = "match",
+        default,
+        deserialize_with = "crate::common::null_is_default"
+    )]
     pub matches: Vec<L4MatchAttributes>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub route: Vec<RouteDestination>,
 }
 
@@ -392,7 +404,7 @@ pub struct L4MatchAttributes {
     pub port: Option<u16>,
     #[serde(default)]
     pub source_labels: NotSimulated,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     pub gateways: Vec<String>,
     #[serde(default)]
     pub source_namespace: NotSimulated,

@@ -74,7 +74,7 @@ struct ConfigMapDoc {
     _kind: String,
     #[serde(default)]
     metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     data: BTreeMap<String, Spanned<String>>,
     #[serde(rename = "binaryData", default)]
     _binary_data: Option<IgnoredAny>,
@@ -93,9 +93,9 @@ struct SecretDoc {
     metadata: ObjectMeta,
     #[serde(rename = "type", default)]
     type_: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     data: BTreeMap<String, Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     string_data: BTreeMap<String, String>,
     #[serde(rename = "immutable", default)]
     _immutable: Option<IgnoredAny>,

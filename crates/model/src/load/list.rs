@@ -10,7 +10,7 @@ use super::{parse_document, parse_typed, DocCtx, Loaded};
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListDoc {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::common::null_is_default")]
     items: Vec<Spanned<IgnoredAny>>,
 }
 
