@@ -200,6 +200,20 @@ async fn the_page_server_serves_everything_itself() {
     let graph = TrafficGraph::attach(&mesh);
     let (r, _) = curl(&mesh, &buyer(), &get("http://catalog:8181/")).await;
     assert_eq!(r.status, Some(200));
+    // A Host header is whatever a client sends. This one is not a valid
+    // authority, so the sidecar rejects it before routing, as Envoy does
+    // (400 DPE http.invalid_authority); nothing of it reaches the page as
+    // markup (the inlined graph also escapes every "<").
+    let mut hostile = get("http://catalog:8181/");
+    hostile
+        .headers
+        .push("Host: </script><script>alert(1)</script>".into());
+    let (r, logs) = curl(&mesh, &buyer(), &hostile).await;
+    assert_eq!(r.status, Some(400), "{r:?}");
+    assert!(
+        line(&logs, "buyer-0").contains(" 400 DPE http.invalid_authority "),
+        "{logs:?}"
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -216,6 +230,8 @@ async fn the_page_server_serves_everything_itself() {
         "{page}"
     );
     assert!(page.contains("wl:shop/buyer"), "{page}");
+    assert!(!page.contains("alert(1)"), "{page}");
+    assert_eq!(page.matches("</script>").count(), 5, "{page}");
     let scripts: Vec<&str> = page
         .split("<script src=\"")
         .skip(1)

@@ -137,10 +137,12 @@ async fn handle(
 /// id="initial">`): it draws at once, before any request of its own.
 fn page(mesh: &Mesh, graph: &TrafficGraph) -> String {
     let snap = serde_json::to_string(&graph.snapshot(mesh)).unwrap_or_default();
-    // JSON inside <script>: "</" could close it.
+    // JSON inside <script>: a "<" (in "</script>" or "<!--") could end
+    // or confuse it; "<" only occurs inside JSON strings, where \u003c is
+    // the same character.
     let inline = format!(
         "<script id=\"initial\" type=\"application/json\">{}</script>",
-        snap.replace("</", "<\\/")
+        snap.replace('<', "\\u003c")
     );
     INDEX.replacen("<!--SNAPSHOT-->", &inline, 1)
 }
