@@ -178,6 +178,44 @@ async fn the_graph_aggregates_real_requests() {
     // The node panel's tail keeps the proxy's lines.
     let tail = graph.tail("buyer-0.shop");
     assert!(tail.iter().any(|(_, l)| l.contains("outbound|8181|blue|")));
+    // A node opens its proxy's panel; a workload without a sidecar has none.
+    assert_eq!(
+        node("wl:shop/buyer").and_then(|n| n.proxy.as_deref()),
+        Some("buyer-0.shop")
+    );
+    assert_eq!(
+        node("wl:legacy/ledger").map(|n| n.proxy.is_none()),
+        Some(true)
+    );
+
+    // A workload applied while the graph runs is a node, and its
+    // traffic an edge, at once.
+    let courier = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: courier, namespace: shop}
+spec:
+  selector: {matchLabels: {app: courier}}
+  template:
+    metadata: {labels: {app: courier}}
+    spec: {containers: [{name: app, image: curlimages/curl}]}
+";
+    let loaded = meshsim_model::parse_str("courier.yaml", courier);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    mesh.apply(vec![meshsim_mesh::Change::Apply(loaded)])
+        .await
+        .expect("apply");
+    let from = From::Pod("courier-0".into(), "shop".into());
+    let (r, _) = curl(&mesh, &from, &get("http://ledger.legacy:7070/")).await;
+    assert_eq!(r.status, Some(200));
+    let snap = graph.snapshot(&mesh);
+    assert!(snap.nodes.iter().any(|n| n.id == "wl:shop/courier"));
+    assert!(
+        snap.edges
+            .iter()
+            .any(|e| e.id == "wl:shop/courier->wl:legacy/ledger"),
+        "{:#?}",
+        snap.edges
+    );
     mesh.shutdown().await;
 }
 

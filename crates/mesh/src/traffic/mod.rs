@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meshsim_compiler::world::{Pod, PodRole};
+use meshsim_compiler::world::PodRole;
 use meshsim_proxy::accesslog::LogEntry;
 use serde::Serialize;
 
@@ -64,19 +64,45 @@ struct Edge {
     service: Option<Arc<str>>,
 }
 
+/// What the lines made of the traffic.
 #[derive(Default)]
-struct State {
+struct Traffic {
     edges: HashMap<(Arc<str>, Arc<str>), Edge>,
     tails: HashMap<Arc<str>, VecDeque<(String, Arc<str>)>>,
+}
+
+#[derive(Default)]
+struct State {
+    traffic: Traffic,
     /// Lookups for the world the lines come from (rebuilt when a change
-    /// replaces it): nothing scans pods or services per line.
+    /// replaces it): nothing scans pods or services per line or snapshot.
     index: Option<Index>,
+}
+
+impl State {
+    /// The index for `mesh`'s world now (built when the world changed),
+    /// beside the traffic.
+    fn split(&mut self, mesh: &Mesh) -> (&Index, &mut Traffic) {
+        let world = mesh.world();
+        let State { traffic, index } = self;
+        if index
+            .as_ref()
+            .is_none_or(|i| !Arc::ptr_eq(&i.world, &world))
+        {
+            *index = Some(Index::new(world.clone()));
+        }
+        let ix = index.get_or_insert_with(|| Index::new(world));
+        (ix, traffic)
+    }
 }
 
 /// A pod as the graph names it.
 struct PodNode {
     /// `pod.namespace` (its proxy's id).
     id: Arc<str>,
+    namespace: Arc<str>,
+    /// `WORKLOAD (VERSION)` for a workload, `WORKLOAD` for a gateway.
+    label: String,
     /// `wl:NS/WORKLOAD` or `gw:NS/WORKLOAD`.
     node: Arc<str>,
     /// `svc:NS/NAME` of a Service selecting it.
@@ -90,6 +116,8 @@ struct Index {
     world: Arc<meshsim_compiler::World>,
     by_ip: HashMap<IpAddr, Arc<PodNode>>,
     by_proxy: HashMap<Arc<str>, Arc<PodNode>>,
+    /// A workload's first pod (world order), by node id.
+    by_node: HashMap<Arc<str>, Arc<PodNode>>,
     /// Kubernetes Service addresses → `svc:NS/NAME`.
     vips: HashMap<IpAddr, Arc<str>>,
     outside: Arc<str>,
@@ -99,17 +127,33 @@ impl Index {
     fn new(world: Arc<meshsim_compiler::World>) -> Index {
         let mut by_ip = HashMap::new();
         let mut by_proxy = HashMap::new();
+        let mut by_node = HashMap::new();
         for pod in &world.pods {
-            let (node, service) = pod_node(&world, pod);
+            let workload = pod
+                .owner
+                .rsplit_once('/')
+                .map_or(pod.name.as_str(), |(_, n)| n);
+            let gateway = pod.role == PodRole::Gateway;
+            let prefix = if gateway { "gw" } else { "wl" };
+            let version = pod.labels.get("version");
             let n = Arc::new(PodNode {
                 id: pod.id().into(),
-                node: node.into(),
-                service: service.map(Into::into),
-                version: pod.labels.get("version").map(|v| v.as_str().into()),
+                namespace: pod.namespace.as_str().into(),
+                label: match version {
+                    Some(v) if !gateway => format!("{workload} ({v})"),
+                    _ => workload.to_string(),
+                },
+                node: format!("{prefix}:{}/{workload}", pod.namespace).into(),
+                service: world
+                    .services_selecting(pod)
+                    .next()
+                    .map(|s| format!("svc:{}/{}", s.namespace, s.name).into()),
+                version: version.map(|v| v.as_str().into()),
                 proxy: pod.is_proxy(),
-                gateway: pod.role == PodRole::Gateway,
+                gateway,
             });
             by_ip.insert(IpAddr::V4(pod.ip), n.clone());
+            by_node.entry(n.node.clone()).or_insert_with(|| n.clone());
             by_proxy.insert(n.id.clone(), n);
         }
         let vips = world
@@ -128,13 +172,14 @@ impl Index {
             world,
             by_ip,
             by_proxy,
+            by_node,
             vips,
             outside: "outside".into(),
         }
     }
 }
 
-impl State {
+impl Traffic {
     fn record(&mut self, ix: &Index, now: u64, proxy: &str, line: &Arc<str>, e: &LogEntry) {
         let Some(pod) = ix.by_proxy.get(proxy) else {
             return;
@@ -190,8 +235,7 @@ impl State {
                         .filter(|h| !h.is_empty())
                         .or(e.requested_server_name.as_deref())
                         .unwrap_or_else(|| host_only(authority));
-                    let ns = pod.id.split_once('.').map_or("default", |(_, n)| n);
-                    let fqdn = ix.world.resolve_host(host, ns);
+                    let fqdn = ix.world.resolve_host(host, &pod.namespace);
                     let node: Arc<str> =
                         match ix.world.service(&fqdn).filter(|s| {
                             s.source == meshsim_compiler::world::ServiceSource::Kubernetes
@@ -342,24 +386,6 @@ pub struct Snapshot {
     pub splits: Vec<Split>,
 }
 
-/// A pod's node id and, for a workload, its service's.
-fn pod_node(world: &meshsim_compiler::World, pod: &Pod) -> (String, Option<String>) {
-    let workload = pod
-        .owner
-        .rsplit_once('/')
-        .map_or(pod.name.as_str(), |(_, n)| n);
-    let prefix = if pod.role == PodRole::Gateway {
-        "gw"
-    } else {
-        "wl"
-    };
-    let svc = world
-        .services_selecting(pod)
-        .next()
-        .map(|s| format!("svc:{}/{}", s.namespace, s.name));
-    (format!("{prefix}:{}/{workload}", pod.namespace), svc)
-}
-
 fn host_only(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
@@ -387,72 +413,53 @@ impl TrafficGraph {
     }
 
     fn record(&self, mesh: &Mesh, proxy: &str, line: &Arc<str>, e: &LogEntry) {
-        let world = mesh.world();
         let now = self.now();
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        if st
-            .index
-            .as_ref()
-            .is_none_or(|i| !Arc::ptr_eq(&i.world, &world))
-        {
-            st.index = Some(Index::new(world));
-        }
-        let Some(index) = st.index.take() else {
-            return;
-        };
-        st.record(&index, now, proxy, line, e);
-        st.index = Some(index);
+        let (ix, traffic) = st.split(mesh);
+        traffic.record(ix, now, proxy, line, e);
     }
 
     /// The graph now: every workload, its service, gateways, and the
     /// hosts and edges traffic used in the window.
     pub fn snapshot(&self, mesh: &Mesh) -> Snapshot {
-        let world = mesh.world();
         let now = self.now();
-        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
-        for pod in &world.pods {
-            let (id, svc) = pod_node(&world, pod);
-            let kind = if pod.role == PodRole::Gateway {
-                "gateway"
-            } else {
-                "workload"
+        let Ok(mut st) = self.state.lock() else {
+            return Snapshot {
+                window_seconds: WINDOW_SECS,
+                nodes: vec![],
+                edges: vec![],
+                splits: vec![],
             };
-            let parent = svc.clone().filter(|_| kind == "workload");
-            if let Some(s) = &parent {
-                nodes.entry(s.clone()).or_insert_with(|| Node {
-                    id: s.clone(),
+        };
+        let (ix, traffic) = st.split(mesh);
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        for pod in ix.by_proxy.values() {
+            let parent = pod.service.as_deref().filter(|_| !pod.gateway);
+            if let Some(s) = parent {
+                nodes.entry(s.to_string()).or_insert_with(|| Node {
+                    id: s.to_string(),
                     label: s.split('/').nth(1).unwrap_or(s).to_string(),
                     kind: "service",
                     parent: None,
                     proxy: None,
                 });
             }
-            let workload = id.split('/').nth(1).unwrap_or(&id).to_string();
-            let label = match pod.labels.get("version") {
-                Some(v) if kind == "workload" => format!("{workload} ({v})"),
-                _ => workload,
-            };
-            nodes.entry(id.clone()).or_insert_with(|| Node {
-                id,
-                label,
-                kind,
-                parent,
-                proxy: pod.is_proxy().then(|| pod.id()),
+            nodes.entry(pod.node.to_string()).or_insert_with(|| Node {
+                id: pod.node.to_string(),
+                label: pod.label.clone(),
+                kind: if pod.gateway { "gateway" } else { "workload" },
+                parent: parent.map(str::to_string),
+                // The workload's first pod answers for it.
+                proxy: ix.by_node[&pod.node]
+                    .proxy
+                    .then(|| ix.by_node[&pod.node].id.to_string()),
             });
         }
-        let Ok(st) = self.state.lock() else {
-            return Snapshot {
-                window_seconds: WINDOW_SECS,
-                nodes: nodes.into_values().collect(),
-                edges: vec![],
-                splits: vec![],
-            };
-        };
         let mut edges = Vec::new();
         let mut per_split: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
-        for ((src, dst), e) in &st.edges {
+        for ((src, dst), e) in &traffic.edges {
             let live: Vec<&Bucket> = e
                 .buckets
                 .iter()
@@ -531,14 +538,13 @@ impl TrafficGraph {
                 mtls: e.mtls,
             });
         }
-        drop(st);
         edges.sort_by(|a, b| a.id.cmp(&b.id));
         let splits = per_split
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .filter_map(|((src, svc), versions)| {
                 let total: u64 = versions.values().sum::<u64>().max(1);
-                let configured = configured_weights(mesh, &world, &src, &svc);
+                let configured = configured_weights(mesh, ix, &src, &svc);
                 // A split: weights configured, or more than one version
                 // answering.
                 if configured.len() < 2 && versions.len() < 2 {
@@ -573,7 +579,8 @@ impl TrafficGraph {
             .lock()
             .ok()
             .and_then(|s| {
-                s.tails
+                s.traffic
+                    .tails
                     .get(proxy)
                     .map(|t| t.iter().map(|(f, l)| (f.clone(), l.to_string())).collect())
             })
@@ -589,7 +596,8 @@ impl TrafficGraph {
             .lock()
             .ok()
             .and_then(|s| {
-                s.edges
+                s.traffic
+                    .edges
                     .get(&(Arc::from(src), Arc::from(dst)))
                     .map(|e| e.recent.iter().map(|r| (**r).clone()).collect())
             })
@@ -599,21 +607,13 @@ impl TrafficGraph {
 
 /// The weighted clusters the client's route table holds for a service
 /// (`svc:NS/NAME`), by subset: what the observed split is compared with.
-fn configured_weights(
-    mesh: &Mesh,
-    world: &meshsim_compiler::World,
-    src: &str,
-    svc: &str,
-) -> Vec<Share> {
+fn configured_weights(mesh: &Mesh, ix: &Index, src: &str, svc: &str) -> Vec<Share> {
     let Some((ns, name)) = svc.strip_prefix("svc:").and_then(|s| s.split_once('/')) else {
         return vec![];
     };
-    let host = format!("{name}.{ns}.svc.{}", world.settings.cluster_domain);
+    let host = format!("{name}.{ns}.svc.{}", ix.world.settings.cluster_domain);
     // The source workload's first proxy.
-    let Some(pod) = world.pods.iter().find(|p| pod_node(world, p).0 == src) else {
-        return vec![];
-    };
-    let Some(proxy) = mesh.proxy(&pod.id()) else {
+    let Some(proxy) = ix.by_node.get(src).and_then(|p| mesh.proxy(&p.id)) else {
         return vec![];
     };
     let t = proxy.tables();

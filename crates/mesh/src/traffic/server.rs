@@ -221,16 +221,13 @@ fn edge(mesh: &Mesh, graph: &TrafficGraph, id: &str) -> serde_json::Value {
         // From a workload's sidecar only: a gateway's lines carry the
         // Host its outside client sent (a sandbox's 127.0.0.1:PORT), not
         // an address explain can walk from outside.
-        let src = id.split_once("->")?.0;
-        if !src.starts_with("wl:") {
+        if !id.starts_with("wl:") {
             return None;
         }
-        let world = mesh.world();
-        let pod = world
-            .pods
-            .iter()
-            .find(|p| super::pod_node(&world, p).0 == src)?;
-        let from = From::Pod(pod.name.clone(), pod.namespace.clone());
+        // The pod whose sidecar logged it (`pod.namespace`; a namespace
+        // has no dots).
+        let (pod, ns) = r.proxy.rsplit_once('.')?;
+        let from = From::Pod(pod.to_string(), ns.to_string());
         let req = CurlRequest {
             url: format!("http://{}{}", r.authority, r.path),
             method: Some(r.method.clone()).filter(|m| !m.is_empty()),
